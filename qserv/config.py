@@ -1,0 +1,73 @@
+"""One typed configuration object, built once by the CLI and passed down.
+
+Every field has a default and help text (``field(metadata={"help": ...})``) so that
+``--help`` and the docs can be generated from this module; nothing reads configuration
+from a global.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _help(default: object, text: str) -> object:
+    return field(default=default, metadata={"help": text})
+
+
+@dataclass(frozen=True)
+class PartitioningConfig:
+    """Default partitioning of a new database (a *family* is one such triple)."""
+
+    order: int = _help(5, "HEALPix order of chunks (5: 12,288 chunks of ~1.8 deg).")  # type: ignore[assignment]
+    sub_order: int = _help(8, "HEALPix order of sub-chunks (must exceed the chunk order).")  # type: ignore[assignment]
+    overlap: float = _help(1.0 / 60.0, "Overlap (margin) of director chunks, degrees (1 arcmin).")  # type: ignore[assignment]
+
+
+@dataclass(frozen=True)
+class CzarConfig:
+    host: str = _help("127.0.0.1", "Address the czar's front ends listen on.")  # type: ignore[assignment]
+    pg_port: int = _help(4040, "PostgreSQL wire protocol port.")  # type: ignore[assignment]
+    http_port: int = _help(4048, "HTTP port (admin and ingest API).")  # type: ignore[assignment]
+    data_dir: Path = _help(Path("data/czar"), "Czar state: director index, spill files.")  # type: ignore[assignment]
+    max_result_rows: int = _help(0, "Refuse results larger than this many rows (0: no limit).")  # type: ignore[assignment]
+    worker_timeout: float = _help(600.0, "Seconds a worker batch may run before it is retried elsewhere.")  # type: ignore[assignment]
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    name: str = _help("worker-1", "Unique worker name, as registered in the metadata store.")  # type: ignore[assignment]
+    host: str = _help("127.0.0.1", "Address the worker's gRPC server listens on.")  # type: ignore[assignment]
+    port: int = _help(5040, "gRPC port.")  # type: ignore[assignment]
+    data_dir: Path = _help(Path("data/worker-1"), "Directory holding the worker's DuckDB database.")  # type: ignore[assignment]
+    threads: int = _help(2, "DuckDB threads per query.")  # type: ignore[assignment]
+    memory_limit: str = _help("4GB", "DuckDB memory limit.")  # type: ignore[assignment]
+
+
+@dataclass(frozen=True)
+class ReplicationConfig:
+    level: int = _help(2, "Replicas kept of every chunk (capped at the number of workers).")  # type: ignore[assignment]
+    health_interval: float = _help(2.0, "Seconds between worker health probes.")  # type: ignore[assignment]
+
+
+@dataclass(frozen=True)
+class MetadataConfig:
+    url: str = _help("", "Metadata store: sqlite:///PATH or postgresql://... (default: sqlite in the data dir).")  # type: ignore[assignment]
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration of one process (or of a local cluster under ``qserv up``)."""
+
+    data_dir: Path = _help(Path("data"), "Root of all state of a local cluster.")  # type: ignore[assignment]
+    partitioning: PartitioningConfig = field(default_factory=PartitioningConfig)
+    czar: CzarConfig = field(default_factory=CzarConfig)
+    worker: WorkerConfig = field(default_factory=WorkerConfig)
+    replication: ReplicationConfig = field(default_factory=ReplicationConfig)
+    metadata: MetadataConfig = field(default_factory=MetadataConfig)
+
+    def metadata_url(self) -> str:
+        """The metadata store URL, defaulting to an SQLite file inside ``data_dir``."""
+        if self.metadata.url:
+            return self.metadata.url
+        return f"sqlite:///{(self.data_dir / 'metadata.sqlite3').resolve()}"

@@ -1,0 +1,23 @@
+"""The metadata store: one interface (:class:`MetadataStore`), two backends."""
+
+from qserv.metadata.store import (
+    ChunkRows,
+    MetadataStore,
+    Replica,
+    Transaction,
+    TransactionState,
+    WorkerInfo,
+    WorkerState,
+    open_store,
+)
+
+__all__ = [
+    "ChunkRows",
+    "MetadataStore",
+    "Replica",
+    "Transaction",
+    "TransactionState",
+    "WorkerInfo",
+    "WorkerState",
+    "open_store",
+]

@@ -1,0 +1,1 @@
+"""Spherical geometry: HEALPix chunks, overlap, regions, and the spatial SQL functions."""

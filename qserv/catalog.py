@@ -18,14 +18,14 @@ One table per (database, table) rather than one per chunk: DuckDB prunes row gro
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 CHUNK_COLUMN = "_chunk"
 SUBCHUNK_COLUMN = "_subchunk"
 OVERLAP_SUFFIX = "__overlap"
 
 
-class TableKind(str, Enum):
+class TableKind(StrEnum):
     DIRECTOR = "director"
     CHILD = "child"
     MATCH = "match"
@@ -94,9 +94,7 @@ class Catalog:
 
     def table(self, database: str, name: str) -> Table | None:
         ldb, lname = database.lower(), name.lower()
-        return next(
-            (t for t in self.tables if t.database.lower() == ldb and t.name.lower() == lname), None
-        )
+        return next((t for t in self.tables if t.database.lower() == ldb and t.name.lower() == lname), None)
 
     def tables_of(self, database: str) -> tuple[Table, ...]:
         ldb = database.lower()

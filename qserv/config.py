@@ -52,7 +52,9 @@ class ReplicationConfig:
 
 @dataclass(frozen=True)
 class MetadataConfig:
-    url: str = _help("", "Metadata store: sqlite:///PATH or postgresql://... (default: sqlite in the data dir).")  # type: ignore[assignment]
+    url: str = _help(
+        "", "Metadata store: sqlite:///PATH or postgresql://... (default: sqlite in the data dir)."
+    )  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)

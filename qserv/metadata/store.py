@@ -11,13 +11,13 @@ Visibility rule: chunk row counts and replicas written under a transaction becom
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Protocol
 
 from qserv.catalog import Catalog, Database, Table
 
 
-class WorkerState(str, Enum):
+class WorkerState(StrEnum):
     ACTIVE = "active"
     DOWN = "down"  # failed health probes; not chosen for queries or placement
 
@@ -43,7 +43,7 @@ class Replica:
     worker: str
 
 
-class TransactionState(str, Enum):
+class TransactionState(StrEnum):
     STARTED = "started"
     COMMITTING = "committing"  # workers told to publish; retried until done
     COMMITTED = "committed"

@@ -56,9 +56,7 @@ def macro_ddl(schema: str | None = None, temporary: bool = False) -> list[str]:
     """``CREATE OR REPLACE MACRO`` statements for every spatial function."""
     kind = "TEMP MACRO" if temporary else "MACRO"
     prefix = f"{schema}." if schema else ""
-    return [
-        f"CREATE OR REPLACE {kind} {prefix}{name}({params}) AS {body}" for name, params, body in MACROS
-    ]
+    return [f"CREATE OR REPLACE {kind} {prefix}{name}({params}) AS {body}" for name, params, body in MACROS]
 
 
 def install_macros(conn: _Executes, schema: str | None = None, temporary: bool = False) -> None:

@@ -1,0 +1,120 @@
+"""Pass 1 (guard): only a read-only SELECT over allowed functions gets past.
+
+    INSERT INTO t VALUES (1)          -> AccessDenied 42501 "INSERT is not allowed"
+    SELECT * FROM read_csv('/etc/x')  -> AccessDenied 42501 "read_csv reads files"
+    SELECT foo(ra) FROM Object        -> UndefinedFunction 42883 "function foo does not exist"
+
+Depends on nothing; every later pass may assume a SELECT with known functions.
+"""
+
+from __future__ import annotations
+
+from sqlglot import exp
+
+from czar.parse import node_position
+from qserv.errors import AccessDenied, UndefinedFunction, Unsupported
+from qserv.sphere.scisql import MACROS
+
+# Typed sqlglot function nodes that are safe and evaluate identically on workers and czar.
+ALLOWED_FUNCTION_NODES: frozenset[str] = frozenset(
+    """Abs Acos Asin Atan Atan2 Cbrt Ceil Cos Cot Degrees Exp Floor Ln Log Pi Pow Radians Round
+    Sign Sin Sqrt Tan Trunc Case If Cast TryCast Coalesce Nullif Greatest Least Concat Length
+    Lower Upper Substring Trim Left Right StrPosition Replace Count Sum Min Max Avg Stddev
+    StddevPop StddevSamp Variance VariancePop Median AnyValue""".split()
+)
+# Functions sqlglot does not know (parsed as Anonymous), lower-cased.
+ALLOWED_ANONYMOUS: frozenset[str] = frozenset(
+    {name.lower() for name, _, _ in MACROS}
+    | {"qserv_areaspec_box", "qserv_areaspec_circle", "log10", "log2", "ltrim", "rtrim", "isnan"}
+    | {"isinf", "isfinite", "ifnull", "even", "gamma", "lgamma", "factorial"}
+)
+FILE_FUNCTIONS = ("read_", "glob", "scan_", "parquet_", "sniff_", "iceberg", "delta_", "http")
+
+_WRITES: tuple[tuple[type[exp.Expr], str], ...] = (
+    (exp.Insert, "INSERT"),
+    (exp.Update, "UPDATE"),
+    (exp.Delete, "DELETE"),
+    (exp.Merge, "MERGE"),
+    (exp.Create, "CREATE"),
+    (exp.Drop, "DROP"),
+    (exp.Alter, "ALTER"),
+    (exp.Copy, "COPY"),
+    (exp.Attach, "ATTACH"),
+    (exp.Detach, "DETACH"),
+    (exp.Set, "SET"),
+    (exp.Pragma, "PRAGMA"),
+    (exp.Install, "INSTALL") if hasattr(exp, "Install") else (exp.Command, "COMMAND"),
+    (exp.Command, "COMMAND"),
+    (exp.Into, "SELECT INTO"),
+    (exp.TruncateTable, "TRUNCATE"),
+)
+
+
+def _statement_name(tree: exp.Expr) -> str:
+    if isinstance(tree, exp.Command):
+        return str(tree.this).upper()
+    for cls, name in _WRITES:
+        if isinstance(tree, cls):
+            return name
+    # Statements sqlglot does not know (INSTALL x) parse as an expression: name the first word.
+    first = next((n for n in tree.walk() if isinstance(n, exp.Identifier)), None)
+    return first.name.upper() if first is not None else tree.key.upper()
+
+
+def guard(tree: exp.Expr) -> exp.Select:
+    """Refuse anything but a SELECT, and any function outside the allow-list."""
+    if isinstance(tree, exp.SetOperation):
+        raise Unsupported(
+            f"{tree.key.upper()} is not supported yet: run the queries separately",
+            position=node_position(tree),
+        )
+    if not isinstance(tree, exp.Select):
+        name = _statement_name(tree)
+        raise AccessDenied(
+            f"{name} is not allowed: qserv accepts read-only SELECT queries only",
+            position=1,  # the statement itself
+        )
+    for node in tree.walk():
+        if isinstance(node, exp.Window):
+            raise Unsupported(
+                "window functions are not supported yet: compute them on the result",
+                position=node_position(node),
+            )
+        for cls, name in _WRITES:
+            if isinstance(node, cls):
+                raise AccessDenied(
+                    f"{name} is not allowed inside a query: qserv accepts read-only SELECT only",
+                    position=node_position(node),
+                )
+        if isinstance(node, exp.Table) and not isinstance(node.this, exp.Identifier):
+            fname = node.this.sql_name() if isinstance(node.this, exp.Func) else node.this.key
+            if isinstance(node.this, exp.Anonymous):
+                fname = node.this.name
+            raise AccessDenied(
+                f"table function {fname} is not allowed: select from catalog tables only",
+                position=node_position(node),
+            )
+        if isinstance(node, exp.Func) and not isinstance(node, exp.Connector):
+            _check_function(node)
+    return tree
+
+
+def _check_function(node: exp.Func) -> None:
+    if isinstance(node, exp.Anonymous):
+        name = node.name.lower()
+        if name in ALLOWED_ANONYMOUS:
+            return
+    else:
+        if type(node).__name__ in ALLOWED_FUNCTION_NODES:
+            return
+        name = node.sql_name().lower()
+    if name.startswith(FILE_FUNCTIONS) or "read" in name or type(node).__name__.startswith("Read"):
+        raise AccessDenied(
+            f"function {name} reads files or the network and is not allowed in queries",
+            position=node_position(node),
+        )
+    raise UndefinedFunction(
+        f"function {name} does not exist or is not allowed in qserv queries",
+        hint="allowed: arithmetic, string, CASE/CAST/COALESCE, COUNT/SUM/MIN/MAX/AVG, scisql_*",
+        position=node_position(node),
+    )

@@ -1,0 +1,133 @@
+"""Pass 5 (joins): every join must be answerable from chunk-local data.
+
+Allowed:
+
+* one chunked table, with any number of regular tables (copied whole to every worker);
+* a director and its children joined on ``director.id = child.key`` (children live in their
+  director row's chunk), children of the same director on ``a.key = b.key``, a director with
+  itself on ``a.id = b.id``:
+
+      SELECT ... FROM Object o JOIN Source s ON s.objectId = o.objectId
+      -> worker adds ``s._chunk = o._chunk`` (see plan/split.py)
+
+Refused (Unsupported 0A000): two different directors, children of different directors, chunked
+tables without such an equi-join (cross joins, near-neighbour self-joins: a later issue), and a
+LEFT JOIN whose nullable chunked side has no chunked preserved side.
+Depends on resolve (qualified columns) and classify.
+"""
+
+from __future__ import annotations
+
+from sqlglot import exp
+
+from czar.analyze.model import ChunkJoin, TableRef
+from qserv.catalog import TableKind
+from qserv.errors import Unsupported
+
+
+def conjuncts(condition: exp.Expr | None) -> list[exp.Expr]:
+    """Top-level AND terms of a condition (parentheses removed)."""
+    if condition is None:
+        return []
+    condition = condition.unnest()
+    if isinstance(condition, exp.And):
+        return conjuncts(condition.left) + conjuncts(condition.right)
+    return [condition]
+
+
+def _director_of(ref: TableRef, column: str) -> tuple[str, str] | None:
+    """(db, director) when ``column`` is the director key of ``ref``, else None."""
+    t = ref.table
+    if t.kind is TableKind.DIRECTOR and t.id_column and t.id_column.lower() == column.lower():
+        return (t.database.lower(), t.name.lower())
+    if t.kind is TableKind.CHILD and t.key_column and t.key_column.lower() == column.lower():
+        return (t.database.lower(), (t.director or "").lower())
+    return None
+
+
+def _key_edges(terms: list[exp.Expr], by_alias: dict[str, TableRef]) -> list[tuple[str, str]]:
+    edges = []
+    for term in terms:
+        if not isinstance(term, exp.EQ):
+            continue
+        a, b = term.this, term.expression
+        if not (isinstance(a, exp.Column) and isinstance(b, exp.Column)):
+            continue
+        ra, rb = by_alias.get(a.table.lower()), by_alias.get(b.table.lower())
+        if ra is None or rb is None or ra is rb:
+            continue
+        da, db = _director_of(ra, a.name), _director_of(rb, b.name)
+        if da is not None and da == db:
+            edges.append((ra.alias.lower(), rb.alias.lower()))
+    return edges
+
+
+def check_joins(tree: exp.Select, refs: tuple[TableRef, ...]) -> tuple[ChunkJoin, ...]:
+    """Return the chunk-local joins between chunked tables, or refuse the query."""
+    chunked = [r for r in refs if r.table.is_chunked]
+    order = {r.alias.lower(): i for i, r in enumerate(refs)}
+    by_alias = {r.alias.lower(): r for r in chunked}
+    where = tree.args.get("where")
+    terms = conjuncts(where.this if where is not None else None)
+    for join in tree.args.get("joins") or []:
+        terms.extend(conjuncts(join.args.get("on")))
+    edges = _key_edges(terms, by_alias)
+
+    parent = {a: a for a in by_alias}
+
+    def find(a: str) -> str:
+        while parent[a] != a:
+            a = parent[a]
+        return a
+
+    joins: list[ChunkJoin] = []
+    for a, b in edges:
+        ra, rb = find(a), find(b)
+        if ra == rb:
+            continue
+        parent[rb] = ra
+        left, right = sorted((a, b), key=order.__getitem__)
+        joins.append(
+            ChunkJoin(left=by_alias[left].alias, right=by_alias[right].alias, in_on=by_alias[right].outer)
+        )
+    roots = {find(a) for a in by_alias}
+    if len(roots) > 1:
+        raise _refusal(chunked)
+    for ref in chunked:
+        if ref.outer and not any(j.right == ref.alias for j in joins):
+            raise Unsupported(
+                f'LEFT JOIN of chunked table "{ref.alias}" needs a chunked table on its left, joined '
+                "on the director key: a regular table cannot be the preserved side",
+                position=ref.position,
+            )
+    return tuple(joins)
+
+
+def _refusal(chunked: list[TableRef]) -> Unsupported:
+    directors = {
+        (
+            r.table.database.lower(),
+            r.table.name.lower() if r.kind is TableKind.DIRECTOR else (r.table.director or "").lower(),
+        )
+        for r in chunked
+    }
+    names = ", ".join(f"{r.alias} ({r.kind.value} {r.table.name})" for r in chunked)
+    position = chunked[1].position
+    if len(directors) > 1:
+        return Unsupported(
+            f"join of tables of different directors is not supported: {names}; only a director "
+            "and its children can be joined (their rows share chunks)",
+            position=position,
+        )
+    same = {r.table.name.lower() for r in chunked}
+    if len(same) == 1 and chunked[0].kind is TableKind.DIRECTOR:
+        return Unsupported(
+            f"self-join of director {chunked[0].table.name} without equal keys (near-neighbour "
+            f"join) is not supported yet: {names}",
+            position=position,
+        )
+    return Unsupported(
+        f"join of chunked tables without an equi-join on the director key is not supported: {names}; "
+        "add ON child.key = director.id",
+        position=position,
+    )

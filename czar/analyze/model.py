@@ -1,0 +1,80 @@
+"""Typed facts the analyzer hands to the planner (frozen dataclasses)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TypeAlias
+
+from sqlglot import exp
+
+from qserv.catalog import Partitioning, Table, TableKind
+from qserv.sphere.region import Box, Circle
+
+Region: TypeAlias = Box | Circle
+
+
+@dataclass(frozen=True)
+class TableRef:
+    """One table reference in FROM/JOIN: the catalog table and the alias the query uses."""
+
+    alias: str
+    table: Table
+    position: int | None = None
+    outer: bool = False  # the nullable side of a LEFT JOIN
+
+    @property
+    def kind(self) -> TableKind:
+        return self.table.kind
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """(database, table) lower-cased: the key of ``PlanContext.nonempty_chunks``."""
+        return (self.table.database.lower(), self.table.name.lower())
+
+
+@dataclass(frozen=True)
+class ChunkJoin:
+    """Two chunked references joined so that matching rows share a chunk (director-child)."""
+
+    left: str  # alias
+    right: str  # alias
+    in_on: bool  # the condition belongs in the ON clause of ``right`` (LEFT JOIN)
+
+
+@dataclass(frozen=True)
+class AggregateInfo:
+    """Whether the query aggregates, and its GROUP BY keys (ordinals and aliases resolved)."""
+
+    aggregated: bool
+    group_by: tuple[exp.Expr, ...] = ()
+
+
+@dataclass(frozen=True)
+class AnalyzedQuery:
+    """A checked query: the rewritten tree plus everything the planner needs to know about it.
+
+    ``tree`` is user-level DuckDB-ready SQL: tables as ``"db"."Table" AS alias``, columns
+    qualified by alias, ``*`` expanded, areaspec restrictors rewritten into row predicates.
+    Run on one DuckDB holding the plain tables it gives the reference answer.
+    """
+
+    sql: str
+    tree: exp.Select
+    written: exp.Select  # ``tree`` with columns spelled as written (result names come from it)
+    tables: tuple[TableRef, ...]
+    chunk_joins: tuple[ChunkJoin, ...]
+    region: Region | None
+    director_keys: tuple[int | str, ...] | None
+    key_table: tuple[str, str] | None  # (database, director table) to look keys up in
+    aggregates: AggregateInfo
+    columns: tuple[str, ...]
+    types: tuple[str, ...]  # DuckDB type of each output column, as single-node DuckDB gives it
+    partitioning: Partitioning | None  # of the chunked tables (None: regular tables only)
+
+    @property
+    def chunked(self) -> tuple[TableRef, ...]:
+        return tuple(r for r in self.tables if r.table.is_chunked)
+
+    def reference_sql(self) -> str:
+        """The query for one DuckDB holding the plain tables (the differential reference)."""
+        return self.written.sql(dialect="duckdb")

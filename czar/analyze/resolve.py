@@ -1,0 +1,209 @@
+"""Pass 3 (resolve): bind every table and column to the catalog, case-insensitively.
+
+    SELECT * FROM object o WHERE RA > 1
+    -> SELECT "o"."objectId", "o"."ra", ... FROM "db"."Object" AS "o" WHERE "o"."ra" > 1
+
+Tables become ``"db"."Table" AS "alias"`` (the alias defaults to the name as written), columns
+are qualified by alias and spelled as in the catalog, ``*``/``t.*`` expand to the user columns.
+The hidden ``_chunk``/``_subchunk`` columns are never expanded and refused when named.
+Unqualified names that match a select-list alias are left alone in ORDER BY/GROUP BY/HAVING.
+Depends on guard and shape (a single SELECT, no sub-queries).
+"""
+
+from __future__ import annotations
+
+from sqlglot import exp
+
+from czar.analyze.model import TableRef
+from czar.parse import node_position
+from qserv.catalog import CHUNK_COLUMN, SUBCHUNK_COLUMN, Catalog, Table
+from qserv.errors import AmbiguousColumn, QservError, UndefinedColumn, UndefinedTable, Unsupported
+
+HIDDEN_COLUMNS = frozenset({CHUNK_COLUMN, SUBCHUNK_COLUMN})
+
+
+def from_tables(tree: exp.Select) -> list[tuple[exp.Table, exp.Join | None]]:
+    """The FROM table and each JOIN's table, in order, with the join that brings it."""
+    out: list[tuple[exp.Table, exp.Join | None]] = []
+    from_ = tree.args.get("from_")
+    if from_ is not None:
+        if not isinstance(from_.this, exp.Table):
+            raise Unsupported("FROM must name catalog tables", position=node_position(from_))
+        out.append((from_.this, None))
+    for join in tree.args.get("joins") or []:
+        if not isinstance(join.this, exp.Table):
+            raise Unsupported("JOIN must name catalog tables", position=node_position(join))
+        out.append((join.this, join))
+    return out
+
+
+def _quoted(name: str, like: exp.Expr | None = None) -> exp.Identifier:
+    ident = exp.Identifier(this=name, quoted=True)
+    if like is not None and like.meta:
+        ident.meta.update(like.meta)
+    return ident
+
+
+def resolve_tables(tree: exp.Select, catalog: Catalog, default_db: str) -> tuple[TableRef, ...]:
+    """Replace each table by its catalog spelling with an explicit alias; return the refs."""
+    refs: list[TableRef] = []
+    for node, join in from_tables(tree):
+        position = node_position(node)
+        db_name = node.db or default_db
+        table = catalog.table(db_name, node.name)
+        if table is None:
+            raise _undefined_table(catalog, db_name, node.name, position)
+        alias = node.alias or node.name
+        if any(r.alias.lower() == alias.lower() for r in refs):
+            err = QservError(
+                f'table name "{alias}" specified more than once: give each reference its own alias',
+                position=position,
+            )
+            err.sqlstate = "42712"
+            raise err
+        outer = False
+        if join is not None:
+            side = (join.side or "").upper()
+            if side in ("RIGHT", "FULL"):
+                raise Unsupported(
+                    f"{side} JOIN is not supported yet: write it as a LEFT JOIN",
+                    position=node_position(join),
+                )
+            outer = side == "LEFT"
+        node.replace(
+            exp.Table(
+                this=_quoted(table.name),
+                db=_quoted(table.database),
+                alias=exp.TableAlias(this=_quoted(alias)),
+            )
+        )
+        refs.append(TableRef(alias=alias, table=table, position=position, outer=outer))
+    return tuple(refs)
+
+
+def _undefined_table(catalog: Catalog, db: str, name: str, position: int | None) -> QservError:
+    if catalog.database(db) is None:
+        known = ", ".join(sorted(d.name for d in catalog.databases)) or "none"
+        return UndefinedTable(
+            f'relation "{db}.{name}" does not exist: no database "{db}" (databases: {known})',
+            position=position,
+        )
+    names = ", ".join(sorted(t.name for t in catalog.tables_of(db))) or "none"
+    return UndefinedTable(
+        f'relation "{db}.{name}" does not exist (tables in {db}: {names})', position=position
+    )
+
+
+def expand_stars(tree: exp.Select, refs: tuple[TableRef, ...]) -> None:
+    """``*`` -> every user column of every table; ``t.*`` -> those of ``t``."""
+    projections: list[exp.Expr] = []
+    for p in tree.expressions:
+        if isinstance(p, exp.Star):
+            if p.args.get("except_") or p.args.get("replace") or p.args.get("rename"):
+                raise Unsupported("* EXCLUDE/REPLACE is not supported", position=node_position(p))
+            if not refs:
+                raise Unsupported("SELECT * needs a FROM clause", position=node_position(p))
+            for ref in refs:
+                projections.extend(_columns_of(ref))
+        elif isinstance(p, exp.Column) and isinstance(p.this, exp.Star):
+            ref = _find_ref(refs, p.table, node_position(p))
+            projections.extend(_columns_of(ref))
+        else:
+            projections.append(p)
+    tree.set("expressions", projections)
+
+
+def _columns_of(ref: TableRef) -> list[exp.Expr]:
+    return [
+        exp.Column(this=_quoted(c.name), table=_quoted(ref.alias))
+        for c in ref.table.columns
+        if c.name.lower() not in HIDDEN_COLUMNS
+    ]
+
+
+def _find_ref(refs: tuple[TableRef, ...], alias: str, position: int | None) -> TableRef:
+    for ref in refs:
+        if ref.alias.lower() == alias.lower():
+            return ref
+    for ref in refs:  # db.Table.col or Table.col where the table has another alias
+        if ref.table.name.lower() == alias.lower():
+            return ref
+    raise UndefinedTable(
+        f'missing FROM-clause entry for table "{alias}"',
+        position=position,
+    )
+
+
+def resolve_columns(tree: exp.Select, refs: tuple[TableRef, ...]) -> None:
+    """Qualify every column by its table alias and spell it as the catalog does."""
+    aliases = {p.alias.lower() for p in tree.expressions if isinstance(p, exp.Alias)}
+    for col in list(tree.find_all(exp.Column)):
+        if isinstance(col.this, exp.Star):
+            continue  # COUNT(t.*) style; left to DuckDB
+        name = col.name
+        position = node_position(col)
+        if name.lower() in HIDDEN_COLUMNS:
+            raise UndefinedColumn(
+                f'column "{name}" is internal to qserv and cannot be queried',
+                position=position,
+            )
+        if col.table:
+            ref = _find_ref(refs, col.table, position)
+            _bind(col, ref, position)
+            continue
+        owners = [r for r in refs if r.table.column(name) is not None]
+        if len(owners) > 1:
+            tables = ", ".join(r.alias for r in owners)
+            raise AmbiguousColumn(
+                f'column reference "{name}" is ambiguous (in {tables}): qualify it with a table alias',
+                position=position,
+            )
+        if owners:
+            _bind(col, owners[0], position)
+        elif name.lower() in aliases and col.find_ancestor(exp.Order, exp.Group, exp.Having):
+            continue  # a select-list alias; split.py resolves it
+        else:
+            raise _undefined_column(name, refs, position)
+
+
+WRITTEN = "qserv_written"  # meta key: the column as the user wrote it (for result names)
+
+
+def as_written(tree: exp.Select) -> exp.Select:
+    """A copy of ``tree`` with columns spelled as the user wrote them (qualified only if they were).
+
+    DuckDB names unaliased expressions from their text (``avg(psfFlux)``, not ``avg(s.psfFlux)``),
+    so result names and the reference query come from this form.  Resolution already proved
+    every unqualified name unambiguous.
+    """
+    out = tree.copy()
+    for col in list(out.find_all(exp.Column)):
+        written = col.meta.get(WRITTEN)
+        if isinstance(written, exp.Column):
+            col.replace(written.copy())
+    return out
+
+
+def _bind(col: exp.Column, ref: TableRef, position: int | None) -> None:
+    column = ref.table.column(col.name)
+    if column is None:
+        raise _undefined_column(col.name, (ref,), position)
+    written = exp.Column(this=col.this.copy())
+    if col.table:
+        written.set("table", _quoted(ref.alias))
+    col.meta[WRITTEN] = written
+    col.set("this", _quoted(column.name, col.this))
+    col.set("table", _quoted(ref.alias, col.args.get("table")))
+    col.set("db", None)
+    col.set("catalog", None)
+
+
+def _undefined_column(name: str, refs: tuple[TableRef, ...], position: int | None) -> QservError:
+    if not refs:
+        return UndefinedColumn(f'column "{name}" does not exist (no FROM clause)', position=position)
+    known = "; ".join(f"{r.alias}: {_user_columns(r.table)}" for r in refs)
+    return UndefinedColumn(f'column "{name}" does not exist (columns: {known})', position=position)
+
+
+def _user_columns(table: Table) -> str:
+    return ", ".join(c.name for c in table.columns if c.name.lower() not in HIDDEN_COLUMNS)

@@ -1,0 +1,159 @@
+"""Pass 6 (restrictors): spatial areaspecs and director-key restrictions in the WHERE clause.
+
+Areaspecs, top-level WHERE conjuncts only, select the region *and* filter rows (as in Qserv):
+
+    WHERE qserv_areaspec_box(10, -5, 20, 5) AND o.flux > 1
+    -> region Box(10, -5, 20, 5);
+       WHERE scisql_s2PtInBox("o"."ra", "o"."decl", 10, -5, 20, 5) = 1 AND o.flux > 1
+
+Director keys: ``id = const`` or ``id IN (consts)`` on a director's id column (or a child's key
+column) in a top-level conjunct; the planner looks them up in the director index.
+Depends on resolve (qualified columns) and joins (which children are tied to a director).
+"""
+
+from __future__ import annotations
+
+import sqlglot
+from sqlglot import exp
+
+from czar.analyze.joins import conjuncts
+from czar.analyze.model import Region, TableRef
+from czar.dialect import Qserv
+from czar.parse import node_position
+from qserv.catalog import TableKind
+from qserv.errors import InvalidParameter, Unsupported
+from qserv.sphere.region import Box, Circle
+
+AREASPECS: dict[str, tuple[type[Box] | type[Circle], int]] = {
+    "qserv_areaspec_box": (Box, 4),
+    "qserv_areaspec_circle": (Circle, 3),
+}
+
+
+def _areaspec_name(node: exp.Expr) -> str | None:
+    if isinstance(node, exp.Anonymous) and node.name.lower() in AREASPECS:
+        return node.name.lower()
+    return None
+
+
+def _number(node: exp.Expr) -> float | None:
+    if isinstance(node, exp.Paren):
+        return _number(node.this)
+    if isinstance(node, exp.Neg):
+        inner = _number(node.this)
+        return None if inner is None else -inner
+    if isinstance(node, exp.Literal) and not node.is_string:
+        return float(node.this)
+    return None
+
+
+def extract_region(tree: exp.Select, refs: tuple[TableRef, ...]) -> Region | None:
+    """Replace the areaspec conjunct by its row predicate and return its region."""
+    where = tree.args.get("where")
+    calls = [n for n in tree.find_all(exp.Anonymous) if _areaspec_name(n)]
+    if not calls:
+        return None
+    top = {id(t) for t in conjuncts(where.this if where is not None else None)}
+    for call in calls:
+        if id(call) not in top:
+            raise Unsupported(
+                f"{call.name} must be a top-level AND term of WHERE (not under OR/NOT, not in the "
+                "select list)",
+                position=node_position(call),
+            )
+    if len(calls) > 1:
+        raise Unsupported(
+            "only one qserv_areaspec_* restrictor per query is supported",
+            position=node_position(calls[1]),
+        )
+    call = calls[0]
+    name = _areaspec_name(call) or ""
+    cls, arity = AREASPECS[name]
+    args = [_number(a) for a in call.expressions]
+    if len(args) != arity or any(a is None for a in args):
+        raise InvalidParameter(
+            f"{name} takes {arity} numeric constant arguments (degrees)",
+            position=node_position(call),
+        )
+    directors = [r for r in refs if r.kind is TableKind.DIRECTOR]
+    if not directors:
+        raise Unsupported(
+            f"{name} needs a director table (with positions) in FROM",
+            position=node_position(call),
+        )
+    director = directors[0]
+    try:
+        region: Region = cls(*[float(a) for a in args if a is not None])
+    except (ValueError, TypeError) as e:
+        raise InvalidParameter(f"{name}: {e}", position=node_position(call)) from None
+    lon = f'"{director.alias}"."{director.table.lon_column}"'
+    lat = f'"{director.alias}"."{director.table.lat_column}"'
+    predicate = sqlglot.parse_one(region.sql_predicate(lon, lat), dialect=Qserv)
+    call.replace(exp.paren(predicate) if isinstance(predicate, exp.Connector) else predicate)
+    return region
+
+
+def _literal_key(node: exp.Expr) -> int | str | None:
+    if isinstance(node, exp.Literal):
+        if node.is_string:
+            return str(node.this)
+        if node.is_int:
+            return int(node.this)
+    if isinstance(node, exp.Neg) and isinstance(node.this, exp.Literal) and node.this.is_int:
+        return -int(node.this.this)
+    return None
+
+
+def extract_keys(
+    tree: exp.Select, refs: tuple[TableRef, ...], joined_children: frozenset[str]
+) -> tuple[tuple[int | str, ...] | None, tuple[str, str] | None]:
+    """Director keys from ``key = c`` / ``key IN (c, ...)`` conjuncts, and the director they key.
+
+    ``joined_children`` are aliases of children joined to their director (or alone): their key
+    column restricts chunks as the director's id does.
+    """
+    by_alias = {r.alias.lower(): r for r in refs}
+    where = tree.args.get("where")
+    found: list[tuple[set[int | str], tuple[str, str]]] = []
+    for term in conjuncts(where.this if where is not None else None):
+        column: exp.Expr | None = None
+        values: list[exp.Expr] = []
+        if isinstance(term, exp.EQ):
+            if isinstance(term.this, exp.Column):
+                column, values = term.this, [term.expression]
+            elif isinstance(term.expression, exp.Column):
+                column, values = term.expression, [term.this]
+        elif isinstance(term, exp.In) and not term.args.get("query") and isinstance(term.this, exp.Column):
+            column, values = term.this, list(term.expressions)
+        if not isinstance(column, exp.Column) or not values:
+            continue
+        ref = by_alias.get(column.table.lower())
+        if ref is None:
+            continue
+        director = _keyed_director(ref, column.name, joined_children)
+        literal = [_literal_key(v) for v in values]
+        if director is None or any(k is None for k in literal):
+            continue
+        found.append(({k for k in literal if k is not None}, director))
+    if not found:
+        return None, None
+    director = found[0][1]
+    keys = set(found[0][0])
+    for more, other in found[1:]:
+        if other == director:
+            keys &= more  # several restrictions on the same key: rows satisfy all of them
+    return tuple(sorted(keys, key=lambda k: (isinstance(k, str), k))), director
+
+
+def _keyed_director(ref: TableRef, column: str, joined_children: frozenset[str]) -> tuple[str, str] | None:
+    t = ref.table
+    if t.kind is TableKind.DIRECTOR and (t.id_column or "").lower() == column.lower():
+        return (t.database, t.name)
+    if (
+        t.kind is TableKind.CHILD
+        and (t.key_column or "").lower() == column.lower()
+        and ref.alias.lower() in joined_children
+        and t.director
+    ):
+        return (t.database, t.director)
+    return None

@@ -1,0 +1,1 @@
+"""The czar's HTTP front end: admin and ingest API (see :mod:`czar.http.app`)."""

@@ -1,0 +1,357 @@
+"""The czar side of ingest: databases, tables, transactions, placement, director index.
+
+The loader (a client) drives a load through the HTTP API (:mod:`czar.http.app`); every
+request lands in one method of :class:`Ingest`, which reads and writes the metadata store,
+the director index and the workers. A transaction moves::
+
+    STARTED --commit--> COMMITTING --(index published, every worker committed)--> COMMITTED
+       \\--abort / rerun with the same fingerprint--> ABORTED
+
+COMMITTING is recorded before any worker publishes, so a commit interrupted by a crash is
+finished by :func:`resume_transactions` when the czar starts again (worker commits and
+index publication are idempotent). A rerun of a load finds its predecessor by fingerprint:
+COMMITTED means "already loaded" (nothing to do), STARTED means a killed loader (its
+staged rows are dropped and a new transaction begins).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+from typing import Any
+
+import pyarrow as pa
+
+from czar.director_index import DirectorIndex
+from qserv.catalog import Column, Database, Partitioning, Table, TableKind
+from qserv.errors import InvalidParameter, QservError, UndefinedDatabase, UndefinedTable, WorkerUnavailable
+from qserv.metadata.store import (
+    ChunkRows,
+    MetadataStore,
+    Replica,
+    Transaction,
+    TransactionState,
+    WorkerInfo,
+    WorkerState,
+)
+from qserv.replica.placement import place_chunks
+from qserv.rpc.client import WorkerClient
+
+_log = logging.getLogger(__name__)
+
+
+# JSON forms shared with the loader
+
+
+def table_to_json(table: Table) -> dict[str, Any]:
+    """A table definition as the HTTP API sends it."""
+    doc = asdict(table)
+    doc["kind"] = table.kind.value
+    doc["columns"] = [{"name": c.name, "type": c.type} for c in table.columns]
+    return doc
+
+
+def table_from_json(doc: dict[str, Any]) -> Table:
+    """Inverse of :func:`table_to_json` (raises InvalidParameter on a malformed body)."""
+    try:
+        return Table(
+            database=str(doc["database"]),
+            name=str(doc["name"]),
+            kind=TableKind(doc["kind"]),
+            columns=tuple(Column(str(c["name"]), str(c["type"])) for c in doc["columns"]),
+            id_column=doc.get("id_column"),
+            lon_column=doc.get("lon_column"),
+            lat_column=doc.get("lat_column"),
+            director=doc.get("director"),
+            key_column=doc.get("key_column"),
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        raise InvalidParameter(f"malformed table definition: {e!r}") from e
+
+
+def database_to_json(db: Database) -> dict[str, Any]:
+    p = db.partitioning
+    return {
+        "name": db.name,
+        "order": p.order,
+        "sub_order": p.sub_order,
+        "overlap": p.overlap,
+        "family": p.family,
+    }
+
+
+def transaction_to_json(t: Transaction) -> dict[str, Any]:
+    return {
+        "transaction_id": t.transaction_id,
+        "database": t.database,
+        "table": t.table,
+        "state": t.state.value,
+        "fingerprint": t.fingerprint,
+        "rows": t.rows,
+    }
+
+
+class WorkerClients:
+    """One gRPC client per worker address, shared by the HTTP threads."""
+
+    def __init__(self) -> None:
+        self._clients: dict[str, WorkerClient] = {}
+        self._lock = threading.Lock()
+
+    def get(self, worker: WorkerInfo) -> WorkerClient:
+        with self._lock:
+            client = self._clients.get(worker.address)
+            if client is None:
+                client = self._clients[worker.address] = WorkerClient(worker.address)
+            return client
+
+    def close(self) -> None:
+        with self._lock:
+            for c in self._clients.values():
+                c.close()
+            self._clients.clear()
+
+
+class Ingest:
+    """The ingest API's core: each public method serves one endpoint."""
+
+    def __init__(
+        self,
+        store: MetadataStore,
+        director_index: DirectorIndex,
+        replication_level: int,
+        clients: WorkerClients | None = None,
+    ) -> None:
+        self.store = store
+        self.index = director_index
+        self.replication_level = replication_level
+        self.clients = clients or WorkerClients()
+        self._lock = threading.RLock()  # begin and placement decisions are serialised
+        # chunks placed under transactions not yet committed (txn -> (family, placement)):
+        # concurrent transactions reuse them so a family chunk never splits across workers
+        self._pending: dict[int, tuple[str, dict[int, tuple[str, ...]]]] = {}
+
+    # catalog
+
+    def databases(self) -> list[dict[str, Any]]:
+        return [database_to_json(d) for d in self.store.catalog().databases]
+
+    def create_database(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """Create a database (no-op if it exists with the same partitioning)."""
+        name = doc.get("name")
+        if not isinstance(name, str) or not name:
+            raise InvalidParameter("a database needs a name")
+        default = Partitioning()
+        p = Partitioning(
+            order=int(doc.get("order", default.order)),
+            sub_order=int(doc.get("sub_order", default.sub_order)),
+            overlap=float(doc.get("overlap", default.overlap)),
+        )
+        if not 0 <= p.order < p.sub_order <= 13:
+            raise InvalidParameter(f"invalid partitioning {p}: need 0 <= order < sub_order <= 13")
+        self.store.create_database(Database(name, p))
+        db = self.store.catalog().database(name)
+        assert db is not None
+        return database_to_json(db)
+
+    def _database(self, name: str) -> Database:
+        db = self.store.catalog().database(name)
+        if db is None:
+            raise UndefinedDatabase(f"database {name!r} does not exist")
+        return db
+
+    def tables(self, database: str) -> list[dict[str, Any]]:
+        self._database(database)
+        return [table_to_json(t) for t in self.store.catalog().tables_of(database)]
+
+    def table(self, database: str, name: str) -> Table:
+        t = self.store.catalog().table(database, name)
+        if t is None:
+            raise UndefinedTable(f"table {database}.{name} does not exist")
+        return t
+
+    def create_table(self, table: Table) -> dict[str, Any]:
+        """Record the table and create it on every active worker (idempotent)."""
+        self.store.create_table(table)
+        table = self.table(table.database, table.name)
+        for w in self._active_workers():
+            self.clients.get(w).create_table(table.database, table.name, table.kind, table.columns)
+        return table_to_json(table)
+
+    def workers(self) -> list[dict[str, Any]]:
+        return [
+            {"name": w.name, "host": w.host, "port": w.port, "address": w.address, "state": w.state.value}
+            for w in self.store.workers()
+        ]
+
+    def _active_workers(self) -> list[WorkerInfo]:
+        return [w for w in self.store.workers() if w.state is WorkerState.ACTIVE]
+
+    # transactions
+
+    def _transaction(self, transaction_id: int) -> Transaction:
+        t = self.store.transaction(transaction_id)
+        if t is None:
+            raise InvalidParameter(f"transaction {transaction_id} does not exist")
+        return t
+
+    def _open(self, transaction_id: int) -> Transaction:
+        t = self._transaction(transaction_id)
+        if t.state is not TransactionState.STARTED:
+            raise InvalidParameter(
+                f"transaction {transaction_id} is {t.state.value}, not started",
+                hint="begin a new transaction",
+            )
+        return t
+
+    def get_transaction(self, transaction_id: int) -> dict[str, Any]:
+        return transaction_to_json(self._transaction(transaction_id))
+
+    def begin(self, database: str, table: str, fingerprint: str) -> dict[str, Any]:
+        """Begin a transaction, unless the same input was loaded already.
+
+        Returns ``already_loaded: true`` with the committed transaction when one has the same
+        fingerprint; a STARTED one (a killed loader) is aborted first.
+        """
+        t = self.table(database, table)
+        with self._lock:
+            for old in self.store.transactions(t.database):
+                if old.table.lower() != t.name.lower() or old.fingerprint != fingerprint:
+                    continue
+                if old.state is TransactionState.COMMITTING:
+                    self._finish(old.transaction_id)
+                    old = self._transaction(old.transaction_id)
+                if old.state is TransactionState.COMMITTED:
+                    return {**transaction_to_json(old), "already_loaded": True}
+                if old.state is TransactionState.STARTED:
+                    _log.info("aborting transaction %d left by an earlier run", old.transaction_id)
+                    self._abort(old.transaction_id)
+            new = self.store.begin_transaction(t.database, t.name, fingerprint)
+        return {**transaction_to_json(new), "already_loaded": False}
+
+    def placement(self, transaction_id: int, chunk_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
+        """Workers of each chunk: existing family replicas, else newly placed ones."""
+        t = self._open(transaction_id)
+        family = self._database(t.database).partitioning.family
+        active = {w.name: w for w in self._active_workers()}
+        with self._lock:
+            holders: dict[int, list[str]] = {}
+            load: dict[str, int] = dict.fromkeys(active, 0)
+            for r in self.store.replicas(family):
+                if r.worker in active:
+                    holders.setdefault(r.chunk_id, []).append(r.worker)
+                    load[r.worker] += 1
+            pending: dict[int, tuple[str, ...]] = {}
+            for fam, placed in self._pending.values():
+                if fam == family:
+                    pending.update(placed)
+            for chunk, workers in pending.items():
+                for w in workers:
+                    if w in load and w not in holders.get(chunk, ()):
+                        load[w] += 1
+            result: dict[int, tuple[str, ...]] = {}
+            fresh = []
+            for c in sorted(set(chunk_ids)):
+                if c in holders:
+                    result[c] = tuple(sorted(holders[c]))
+                elif c in pending and all(w in active for w in pending[c]):
+                    result[c] = pending[c]
+                else:
+                    fresh.append(c)
+            result.update(place_chunks(fresh, sorted(active), self.replication_level, load))
+            # Recorded under the transaction: visible only if it commits.
+            new = [Replica(family, c, w) for c, ws in result.items() if c not in holders for w in ws]
+            self.store.add_replicas(new, transaction_id)
+            mine = self._pending.setdefault(transaction_id, (family, {}))[1]
+            for c in fresh:
+                mine[c] = result[c]
+        return {
+            c: [{"name": w, "address": active[w].address} for w in workers] for c, workers in result.items()
+        }
+
+    def stage_index(self, transaction_id: int, rows: pa.Table) -> None:
+        """Stage director index rows (key, chunk, subchunk) of a director load."""
+        t = self._open(transaction_id)
+        table = self.table(t.database, t.table)
+        if table.kind is not TableKind.DIRECTOR:
+            raise InvalidParameter(f"{table.database}.{table.name} is not a director table")
+        self.index.stage(transaction_id, table.database, table.name, rows)
+
+    def lookup(self, database: str, table: str, keys: pa.Array) -> pa.Array:
+        """Chunk of each director key (null when absent)."""
+        t = self.table(database, table)
+        if t.kind is not TableKind.DIRECTOR:
+            raise InvalidParameter(f"{t.database}.{t.name} is not a director table")
+        return self.index.lookup(t.database, t.name, keys)
+
+    def commit(self, transaction_id: int, chunk_rows: dict[int, int], rows: int) -> dict[str, Any]:
+        """Record row counts, then publish everywhere; a DataError aborts the transaction."""
+        t = self._transaction(transaction_id)
+        if t.state is TransactionState.COMMITTED:
+            return transaction_to_json(t)
+        if t.state is TransactionState.STARTED:
+            try:
+                self.index.check(transaction_id)
+            except QservError:
+                self._abort(transaction_id)
+                raise
+            self.store.add_chunk_rows(
+                transaction_id, [ChunkRows(t.database, t.table, c, n) for c, n in sorted(chunk_rows.items())]
+            )
+            self.store.set_transaction_state(transaction_id, TransactionState.COMMITTING, rows)
+        self._finish(transaction_id)
+        return transaction_to_json(self._transaction(transaction_id))
+
+    def _finish(self, transaction_id: int) -> None:
+        """Publish a COMMITTING transaction: index, every worker, then COMMITTED (idempotent)."""
+        workers = self._active_workers()
+        # Workers publish in parallel (each sorts its staged rows), and so does the index.
+        with ThreadPoolExecutor(max_workers=len(workers) + 1, thread_name_prefix="commit") as pool:
+            futures = [pool.submit(self.clients.get(w).commit, transaction_id) for w in workers]
+            futures.append(pool.submit(self.index.publish, transaction_id))
+            for f in futures:
+                f.result()
+        self.store.set_transaction_state(transaction_id, TransactionState.COMMITTED)
+        self._forget(transaction_id)
+
+    def abort(self, transaction_id: int) -> dict[str, Any]:
+        t = self._transaction(transaction_id)
+        if t.state in (TransactionState.COMMITTING, TransactionState.COMMITTED):
+            raise InvalidParameter(f"transaction {transaction_id} is {t.state.value}; it cannot be aborted")
+        self._abort(transaction_id)
+        return transaction_to_json(self._transaction(transaction_id))
+
+    def _abort(self, transaction_id: int) -> None:
+        for w in self._active_workers():
+            try:
+                self.clients.get(w).abort(transaction_id)
+            except WorkerUnavailable:
+                _log.warning("worker %s unreachable while aborting transaction %d", w.name, transaction_id)
+        self.index.abort(transaction_id)
+        self.store.set_transaction_state(transaction_id, TransactionState.ABORTED)
+        self._forget(transaction_id)
+
+    def _forget(self, transaction_id: int) -> None:
+        # Once a transaction ends its replicas are committed (store) or gone (aborted).
+        with self._lock:
+            self._pending.pop(transaction_id, None)
+
+
+def resume_transactions(
+    store: MetadataStore, director_index: DirectorIndex, clients: WorkerClients | None = None
+) -> list[int]:
+    """Finish commits interrupted by a czar restart; the ids of the transactions finished."""
+    ingest = Ingest(store, director_index, 1, clients)
+    done = []
+    for t in store.transactions(state=TransactionState.COMMITTING):
+        try:
+            ingest._finish(t.transaction_id)
+            done.append(t.transaction_id)
+        except QservError as e:
+            _log.warning("transaction %d still committing: %s", t.transaction_id, e)
+    if clients is None:
+        ingest.clients.close()
+    return done

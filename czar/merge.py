@@ -1,0 +1,82 @@
+"""Stage 5: worker Arrow batches -> the client's result, through a czar-side DuckDB.
+
+The batches stream into table ``__result`` of an in-memory DuckDB (with the spatial macros,
+since merge expressions may call them) and ``plan.merge_sql`` runs over it.  Memory is bounded
+by ``memory_limit``; with a ``temp_directory`` DuckDB spills larger results to disk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from czar.plan.model import QueryPlan
+from czar.plan.split import RESULT_TABLE
+from qserv.sphere.scisql import install_macros
+
+
+def _connect(temp_directory: Path | str | None, memory_limit: str | None) -> duckdb.DuckDBPyConnection:
+    config: dict[str, str | bool | int | float | list[str]] = {}
+    if temp_directory is not None:
+        config["temp_directory"] = str(temp_directory)
+    if memory_limit is not None:
+        config["memory_limit"] = memory_limit
+    conn = duckdb.connect(":memory:", config=config)
+    install_macros(conn, temporary=True)
+    return conn
+
+
+def _load(conn: duckdb.DuckDBPyConnection, batches: Iterable[pa.RecordBatch], schema: pa.Schema) -> None:
+    reader = pa.RecordBatchReader.from_batches(
+        schema, (b.cast(schema) if b.schema != schema else b for b in batches)
+    )
+    conn.register("__qserv_batches", reader)
+    conn.execute(f"CREATE TABLE {RESULT_TABLE} AS SELECT * FROM __qserv_batches")
+    conn.unregister("__qserv_batches")
+
+
+def merge(
+    plan: QueryPlan,
+    batches: Iterable[pa.RecordBatch],
+    schema: pa.Schema,
+    *,
+    temp_directory: Path | str | None = None,
+    memory_limit: str | None = None,
+) -> pa.Table:
+    """Run the plan's merge query over the worker batches (all of the same ``schema``)."""
+    conn = _connect(temp_directory, memory_limit)
+    try:
+        _load(conn, batches, schema)
+        return conn.sql(plan.merge_sql).to_arrow_table()
+    finally:
+        conn.close()
+
+
+def merge_reader(
+    plan: QueryPlan,
+    batches: Iterable[pa.RecordBatch],
+    schema: pa.Schema,
+    *,
+    batch_size: int = 65536,
+    temp_directory: Path | str | None = None,
+    memory_limit: str | None = None,
+) -> pa.RecordBatchReader:
+    """Streaming :func:`merge`: the result comes out batch by batch as the client reads."""
+    conn = _connect(temp_directory, memory_limit)
+    try:
+        _load(conn, batches, schema)
+        reader = conn.sql(plan.merge_sql).to_arrow_reader(batch_size)
+    except BaseException:
+        conn.close()
+        raise
+
+    def stream() -> Iterator[pa.RecordBatch]:
+        try:
+            yield from reader
+        finally:
+            conn.close()
+
+    return pa.RecordBatchReader.from_batches(reader.schema, stream())

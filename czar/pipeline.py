@@ -1,0 +1,107 @@
+"""The conductor: parse → analyze → plan → dispatch → merge.
+
+This is the only module that chains the stages; each stage is a pure function in its own
+module (``czar/parse.py``, ``czar/analyze/``, ``czar/plan/``, ``czar/dispatch.py``,
+``czar/merge.py``). Worker I/O comes in through a :class:`~czar.dispatch.BatchExecutor`, so the
+whole pipeline runs in tests against in-process fakes as well as against a real cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from czar.analyze import analyze
+from czar.dispatch import BatchExecutor, dispatch
+from czar.merge import merge
+from czar.parse import parse
+from czar.plan import plan as make_plan
+from czar.plan.model import DirectorIndex, PlanContext, QueryPlan
+from czar.view import ClusterView, ViewCache
+from qserv.errors import UndefinedTable
+from qserv.log import event
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    plan: QueryPlan
+    placement: dict[int, tuple[str, ...]]
+    live_workers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class QueryAnswer:
+    query_id: str
+    table: pa.Table
+    plan: QueryPlan
+    retried_chunks: int
+
+
+def _family(view: ClusterView, databases: set[str], default_db: str) -> str | None:
+    for name in sorted(databases) or [default_db]:
+        db = view.catalog.database(name)
+        if db is not None:
+            return db.partitioning.family
+    return None
+
+
+class Pipeline:
+    """Runs SQL against the cluster described by a :class:`ViewCache`."""
+
+    def __init__(self, views: ViewCache, director_index: DirectorIndex, execute: BatchExecutor) -> None:
+        self._views = views
+        self._director_index = director_index
+        self._execute = execute
+
+    def prepare(self, sql: str, default_db: str) -> Prepared:
+        """Parse, analyze and plan ``sql`` (pure given the metadata snapshot)."""
+        tree = parse(sql)
+        view = self._views.get()
+        try:
+            analyzed = analyze(tree, view.catalog, default_db, sql=sql)
+        except UndefinedTable:
+            # the table may have been loaded since the snapshot was taken
+            view = self._views.get(refresh=True)
+            analyzed = analyze(parse(sql), view.catalog, default_db, sql=sql)
+        family = _family(view, {t.table.database for t in analyzed.tables}, default_db)
+        placement = view.family_placement(family) if family else {}
+        ctx = PlanContext(
+            placement=placement,
+            nonempty_chunks=view.nonempty_chunks,
+            workers=view.live_workers,
+            director_index=self._director_index,
+            catalog=view.catalog,
+        )
+        return Prepared(make_plan(analyzed, ctx), placement, view.live_workers)
+
+    def explain(self, sql: str, default_db: str) -> str:
+        return self.prepare(sql, default_db).plan.explain()
+
+    async def run(self, sql: str, default_db: str, query_id: str | None = None) -> QueryAnswer:
+        """Answer ``sql``; raises a QservError for anything the client should see."""
+        query_id = query_id or uuid.uuid4().hex[:16]
+        started = time.perf_counter()
+        prepared = await asyncio.to_thread(self.prepare, sql, default_db)
+        plan = prepared.plan
+        dispatched = await dispatch(plan, self._execute, query_id, prepared.placement, prepared.live_workers)
+        schema = dispatched.schema
+        table = await asyncio.to_thread(merge, plan, dispatched.batches, schema)
+        event(
+            log,
+            "query done",
+            query_id=query_id,
+            strategy=plan.strategy,
+            chunks=len(plan.chunk_ids),
+            workers=len(plan.batches),
+            retried_chunks=dispatched.retried_chunks,
+            rows=table.num_rows,
+            ms=round((time.perf_counter() - started) * 1000, 2),
+        )
+        return QueryAnswer(query_id, table, plan, dispatched.retried_chunks)

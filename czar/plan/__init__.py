@@ -1,0 +1,65 @@
+"""Stage 3: an analyzed query -> a :class:`QueryPlan` (chunks, worker batches, merge query).
+
+Passes, in order:
+
+1. chunks   layered chunk choice: director-key, region, full scan (chunks.py)
+2. split    worker query template and merge query, aggregates split (split.py)
+3. assign   one live replica per chunk, load balanced; one batch per worker (assign.py)
+
+The plan prints itself (explain.py).
+"""
+
+from __future__ import annotations
+
+import zlib
+
+from czar.analyze.model import AnalyzedQuery
+from czar.plan.assign import assign
+from czar.plan.chunks import choose_chunks
+from czar.plan.model import DirectorIndex, PlanContext, QueryPlan, WorkerBatch
+from czar.plan.split import split
+from qserv.errors import WorkerUnavailable
+
+__all__ = ["PASSES", "DirectorIndex", "PlanContext", "QueryPlan", "WorkerBatch", "plan"]
+
+PASSES = (choose_chunks, split, assign)
+
+
+def plan(q: AnalyzedQuery, ctx: PlanContext) -> QueryPlan:
+    """Plan ``q`` on the cluster described by ``ctx``."""
+    if not ctx.workers:
+        raise WorkerUnavailable("no live worker: start a worker or wait for one to recover")
+    choice = choose_chunks(q, ctx)
+    parts = split(q)
+    skeleton = QueryPlan(
+        strategy=choice.strategy,
+        reasons=choice.reasons,
+        chunk_ids=choice.chunk_ids,
+        batches=(),
+        merge_sql=parts.merge_sql,
+        columns=q.columns,
+        types=q.types,
+        worker_template=parts.worker_template,
+        chunk_columns=parts.chunk_columns,
+    )
+    workers = sorted(ctx.workers)
+    if not choice.chunk_ids:
+        # Regular tables, or no chunk selected: one batch still returns the result schema.
+        worker = workers[zlib.crc32(parts.worker_template.encode()) % len(workers)]
+        batches: tuple[WorkerBatch, ...] = (WorkerBatch(worker, (), skeleton.render(())),)
+    else:
+        by_worker = assign(choice.chunk_ids, ctx.placement, ctx.workers)
+        batches = tuple(
+            WorkerBatch(w, tuple(ids), skeleton.render(ids)) for w, ids in sorted(by_worker.items())
+        )
+    return QueryPlan(
+        strategy=skeleton.strategy,
+        reasons=skeleton.reasons,
+        chunk_ids=skeleton.chunk_ids,
+        batches=batches,
+        merge_sql=skeleton.merge_sql,
+        columns=skeleton.columns,
+        types=skeleton.types,
+        worker_template=skeleton.worker_template,
+        chunk_columns=skeleton.chunk_columns,
+    )

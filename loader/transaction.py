@@ -1,0 +1,385 @@
+"""The loader's side of the czar's HTTP API: catalog, transactions, placement, index.
+
+A load is one transaction: ``begin`` (which may answer "already loaded"), any number of
+``placement``/``stage_index``/``lookup`` calls while rows stream to workers, then ``commit``
+or ``abort``. Errors come back as typed QservErrors rebuilt from the JSON ``sqlstate``.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import pyarrow as pa
+
+from czar.http.ingest import table_from_json, table_to_json
+from loader.partition import Partitioned, Router, child_rows, chunk_counts, director_rows, validate
+from loader.progress import Progress
+from loader.read import Batch, infer_schema, input_file, read_batches, unify_schemas
+from loader.spec import LoadSpec, arrow_schema_of, columns_of, content_hash, fingerprint, parse_schema
+from loader.upload import Uploader, prefetch
+from qserv.catalog import Database, Partitioning, Table, TableKind
+from qserv.errors import (
+    DataError,
+    DuplicateObject,
+    InvalidParameter,
+    QservError,
+    WorkerUnavailable,
+    from_sqlstate,
+)
+
+DELAY_ENV = "QSERV_LOADER_BATCH_DELAY"  # seconds to sleep after each batch (tests only)
+
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
+
+
+@dataclass(frozen=True)
+class Worker:
+    name: str
+    address: str
+
+
+@dataclass(frozen=True)
+class Begun:
+    """Answer to ``begin``: a new transaction, or the one that already loaded this input."""
+
+    transaction_id: int
+    already_loaded: bool
+
+
+def _ipc(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+class CzarClient:
+    """HTTP client of the czar's ``/api/v1`` (one keep-alive connection per thread)."""
+
+    def __init__(self, url: str, timeout: float = 600.0) -> None:
+        parts = urlsplit(url)
+        if parts.scheme != "http" or not parts.hostname:
+            raise InvalidParameter(
+                f"bad czar URL {url!r}", hint="use http://HOST:HTTP_PORT, e.g. http://127.0.0.1:4048"
+            )
+        self.url = url
+        self._host = parts.hostname
+        self._port = parts.port or 80
+        self._timeout = timeout
+        self._local = threading.local()
+
+    def _conn(self) -> http.client.HTTPConnection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = http.client.HTTPConnection(
+                self._host, self._port, timeout=self._timeout
+            )
+        return conn
+
+    def _request(
+        self, verb: str, path: str, body: bytes = b"", content_type: str = "application/json"
+    ) -> tuple[str, bytes]:
+        headers = {"Content-Type": content_type, "Content-Length": str(len(body))}
+        for attempt in (0, 1):
+            conn = self._conn()
+            try:
+                conn.request(verb, "/api/v1" + path, body=body, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+                break
+            except (ConnectionError, http.client.HTTPException, OSError) as e:
+                conn.close()
+                self._local.conn = None
+                # a keep-alive connection the server closed: retry once on a fresh one
+                if attempt or not isinstance(
+                    e, (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
+                ):
+                    raise WorkerUnavailable(
+                        f"cannot reach the czar at {self.url}: {e}", hint="is the czar running? check --url"
+                    ) from e
+        if resp.status >= 400:
+            try:
+                doc = json.loads(data)
+                raise from_sqlstate(
+                    doc["sqlstate"], doc["message"], detail=doc.get("detail"), hint=doc.get("hint")
+                )
+            except (ValueError, KeyError, TypeError):
+                raise QservError(f"czar answered {resp.status}: {data[:200]!r}") from None
+        return resp.getheader("Content-Type", ""), data
+
+    def _json(self, verb: str, path: str, doc: object | None = None) -> Any:
+        body = json.dumps(doc).encode() if doc is not None else b""
+        return json.loads(self._request(verb, path, body)[1] or b"{}")
+
+    def _arrow(self, path: str, table: pa.Table) -> pa.Table:
+        _, data = self._request("POST", path, _ipc(table), ARROW_STREAM)
+        return pa.ipc.open_stream(data).read_all()
+
+    # catalog
+
+    def database(self, name: str) -> Database | None:
+        for d in self._json("GET", "/databases")["databases"]:
+            if d["name"].lower() == name.lower():
+                return Database(d["name"], Partitioning(d["order"], d["sub_order"], d["overlap"]))
+        return None
+
+    def create_database(self, name: str) -> Database:
+        d = self._json("POST", "/databases", {"name": name})
+        return Database(d["name"], Partitioning(d["order"], d["sub_order"], d["overlap"]))
+
+    def table(self, database: str, name: str) -> Table | None:
+        for t in self._json("GET", f"/databases/{quote(database, safe='')}/tables")["tables"]:
+            if t["name"].lower() == name.lower():
+                return table_from_json(t)
+        return None
+
+    def create_table(self, table: Table) -> Table:
+        doc = self._json("POST", f"/databases/{quote(table.database, safe='')}/tables", table_to_json(table))
+        return table_from_json(doc)
+
+    def workers(self) -> list[Worker]:
+        return [
+            Worker(w["name"], w["address"])
+            for w in self._json("GET", "/workers")["workers"]
+            if w["state"] == "active"
+        ]
+
+    # transactions
+
+    def begin(self, database: str, table: str, fingerprint: str) -> Begun:
+        doc = self._json(
+            "POST", "/transactions", {"database": database, "table": table, "fingerprint": fingerprint}
+        )
+        return Begun(int(doc["transaction_id"]), bool(doc["already_loaded"]))
+
+    def placement(self, transaction_id: int, chunk_ids: Sequence[int]) -> dict[int, tuple[Worker, ...]]:
+        doc = self._json("POST", f"/transactions/{transaction_id}/placement", {"chunks": list(chunk_ids)})
+        return {
+            int(c): tuple(Worker(w["name"], w["address"]) for w in ws) for c, ws in doc["placement"].items()
+        }
+
+    def stage_index(self, transaction_id: int, rows: pa.Table) -> None:
+        self._request("POST", f"/transactions/{transaction_id}/director-index", _ipc(rows), ARROW_STREAM)
+
+    def lookup(self, database: str, director: str, keys: pa.Array) -> pa.Array:
+        path = (
+            f"/databases/{quote(database, safe='')}/tables/{quote(director, safe='')}/director-index/lookup"
+        )
+        return self._arrow(path, pa.table({"key": keys})).column(0).combine_chunks()
+
+    def commit(self, transaction_id: int, chunk_rows: dict[int, int], rows: int) -> None:
+        doc = {"chunk_rows": {str(c): n for c, n in chunk_rows.items()}, "rows": rows}
+        self._json("POST", f"/transactions/{transaction_id}/commit", doc)
+
+    def abort(self, transaction_id: int) -> None:
+        self._json("POST", f"/transactions/{transaction_id}/abort", {})
+
+    def transaction_state(self, transaction_id: int) -> str:
+        return str(self._json("GET", f"/transactions/{transaction_id}")["state"])
+
+
+# ---------------------------------------------------------------------------------------------
+# one load, as one transaction
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """What a load did."""
+
+    transaction_id: int
+    rows: int  # rows of the input (director overlap copies not counted)
+    already_loaded: bool
+    chunks: int = 0
+
+
+def _target_table(spec: LoadSpec, czar: CzarClient) -> tuple[Database, Table, pa.Schema]:
+    """The database (created if missing) and the table definition (created if missing)."""
+    db = czar.database(spec.database)
+    if db is None:
+        try:
+            db = czar.create_database(spec.database)
+        except DuplicateObject:  # created concurrently with other partitioning
+            db = czar.database(spec.database)
+            assert db is not None
+    existing = czar.table(db.name, spec.table)
+    if existing is not None:
+        wanted = Table(db.name, existing.name, spec.kind, existing.columns, spec.id_column, spec.lon_column,
+                       spec.lat_column, spec.director, spec.key_column)  # fmt: skip
+        if _options(wanted) != _options(existing):
+            raise InvalidParameter(
+                f"table {db.name}.{existing.name} exists as {_describe(existing)}, not {_describe(wanted)}",
+                hint="load with the table's own kind options, or choose another table name",
+            )
+        return db, existing, arrow_schema_of(existing.columns)
+    if spec.schema_file is not None:
+        columns, schema = parse_schema(spec.schema_file.read_text(), str(spec.schema_file))
+    else:
+        files = [input_file(p) for p in spec.files]
+        schema = unify_schemas([(f, infer_schema(f, spec.batch_bytes)) for f in files])
+        columns = columns_of(schema)
+    by_lower = {c.name.lower(): c.name for c in columns}
+    names: dict[str, str | None] = {}
+    for role, col in (("id", spec.id_column), ("lon", spec.lon_column), ("lat", spec.lat_column),
+                      ("key", spec.key_column)):  # fmt: skip
+        if col is not None and col.lower() not in by_lower:
+            raise DataError(
+                f"--{role} column {col!r} is not a column of the input",
+                hint=f"columns are {', '.join(c.name for c in columns)}",
+            )
+        names[role] = by_lower[col.lower()] if col else None
+    for role in ("lon", "lat"):
+        col = names[role]
+        if (
+            col is not None
+            and not pa.types.is_floating(schema.field(col).type)
+            and not pa.types.is_integer(schema.field(col).type)
+        ):
+            raise DataError(f"--{role} column {col} must be numeric, not {schema.field(col).type}")
+    table = Table(db.name, spec.table, spec.kind, columns, names["id"], names["lon"], names["lat"],
+                  spec.director, names["key"])  # fmt: skip
+    return db, czar.create_table(table), schema
+
+
+def _options(t: Table) -> tuple[object, ...]:
+    low = lambda s: s.lower() if s else None  # noqa: E731
+    return (
+        t.kind,
+        low(t.id_column),
+        low(t.lon_column),
+        low(t.lat_column),
+        low(t.director),
+        low(t.key_column),
+    )
+
+
+def _describe(t: Table) -> str:
+    if t.kind is TableKind.DIRECTOR:
+        return f"director (--id {t.id_column} --lon {t.lon_column} --lat {t.lat_column})"
+    if t.kind is TableKind.CHILD:
+        return f"child (--child-of {t.director} --key {t.key_column})"
+    return t.kind.value
+
+
+def _resolved(spec: LoadSpec, table: Table) -> LoadSpec:
+    """The spec with column names spelled as the table spells them."""
+    return replace(
+        spec,
+        table=table.name,
+        id_column=table.id_column,
+        lon_column=table.lon_column,
+        lat_column=table.lat_column,
+        key_column=table.key_column,
+    )
+
+
+def load(spec: LoadSpec, czar: CzarClient, show_progress: bool | None = None) -> LoadReport:
+    """Load ``spec.files`` into one table, all or nothing; a rerun of a finished load is a no-op."""
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="hash") as pool:
+        hashes = {p: pool.submit(content_hash, p) for p in spec.files}
+        db, table, schema = _target_table(spec, czar)
+        spec = _resolved(spec, table)
+        fp = fingerprint(spec, {p: h.result() for p, h in hashes.items()})
+    begun = czar.begin(db.name, table.name, fp)
+    if begun.already_loaded:
+        return LoadReport(begun.transaction_id, 0, True)
+    try:
+        with Progress(f"{db.name}.{table.name}", enabled=show_progress) as progress:
+            rows, chunk_rows = stream(spec, db, table, schema, czar, begun.transaction_id, progress)
+            progress.note("committing")
+            czar.commit(begun.transaction_id, chunk_rows, rows)
+    except BaseException:
+        try:
+            czar.abort(begun.transaction_id)
+        except QservError:
+            pass  # the next run with the same input aborts it
+        raise
+    return LoadReport(begun.transaction_id, rows, False, len(chunk_rows))
+
+
+def stream(
+    spec: LoadSpec,
+    db: Database,
+    table: Table,
+    schema: pa.Schema,
+    czar: CzarClient,
+    transaction_id: int,
+    progress: Progress,
+) -> tuple[int, dict[int, int]]:
+    """Read, validate, partition and send every row; (rows, rows per chunk)."""
+    workers = {w.name: w.address for w in czar.workers()}
+    if not workers:
+        raise WorkerUnavailable("no active worker to load into", hint="start the cluster's workers first")
+    uploader = Uploader(transaction_id, db.name, table.name, workers)
+    router = Router(db.partitioning.order)
+    delay = float(os.environ.get(DELAY_ENV, "0") or 0)
+    chunk_rows: Counter[int] = Counter()
+    rows = 0
+    index_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="index")
+    index_future: Future[None] | None = None
+    files = [input_file(p) for p in spec.files]
+
+    def batches() -> Iterator[Batch]:
+        for f in files:
+            yield from read_batches(f, schema, spec.batch_bytes, spec.batch_rows)
+
+    def route(part: Partitioned) -> None:
+        new = sorted(set(router.unplaced(part.chunks)) | set(router.unplaced(part.overlap_chunks))
+                     if part.overlap_chunks is not None else router.unplaced(part.chunks))  # fmt: skip
+        if new:
+            placed = czar.placement(transaction_id, new)
+            router.add({c: tuple(w.name for w in ws) for c, ws in placed.items()})
+            for ws in placed.values():
+                for w in ws:
+                    workers.setdefault(w.name, w.address)
+        for worker, part_rows in router.split(part.rows, part.chunks).items():
+            uploader.send(worker, part_rows)
+        if part.overlap is not None and part.overlap_chunks is not None:
+            for worker, part_rows in router.split(part.overlap, part.overlap_chunks).items():
+                uploader.send(worker, part_rows, overlap=True)
+
+    try:
+        for batch in prefetch(batches()):
+            validate(batch, spec)
+            n = batch.data.num_rows
+            if table.kind is TableKind.REGULAR:
+                data = pa.Table.from_batches([batch.data])
+                for worker in workers:
+                    uploader.send(worker, data)
+            elif table.kind is TableKind.DIRECTOR:
+                part = director_rows(batch, spec, db.partitioning)
+                if index_future is not None:
+                    index_future.result()  # at most one staging request in flight
+                assert part.index is not None
+                index_future = index_pool.submit(czar.stage_index, transaction_id, part.index)
+                route(part)
+                chunk_rows.update(chunk_counts(part.chunks))
+            else:
+                assert spec.key_column and spec.director
+                chunks = czar.lookup(db.name, spec.director, batch.data.column(spec.key_column))
+                part = child_rows(batch, spec, chunks)
+                route(part)
+                chunk_rows.update(chunk_counts(part.chunks))
+            rows += n
+            progress.update(n)
+            if delay:
+                time.sleep(delay)  # test hook: lets a test kill the loader mid-transaction
+        if index_future is not None:
+            index_future.result()
+        progress.note("waiting for workers")
+        uploader.close()
+    except BaseException:
+        uploader.cancel()
+        raise
+    finally:
+        index_pool.shutdown(wait=True)
+    return rows, dict(chunk_rows)

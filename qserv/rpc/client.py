@@ -1,0 +1,202 @@
+"""Client of one worker: sync calls for admin and ingest, async streaming for queries.
+
+``WorkerClient`` holds a sync channel (health, DDL, ingest, transactions, stats; used by the
+loader, the replication controller and tests) and a ``grpc.aio`` channel for ``execute``
+(used by the czar's dispatcher, which runs on an event loop). The aio channel is created
+lazily inside the running loop, because an aio channel belongs to the loop that made it.
+
+Every failure is raised as a typed :class:`~qserv.errors.QservError` (``codec.rpc_error``):
+the worker's own error with its SQLSTATE, or :class:`~qserv.errors.WorkerUnavailable` when
+the worker cannot be reached.
+
+Example::
+
+    client = WorkerClient("127.0.0.1:5040")
+    client.create_table("sky", "Object", TableKind.DIRECTOR, [Column("objectId", "BIGINT")])
+    client.ingest([(7, "sky", "Object", False, rows)])
+    client.commit(7)
+    async for batch in client.execute("q1", 'SELECT count(*) FROM sky."Object"', [1, 2]):
+        ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+import grpc
+import grpc.aio
+import pyarrow as pa
+
+from qserv.catalog import Column, TableKind
+from qserv.rpc import codec
+from qserv.rpc.v1 import common_pb2, worker_pb2, worker_pb2_grpc
+
+IngestItem = tuple[int, str, str, bool, pa.Table | pa.RecordBatch]
+"""(transaction_id, database, table, overlap, rows) as accepted by :meth:`WorkerClient.ingest`."""
+
+
+@dataclass(frozen=True)
+class WorkerHealth:
+    name: str
+    version: str
+    queries_running: int
+
+
+@dataclass(frozen=True)
+class ChunkStat:
+    """Committed rows of one stored table (``T``, ``T__overlap``) in one chunk (-1: regular)."""
+
+    table: str
+    chunk_id: int
+    rows: int
+
+
+class WorkerClient:
+    """gRPC client of one worker (``address`` is ``host:port``)."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self._channel = grpc.insecure_channel(address, options=list(codec.CHANNEL_OPTIONS))
+        self._stub = worker_pb2_grpc.WorkerStub(self._channel)
+        self._aio_channel: grpc.aio.Channel | None = None
+        self._aio_stub: worker_pb2_grpc.WorkerStub | None = None
+        self._aio_loop: asyncio.AbstractEventLoop | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the sync channel (the aio channel is closed by :meth:`aclose`)."""
+        self._channel.close()
+
+    async def aclose(self) -> None:
+        """Close the aio channel (call from the event loop that ran :meth:`execute`)."""
+        if self._aio_channel is not None and self._aio_loop is asyncio.get_running_loop():
+            await self._aio_channel.close()
+        self._aio_channel = self._aio_stub = self._aio_loop = None
+
+    def __enter__(self) -> WorkerClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _aio(self) -> worker_pb2_grpc.WorkerStub:
+        loop = asyncio.get_running_loop()
+        if self._aio_stub is None or self._aio_loop is not loop:
+            # a channel made on another (maybe closed) loop cannot be used from this one
+            self._aio_channel = grpc.aio.insecure_channel(self.address, options=list(codec.CHANNEL_OPTIONS))
+            self._aio_stub = worker_pb2_grpc.WorkerStub(self._aio_channel)
+            self._aio_loop = loop
+        return self._aio_stub
+
+    # -- sync calls ---------------------------------------------------------------------------
+
+    def health(self, timeout: float | None = 5.0) -> WorkerHealth:
+        """Name, version and number of running queries of the worker."""
+        try:
+            reply = self._stub.Health(worker_pb2.HealthRequest(), timeout=timeout)
+        except grpc.RpcError as exc:
+            raise codec.rpc_error(exc, self.address) from exc
+        return WorkerHealth(reply.name, reply.version, reply.queries_running)
+
+    def create_table(
+        self,
+        database: str,
+        table: str,
+        kind: TableKind,
+        columns: Sequence[Column],
+        timeout: float | None = 60.0,
+    ) -> None:
+        """Create ``database.table`` on the worker (same columns again: no-op)."""
+        request = worker_pb2.CreateTableRequest(
+            database=database,
+            table=table,
+            kind=codec.kind_to_pb(kind),
+            columns=[common_pb2.Column(name=c.name, type=c.type) for c in columns],
+        )
+        try:
+            self._stub.CreateTable(request, timeout=timeout)
+        except grpc.RpcError as exc:
+            raise codec.rpc_error(exc, self.address) from exc
+
+    def ingest(self, items: Iterable[IngestItem], timeout: float | None = None) -> int:
+        """Stage rows in one stream (all or nothing); the number of rows staged.
+
+        Each item is (transaction_id, database, table, overlap, rows); rows carry the user
+        columns plus ``_chunk`` (and ``_subchunk`` for directors). Large tables are split into
+        messages of ~4 MB.
+        """
+
+        def requests() -> Iterator[worker_pb2.IngestRequest]:
+            for txn, database, table, overlap, data in items:
+                # one ~4 MB message per batch; zero rows still send one (schema only) message
+                groups: list[list[pa.RecordBatch]] = [[b] for b in codec.split_batches(data)] or [[]]
+                for group in groups:
+                    yield worker_pb2.IngestRequest(
+                        transaction_id=txn,
+                        database=database,
+                        table=table,
+                        overlap=overlap,
+                        arrow_ipc=codec.encode_ipc(group, data.schema),
+                    )
+
+        try:
+            reply = self._stub.Ingest(requests(), timeout=timeout)
+        except grpc.RpcError as exc:
+            raise codec.rpc_error(exc, self.address) from exc
+        return int(reply.rows)
+
+    def commit(self, transaction_id: int, timeout: float | None = None) -> None:
+        """Publish the transaction's staged rows (idempotent)."""
+        try:
+            self._stub.CommitTransaction(
+                worker_pb2.TransactionRequest(transaction_id=transaction_id), timeout=timeout
+            )
+        except grpc.RpcError as exc:
+            raise codec.rpc_error(exc, self.address) from exc
+
+    def abort(self, transaction_id: int, timeout: float | None = 60.0) -> None:
+        """Drop the transaction's staged rows (idempotent)."""
+        try:
+            self._stub.AbortTransaction(
+                worker_pb2.TransactionRequest(transaction_id=transaction_id), timeout=timeout
+            )
+        except grpc.RpcError as exc:
+            raise codec.rpc_error(exc, self.address) from exc
+
+    def chunk_stats(self, database: str, timeout: float | None = 60.0) -> list[ChunkStat]:
+        """Committed rows per (stored table, chunk) of ``database`` on this worker."""
+        try:
+            reply = self._stub.ChunkStats(worker_pb2.ChunkStatsRequest(database=database), timeout=timeout)
+        except grpc.RpcError as exc:
+            raise codec.rpc_error(exc, self.address) from exc
+        return [ChunkStat(s.table, s.chunk_id, s.rows) for s in reply.stats]
+
+    # -- async query --------------------------------------------------------------------------
+
+    async def execute(
+        self, query_id: str, sql: str, chunk_ids: Sequence[int], timeout: float | None = None
+    ) -> AsyncIterator[pa.RecordBatch]:
+        """Run one worker batch and yield its record batches as they arrive.
+
+        Every result yields at least one batch: an empty result yields one zero-row batch that
+        carries the schema. Closing the iterator early (or cancelling the task) cancels the
+        call, and the worker interrupts DuckDB.
+        """
+        request = worker_pb2.ExecuteRequest(query_id=query_id, sql=sql, chunk_ids=list(chunk_ids))
+        call = self._aio().Execute(request, timeout=timeout)
+        try:
+            async for message in call:
+                table = codec.decode_ipc(message.arrow_ipc)
+                batches = table.to_batches()
+                if not batches:
+                    yield codec.empty_batch(table.schema)
+                for batch in batches:
+                    yield batch
+        except grpc.RpcError as exc:
+            raise codec.rpc_error(exc, self.address) from exc
+        finally:
+            # no-op when the call finished; otherwise stops the worker's query
+            call.cancel()

@@ -1,0 +1,177 @@
+"""``make bench``: the cluster against one local DuckDB over the same data, side by side.
+
+Generates a 10M-row Object catalog with Sources, loads it into a 3-worker cluster with 2
+replicas (timing the loader), loads the same Parquet files into one in-process DuckDB, and
+prints for each measurement the cluster's time, DuckDB's time and their ratio. Absolute times
+on a shared machine are noise; the ratios measured in one run are the result.
+
+Environment: QSERV_BENCH_OBJECTS (default 10,000,000), QSERV_BENCH_DIR (default .bench).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import psycopg
+
+from qserv.cluster import ClusterSpec, LocalCluster
+from qserv.sample import SampleSpec, write
+from qserv.sphere.scisql import install_macros
+from tests.cluster import free_ports
+
+
+def _timed(fn: Callable[[], object], repeat: int) -> list[float]:
+    out = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t) * 1000)
+    return out
+
+
+def _pct(xs: list[float], p: float) -> float:
+    return float(np.percentile(np.asarray(xs), p))
+
+
+def main() -> int:
+    n_objects = int(os.environ.get("QSERV_BENCH_OBJECTS", "10000000"))
+    root = Path(os.environ.get("QSERV_BENCH_DIR", ".bench")).resolve()
+    shutil.rmtree(root / "cluster", ignore_errors=True)
+    sample_dir = root / f"sample-{n_objects}"
+    if not (sample_dir / "Filter.parquet").exists():
+        print(f"generating {n_objects:,} objects (and ~{n_objects:,} sources) ...", flush=True)
+        write(SampleSpec(objects=n_objects, sources_per_object=1.0, seed=1), sample_dir)
+    files = {name: sample_dir / f"{name}.parquet" for name in ("Object", "Source", "Filter")}
+
+    ports = free_ports(5)
+    spec = ClusterSpec(
+        data_dir=root / "cluster",
+        workers=3,
+        pg_port=ports[0],
+        http_port=ports[1],
+        worker_port=ports[2],
+        replicas=2,
+    )
+    cluster = LocalCluster(spec)
+    results: list[tuple[str, float, float]] = []
+    notes: list[str] = []
+    try:
+        cluster.start()
+        url = f"http://127.0.0.1:{spec.http_port}"
+
+        def load(*args: str) -> float:
+            t = time.perf_counter()
+            subprocess.run(
+                [sys.executable, "-m", "qserv.cli", "load", "--url", url, "--database", "sky", *args],
+                check=True,
+            )
+            return time.perf_counter() - t
+
+        t_obj = load(
+            "--table",
+            "Object",
+            "--director",
+            "--id",
+            "objectId",
+            "--lon",
+            "ra",
+            "--lat",
+            "decl",
+            str(files["Object"]),
+        )
+        n_src = duckdb.sql(f"SELECT COUNT(*) FROM read_parquet('{files['Source']}')").fetchone()[0]  # type: ignore[index]
+        t_src = load("--table", "Source", "--child-of", "Object", "--key", "objectId", str(files["Source"]))
+        load("--table", "Filter", "--regular", str(files["Filter"]))
+
+        ref = duckdb.connect()
+        ref.execute("SET threads = 2")
+        install_macros(ref)
+        t = time.perf_counter()
+        for name, path in files.items():
+            ref.execute(f"CREATE TABLE \"{name}\" AS SELECT * FROM read_parquet('{path}')")
+        t_ref = time.perf_counter() - t
+        notes.append(
+            f"loader: Object {n_objects / t_obj:,.0f} rows/s ({n_objects:,} rows, {t_obj:.1f} s, "
+            f"replication 2); Source {n_src / t_src:,.0f} rows/s; single DuckDB CREATE TABLE from "
+            f"Parquet {(n_objects + n_src) / t_ref:,.0f} rows/s"
+        )
+
+        conn = psycopg.connect(f"host=127.0.0.1 port={spec.pg_port} user=qserv dbname=sky", autocommit=True)
+
+        def both(label: str, cluster_sql: str, ref_sql: str, repeat: int) -> None:
+            conn.execute(cluster_sql).fetchall()
+            ref.execute(ref_sql).fetchall()
+            c = _timed(lambda: conn.execute(cluster_sql).fetchall(), repeat)
+            r = _timed(lambda: ref.execute(ref_sql).fetchall(), repeat)
+            results.append((label + " p50", statistics.median(c), statistics.median(r)))
+
+        agg = "SELECT COUNT(*), AVG(g_psfFlux), MIN(decl), MAX(decl), SUM(extendedness) FROM Object"
+        both("full-scan aggregate", agg, agg, 5)
+        grp = "SELECT extendedness, COUNT(*), AVG(r_psfFlux) FROM Object GROUP BY extendedness"
+        both("full-scan GROUP BY", grp, grp, 5)
+
+        rng = np.random.default_rng(3)
+        ids = ref.execute("SELECT objectId FROM Object USING SAMPLE 200 ROWS").fetchall()
+        cones = [
+            (float(rng.uniform(0, 360)), float(np.degrees(np.arcsin(rng.uniform(-1, 1))))) for _ in range(100)
+        ]
+
+        def series(
+            label: str, run_c: Callable[[int], object], run_r: Callable[[int], object], n: int
+        ) -> None:
+            for i in range(min(5, n)):
+                run_c(i)
+                run_r(i)
+            c, r = [], []
+            for i in range(n):
+                t = time.perf_counter()
+                run_c(i)
+                c.append((time.perf_counter() - t) * 1000)
+                t = time.perf_counter()
+                run_r(i)
+                r.append((time.perf_counter() - t) * 1000)
+            results.append((label + " p50", _pct(c, 50), _pct(r, 50)))
+            results.append((label + " p95", _pct(c, 95), _pct(r, 95)))
+
+        series(
+            "cone search r=0.1deg",
+            lambda i: conn.execute(
+                "SELECT objectId, ra, decl FROM Object WHERE qserv_areaspec_circle(%s, %s, 0.1)", cones[i]
+            ).fetchall(),
+            lambda i: ref.execute(
+                "SELECT objectId, ra, decl FROM Object WHERE scisql_s2PtInCircle(ra, decl, ?, ?, 0.1) = 1",
+                cones[i],
+            ).fetchall(),
+            len(cones),
+        )
+        series(
+            "point lookup by objectId",
+            lambda i: conn.execute("SELECT * FROM Object WHERE objectId = %s", ids[i]).fetchall(),
+            lambda i: ref.execute("SELECT * FROM Object WHERE objectId = ?", ids[i]).fetchall(),
+            len(ids),
+        )
+        conn.close()
+    finally:
+        cluster.stop()
+
+    print()
+    print(f"qserv-py bench: {n_objects:,} objects, 3 workers, 2 replicas, {os.cpu_count()} cores")
+    print(f"{'measurement':34} {'cluster ms':>11} {'duckdb ms':>10} {'ratio':>7}")
+    for label, c, r in results:
+        print(f"{label:34} {c:11.2f} {r:10.2f} {c / r if r else float('inf'):7.2f}")
+    for note in notes:
+        print(note)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Metadata store backend tests (SQLite and PostgreSQL)."""

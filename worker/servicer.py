@@ -1,0 +1,158 @@
+"""The gRPC shell of a worker: decode a request, call storage or execute, encode the answer.
+
+No decisions are made here; every failure goes through :func:`qserv.rpc.codec.abort`, so the
+client always receives a typed error (SQLSTATE, message, position in trailing metadata).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+
+import grpc
+import pyarrow as pa
+
+import qserv
+from qserv.catalog import Column
+from qserv.errors import InvalidParameter
+from qserv.log import event
+from qserv.rpc import codec
+from qserv.rpc.v1 import common_pb2, worker_pb2, worker_pb2_grpc
+from worker.execute import QueryRun
+from worker.storage import StagedRows, Storage
+
+_log = logging.getLogger(__name__)
+
+
+class WorkerServicer(worker_pb2_grpc.WorkerServicer):
+    """Implements qserv.rpc.v1.Worker over one :class:`~worker.storage.Storage`."""
+
+    def __init__(self, name: str, storage: Storage) -> None:
+        self._name = name
+        self._storage = storage
+        self._lock = threading.Lock()
+        self._running = 0
+
+    @property
+    def queries_running(self) -> int:
+        with self._lock:
+            return self._running
+
+    def Health(
+        self, request: worker_pb2.HealthRequest, context: grpc.ServicerContext
+    ) -> worker_pb2.HealthReply:
+        return worker_pb2.HealthReply(
+            name=self._name, version=qserv.__version__, queries_running=self.queries_running
+        )
+
+    def Execute(
+        self, request: worker_pb2.ExecuteRequest, context: grpc.ServicerContext
+    ) -> Iterator[worker_pb2.ResultBatch]:
+        start = time.monotonic()
+        try:
+            run = QueryRun(self._storage.cursor(), request.sql)
+        except Exception as exc:
+            codec.abort(context, exc)
+        # runs when the call ends for any reason: client cancel, deadline, server stop, done
+        context.add_callback(run.interrupt)
+        with self._lock:
+            self._running += 1
+        messages = nbytes = 0
+        try:
+            for data in run.messages():
+                messages += 1
+                nbytes += len(data)
+                yield worker_pb2.ResultBatch(arrow_ipc=data)
+        except Exception as exc:
+            event(
+                _log,
+                "query failed",
+                query_id=request.query_id,
+                chunks=len(request.chunk_ids),
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            codec.abort(context, exc)
+        finally:
+            with self._lock:
+                self._running -= 1
+        event(
+            _log,
+            "query done",
+            logging.DEBUG,
+            query_id=request.query_id,
+            chunks=len(request.chunk_ids),
+            messages=messages,
+            bytes=nbytes,
+            seconds=f"{time.monotonic() - start:.3f}",
+        )
+
+    def CreateTable(
+        self, request: worker_pb2.CreateTableRequest, context: grpc.ServicerContext
+    ) -> common_pb2.Empty:
+        try:
+            self._storage.create_table(
+                request.database,
+                request.table,
+                codec.kind_from_pb(request.kind),
+                [Column(c.name, c.type) for c in request.columns],
+            )
+        except Exception as exc:
+            codec.abort(context, exc)
+        event(_log, "table ready", database=request.database, table=request.table)
+        return common_pb2.Empty()
+
+    def Ingest(
+        self, request_iterator: Iterator[worker_pb2.IngestRequest], context: grpc.ServicerContext
+    ) -> worker_pb2.IngestReply:
+        txns: set[int] = set()
+
+        def parts() -> Iterator[StagedRows]:
+            for req in request_iterator:
+                try:
+                    data = codec.decode_ipc(req.arrow_ipc)
+                except pa.ArrowInvalid as exc:
+                    raise InvalidParameter(
+                        f"ingest payload for {req.database}.{req.table} is not an Arrow IPC stream: {exc}"
+                    ) from exc
+                txns.add(req.transaction_id)
+                yield StagedRows(req.transaction_id, req.database, req.table, req.overlap, data)
+
+        try:
+            rows = self._storage.stage(parts())
+        except Exception as exc:
+            codec.abort(context, exc)
+        event(_log, "rows staged", transactions=sorted(txns), rows=rows)
+        return worker_pb2.IngestReply(rows=rows)
+
+    def CommitTransaction(
+        self, request: worker_pb2.TransactionRequest, context: grpc.ServicerContext
+    ) -> common_pb2.Empty:
+        try:
+            rows = self._storage.commit(request.transaction_id)
+        except Exception as exc:
+            codec.abort(context, exc)
+        event(_log, "transaction committed", transaction_id=request.transaction_id, rows=rows)
+        return common_pb2.Empty()
+
+    def AbortTransaction(
+        self, request: worker_pb2.TransactionRequest, context: grpc.ServicerContext
+    ) -> common_pb2.Empty:
+        try:
+            self._storage.abort(request.transaction_id)
+        except Exception as exc:
+            codec.abort(context, exc)
+        event(_log, "transaction aborted", transaction_id=request.transaction_id)
+        return common_pb2.Empty()
+
+    def ChunkStats(
+        self, request: worker_pb2.ChunkStatsRequest, context: grpc.ServicerContext
+    ) -> worker_pb2.ChunkStatsReply:
+        try:
+            stats = self._storage.chunk_stats(request.database)
+        except Exception as exc:
+            codec.abort(context, exc)
+        return worker_pb2.ChunkStatsReply(
+            stats=[worker_pb2.ChunkStat(table=s.table, chunk_id=s.chunk_id, rows=s.rows) for s in stats]
+        )

@@ -1,0 +1,363 @@
+"""The worker's tables in its DuckDB database: creation, transactional ingest, chunk stats.
+
+Layout (see :mod:`qserv.catalog`): one schema per qserv database; a director ``T`` is table
+``T`` with ``_chunk INTEGER, _subchunk BIGINT`` and its overlap rows in ``T__overlap``; a child
+or match table is ``T`` with ``_chunk INTEGER``; a regular table is stored as is.
+
+Ingest is two-phase, and both phases are DuckDB transactions:
+
+1. **stage**: one Ingest stream writes its rows into staging tables of its own, in schema
+   ``_staging``, named ``"t<txn>__<db>__<table>[__overlap]__<stream>"``, and records them in
+   ``_staging._tables``. The stream is one DuckDB transaction, so a failed stream leaves
+   nothing behind and can simply be sent again; separate streams never touch the same table,
+   so they never conflict.
+2. **commit**: one DuckDB transaction inserts every staging table of the transaction into its
+   target (ordered by ``_chunk`` so each row group covers few chunks and the ``_chunk`` zone
+   map prunes well), drops them and deletes their registry rows. The registry lives in the
+   database file, so a commit interrupted by a crash or restart is simply called again; a
+   commit with nothing staged is a no-op, which makes a repeated commit idempotent.
+
+Example: ``stage(StagedRows(7, "sky", "Object", False, rows))`` creates
+``_staging."t7__sky__Object__3f2a…"``; ``commit(7)`` runs
+``INSERT INTO "sky"."Object" SELECT * FROM (<staging tables> UNION ALL …) ORDER BY "_chunk"``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import duckdb
+import pyarrow as pa
+
+from qserv.catalog import CHUNK_COLUMN, OVERLAP_SUFFIX, SUBCHUNK_COLUMN, Column, TableKind
+from qserv.errors import DataError, DuplicateObject, InvalidParameter, UndefinedTable
+from qserv.log import event
+from worker.lockdown import STAGING_SCHEMA
+
+_log = logging.getLogger(__name__)
+REGISTRY_TABLE = "_tables"
+REGULAR_CHUNK_ID = -1  # chunk_id reported by chunk_stats for whole (regular) tables
+_INGEST_VIEW = "_qserv_ingest"
+
+
+def quote_ident(name: str) -> str:
+    """A DuckDB quoted identifier (case preserved, embedded quotes doubled)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def qualified(schema: str, table: str) -> str:
+    return f"{quote_ident(schema)}.{quote_ident(table)}"
+
+
+@dataclass(frozen=True)
+class StagedRows:
+    """Rows of one transaction for one stored table (a director's overlap table if ``overlap``)."""
+
+    transaction_id: int
+    database: str
+    table: str
+    overlap: bool
+    data: pa.Table
+
+
+@dataclass(frozen=True)
+class ChunkRows:
+    """Committed rows of one stored table in one chunk (``REGULAR_CHUNK_ID`` for regular)."""
+
+    table: str
+    chunk_id: int
+    rows: int
+
+
+def stored_columns(kind: TableKind, columns: Sequence[Column]) -> tuple[Column, ...]:
+    """User columns plus the partitioning columns the kind needs."""
+    reserved = {CHUNK_COLUMN, SUBCHUNK_COLUMN}
+    clash = [c.name for c in columns if c.name.lower() in reserved]
+    if clash:
+        raise InvalidParameter(
+            f"column names {clash} are reserved for partitioning", hint="rename these columns"
+        )
+    extra: tuple[Column, ...] = ()
+    if kind is TableKind.DIRECTOR:
+        extra = (Column(CHUNK_COLUMN, "INTEGER"), Column(SUBCHUNK_COLUMN, "BIGINT"))
+    elif kind in (TableKind.CHILD, TableKind.MATCH):
+        extra = (Column(CHUNK_COLUMN, "INTEGER"),)
+    return tuple(columns) + extra
+
+
+class Storage:
+    """Owns the worker's DuckDB connection; every operation runs on a fresh cursor."""
+
+    def __init__(self, conn: duckdb.DuckDBPyConnection) -> None:
+        self._conn = conn
+        # DuckDBPyConnection is not thread-safe; only cursor creation touches it directly
+        self._conn_lock = threading.Lock()
+        # catalog changes (create table, commit, abort) are serialised: rare, and DuckDB would
+        # otherwise fail concurrent ones with write-write conflicts
+        self._ddl_lock = threading.Lock()
+        with self.cursor() as cur:
+            cur.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(STAGING_SCHEMA)}")
+            cur.execute(
+                f"CREATE TABLE IF NOT EXISTS {qualified(STAGING_SCHEMA, REGISTRY_TABLE)} ("
+                "transaction_id BIGINT, database VARCHAR, table_name VARCHAR, "
+                "overlap BOOLEAN, staging VARCHAR)"
+            )
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A new DuckDB connection to the worker's database (use one per thread / call)."""
+        with self._conn_lock:
+            return self._conn.cursor()
+
+    def close(self) -> None:
+        """Checkpoint (fold the WAL into the file) and close the database."""
+        with self._conn_lock:
+            try:
+                self._conn.execute("CHECKPOINT")
+            except duckdb.Error as exc:
+                # not fatal: the WAL is replayed when the database is opened again
+                event(_log, "checkpoint on close failed", logging.WARNING, error=str(exc))
+            finally:
+                self._conn.close()
+
+    # -- tables -------------------------------------------------------------------------------
+
+    def create_table(self, database: str, table: str, kind: TableKind, columns: Sequence[Column]) -> None:
+        """Create ``database.table`` (and a director's overlap table); same columns: no-op."""
+        if not columns:
+            raise InvalidParameter(f"table {database}.{table} needs at least one column")
+        with self._ddl_lock, self.cursor() as cur:
+            wanted = tuple(
+                Column(c.name, _normalize_type(cur, c.type, f"{database}.{table}.{c.name}"))
+                for c in stored_columns(kind, columns)
+            )
+            names = [table, table + OVERLAP_SUFFIX] if kind is TableKind.DIRECTOR else [table]
+            existing = {n: _columns(cur, database, n) for n in names}
+            for name, have in existing.items():
+                if have is not None and not _same_columns(have, wanted):
+                    raise DuplicateObject(
+                        f"table {database}.{name} exists with columns {_show(have)}, not {_show(wanted)}",
+                        hint="drop the table first or load with the existing schema",
+                    )
+            missing = [n for n, have in existing.items() if have is None]
+            if not missing:
+                return
+            body = ", ".join(f"{quote_ident(c.name)} {c.type}" for c in wanted)
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                cur.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(database)}")
+                for name in missing:
+                    cur.execute(f"CREATE TABLE {qualified(database, name)} ({body})")
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+
+    # -- ingest -------------------------------------------------------------------------------
+
+    def stage(self, parts: Iterable[StagedRows]) -> int:
+        """Append ``parts`` to staging tables, all or nothing; the number of rows staged."""
+        stream = uuid.uuid4().hex[:12]
+        staging: dict[tuple[int, str, str, bool], tuple[str, tuple[Column, ...]]] = {}
+        total = 0
+        with self.cursor() as cur:
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                for part in parts:
+                    key = (part.transaction_id, part.database, part.table, part.overlap)
+                    if key not in staging:
+                        staging[key] = self._new_staging(cur, part, stream)
+                    name, columns = staging[key]
+                    _check_ingest_columns(part, columns)
+                    if part.data.num_rows == 0:
+                        continue
+                    cur.register(_INGEST_VIEW, part.data)
+                    try:
+                        cur.execute(
+                            f"INSERT INTO {qualified(STAGING_SCHEMA, name)} BY NAME "
+                            f"SELECT * FROM {_INGEST_VIEW}"
+                        )
+                    except (duckdb.ConversionException, duckdb.ConstraintException) as exc:
+                        raise DataError(
+                            f"rows for {_target_name(part)} do not fit its column types: {exc}",
+                            hint="check the column types of the input",
+                        ) from exc
+                    # after success only: in a failed DuckDB transaction unregister raises
+                    # too, and the cursor (and its view) goes away with the stream anyway
+                    cur.unregister(_INGEST_VIEW)
+                    total += part.data.num_rows
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+        return total
+
+    def _new_staging(
+        self, cur: duckdb.DuckDBPyConnection, part: StagedRows, stream: str
+    ) -> tuple[str, tuple[Column, ...]]:
+        target = part.table + (OVERLAP_SUFFIX if part.overlap else "")
+        columns = _columns(cur, part.database, target)
+        if columns is None:
+            raise UndefinedTable(
+                f"table {part.database}.{target} does not exist on this worker",
+                hint="create the table (CreateTable) before ingesting into it",
+            )
+        name = f"t{part.transaction_id}__{part.database}__{target}__{stream}"
+        cur.execute(
+            f"CREATE TABLE {qualified(STAGING_SCHEMA, name)} AS "
+            f"SELECT * FROM {qualified(part.database, target)} LIMIT 0"
+        )
+        cur.execute(
+            f"INSERT INTO {qualified(STAGING_SCHEMA, REGISTRY_TABLE)} VALUES (?, ?, ?, ?, ?)",
+            [part.transaction_id, part.database, part.table, part.overlap, name],
+        )
+        return name, columns
+
+    def commit(self, transaction_id: int) -> int:
+        """Publish every staged row of the transaction atomically; the number of rows published."""
+        with self._ddl_lock, self.cursor() as cur:
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                groups = self._staged(cur, transaction_id)
+                total = 0
+                for (database, table, overlap), names in sorted(groups.items()):
+                    target = table + (OVERLAP_SUFFIX if overlap else "")
+                    columns = _columns(cur, database, target) or ()
+                    source = " UNION ALL ".join(
+                        f"SELECT * FROM {qualified(STAGING_SCHEMA, n)}" for n in names
+                    )
+                    order = (
+                        f" ORDER BY {quote_ident(CHUNK_COLUMN)}"
+                        if any(c.name == CHUNK_COLUMN for c in columns)
+                        else ""
+                    )
+                    row = cur.execute(
+                        f"INSERT INTO {qualified(database, target)} SELECT * FROM ({source}){order}"
+                    ).fetchone()
+                    total += int(row[0]) if row else 0
+                self._drop_staged(cur, transaction_id, groups)
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+        return total
+
+    def abort(self, transaction_id: int) -> None:
+        """Drop every staged row of the transaction (nothing staged: no-op)."""
+        with self._ddl_lock, self.cursor() as cur:
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                self._drop_staged(cur, transaction_id, self._staged(cur, transaction_id))
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+
+    def _staged(
+        self, cur: duckdb.DuckDBPyConnection, transaction_id: int
+    ) -> dict[tuple[str, str, bool], list[str]]:
+        rows = cur.execute(
+            f"SELECT database, table_name, overlap, staging FROM {qualified(STAGING_SCHEMA, REGISTRY_TABLE)} "
+            "WHERE transaction_id = ? ORDER BY staging",
+            [transaction_id],
+        ).fetchall()
+        groups: dict[tuple[str, str, bool], list[str]] = {}
+        for database, table, overlap, name in rows:
+            groups.setdefault((database, table, bool(overlap)), []).append(name)
+        return groups
+
+    def _drop_staged(
+        self,
+        cur: duckdb.DuckDBPyConnection,
+        transaction_id: int,
+        groups: dict[tuple[str, str, bool], list[str]],
+    ) -> None:
+        for names in groups.values():
+            for name in names:
+                cur.execute(f"DROP TABLE IF EXISTS {qualified(STAGING_SCHEMA, name)}")
+        cur.execute(
+            f"DELETE FROM {qualified(STAGING_SCHEMA, REGISTRY_TABLE)} WHERE transaction_id = ?",
+            [transaction_id],
+        )
+
+    def staged_transactions(self) -> list[int]:
+        """Transactions with staged, uncommitted rows (to resume or abort after a restart)."""
+        with self.cursor() as cur:
+            rows = cur.execute(
+                f"SELECT DISTINCT transaction_id FROM {qualified(STAGING_SCHEMA, REGISTRY_TABLE)} ORDER BY 1"
+            ).fetchall()
+        return [int(r[0]) for r in rows]
+
+    # -- stats --------------------------------------------------------------------------------
+
+    def chunk_stats(self, database: str) -> list[ChunkRows]:
+        """Committed rows per (stored table, chunk) of ``database``; unknown database: empty."""
+        out: list[ChunkRows] = []
+        with self.cursor() as cur:
+            tables = cur.execute(
+                "SELECT schema_name, table_name FROM duckdb_tables() "
+                "WHERE database_name = current_database() AND lower(schema_name) = lower(?) "
+                "ORDER BY table_name",
+                [database],
+            ).fetchall()
+            for schema, table in tables:
+                columns = _columns(cur, schema, table) or ()
+                if any(c.name == CHUNK_COLUMN for c in columns):
+                    rows = cur.execute(
+                        f"SELECT {quote_ident(CHUNK_COLUMN)}, count(*) FROM {qualified(schema, table)} "
+                        "GROUP BY 1 ORDER BY 1"
+                    ).fetchall()
+                    out.extend(ChunkRows(table, int(c), int(n)) for c, n in rows if c is not None)
+                else:
+                    row = cur.execute(f"SELECT count(*) FROM {qualified(schema, table)}").fetchone()
+                    out.append(ChunkRows(table, REGULAR_CHUNK_ID, int(row[0]) if row else 0))
+        return out
+
+
+def _target_name(part: StagedRows) -> str:
+    return f"{part.database}.{part.table}{OVERLAP_SUFFIX if part.overlap else ''}"
+
+
+def _columns(cur: duckdb.DuckDBPyConnection, schema: str, table: str) -> tuple[Column, ...] | None:
+    """Columns of a stored table, or None if it does not exist (names match case-insensitively)."""
+    rows = cur.execute(
+        "SELECT column_name, data_type FROM duckdb_columns() "
+        "WHERE database_name = current_database() AND lower(schema_name) = lower(?) "
+        "AND lower(table_name) = lower(?) ORDER BY column_index",
+        [schema, table],
+    ).fetchall()
+    return tuple(Column(n, t) for n, t in rows) if rows else None
+
+
+def _normalize_type(cur: duckdb.DuckDBPyConnection, type_: str, where: str) -> str:
+    try:
+        return str(cur.type(type_))
+    except duckdb.Error as exc:
+        raise InvalidParameter(f"column {where} has unknown type {type_!r}") from exc
+
+
+def _same_columns(a: Sequence[Column], b: Sequence[Column]) -> bool:
+    return [(c.name.lower(), c.type) for c in a] == [(c.name.lower(), c.type) for c in b]
+
+
+def _show(columns: Sequence[Column]) -> str:
+    return "(" + ", ".join(f"{c.name} {c.type}" for c in columns) + ")"
+
+
+def _check_ingest_columns(part: StagedRows, columns: Sequence[Column]) -> None:
+    have = {n.lower() for n in part.data.column_names}
+    want = {c.name.lower() for c in columns}
+    if have == want and len(part.data.column_names) == len(have):
+        return
+    missing = sorted(c.name for c in columns if c.name.lower() not in have)
+    extra = sorted(n for n in part.data.column_names if n.lower() not in want)
+    raise InvalidParameter(
+        f"rows for {_target_name(part)} have the wrong columns"
+        + (f"; missing {missing}" if missing else "")
+        + (f"; unexpected {extra}" if extra else "")
+        + ("; duplicate column names" if not missing and not extra else ""),
+        hint=f"send exactly the stored columns {_show(columns)}",
+    )

@@ -18,15 +18,37 @@ from czar.plan.split import RESULT_TABLE
 from qserv.sphere.scisql import install_macros
 
 
-def _connect(temp_directory: Path | str | None, memory_limit: str | None) -> duckdb.DuckDBPyConnection:
-    config: dict[str, str | bool | int | float | list[str]] = {}
-    if temp_directory is not None:
-        config["temp_directory"] = str(temp_directory)
-    if memory_limit is not None:
-        config["memory_limit"] = memory_limit
-    conn = duckdb.connect(":memory:", config=config)
-    install_macros(conn, temporary=True)
-    return conn
+class MergeEngine:
+    """A czar-side DuckDB shared by all queries; each merge runs on its own cursor.
+
+    Opening a DuckDB and installing the macros costs milliseconds, which point lookups
+    cannot afford per query; cursors are separate connections to one database, so each
+    merge's ``__result`` is a TEMP table private to its cursor.
+    """
+
+    def __init__(self, temp_directory: Path | str | None = None, memory_limit: str | None = None) -> None:
+        config: dict[str, str | bool | int | float | list[str]] = {}
+        if temp_directory is not None:
+            config["temp_directory"] = str(temp_directory)
+        if memory_limit is not None:
+            config["memory_limit"] = memory_limit
+        self._conn = duckdb.connect(":memory:", config=config)
+        install_macros(self._conn)
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        return self._conn.cursor()
+
+    def merge(self, plan: QueryPlan, batches: Iterable[pa.RecordBatch], schema: pa.Schema) -> pa.Table:
+        """Run the plan's merge query over the worker batches (all of the same ``schema``)."""
+        cursor = self.cursor()
+        try:
+            _load(cursor, batches, schema)
+            return cursor.sql(plan.merge_sql).to_arrow_table()
+        finally:
+            cursor.close()
+
+    def close(self) -> None:
+        self._conn.close()
 
 
 def _load(conn: duckdb.DuckDBPyConnection, batches: Iterable[pa.RecordBatch], schema: pa.Schema) -> None:
@@ -34,7 +56,7 @@ def _load(conn: duckdb.DuckDBPyConnection, batches: Iterable[pa.RecordBatch], sc
         schema, (b.cast(schema) if b.schema != schema else b for b in batches)
     )
     conn.register("__qserv_batches", reader)
-    conn.execute(f"CREATE TABLE {RESULT_TABLE} AS SELECT * FROM __qserv_batches")
+    conn.execute(f"CREATE TEMP TABLE {RESULT_TABLE} AS SELECT * FROM __qserv_batches")
     conn.unregister("__qserv_batches")
 
 
@@ -46,13 +68,12 @@ def merge(
     temp_directory: Path | str | None = None,
     memory_limit: str | None = None,
 ) -> pa.Table:
-    """Run the plan's merge query over the worker batches (all of the same ``schema``)."""
-    conn = _connect(temp_directory, memory_limit)
+    """One-off :meth:`MergeEngine.merge` (tests, tools); services keep one engine."""
+    engine = MergeEngine(temp_directory, memory_limit)
     try:
-        _load(conn, batches, schema)
-        return conn.sql(plan.merge_sql).to_arrow_table()
+        return engine.merge(plan, batches, schema)
     finally:
-        conn.close()
+        engine.close()
 
 
 def merge_reader(
@@ -65,12 +86,14 @@ def merge_reader(
     memory_limit: str | None = None,
 ) -> pa.RecordBatchReader:
     """Streaming :func:`merge`: the result comes out batch by batch as the client reads."""
-    conn = _connect(temp_directory, memory_limit)
+    engine = MergeEngine(temp_directory, memory_limit)
+    conn = engine.cursor()
     try:
         _load(conn, batches, schema)
         reader = conn.sql(plan.merge_sql).to_arrow_reader(batch_size)
     except BaseException:
         conn.close()
+        engine.close()
         raise
 
     def stream() -> Iterator[pa.RecordBatch]:
@@ -78,5 +101,6 @@ def merge_reader(
             yield from reader
         finally:
             conn.close()
+            engine.close()
 
     return pa.RecordBatchReader.from_batches(reader.schema, stream())

@@ -12,18 +12,19 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pyarrow as pa
 
 from czar.analyze import analyze
 from czar.dispatch import BatchExecutor, dispatch
-from czar.merge import merge
+from czar.merge import MergeEngine
 from czar.parse import parse
 from czar.plan import plan as make_plan
 from czar.plan.model import DirectorIndex, PlanContext, QueryPlan
 from czar.view import ClusterView, ViewCache
-from qserv.errors import UndefinedTable
+from qserv.errors import InternalError, UndefinedTable
 from qserv.log import event
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Prepared:
     plan: QueryPlan
-    placement: dict[int, tuple[str, ...]]
+    placement: Mapping[int, tuple[str, ...]]
     live_workers: tuple[str, ...]
 
 
@@ -55,10 +56,17 @@ def _family(view: ClusterView, databases: set[str], default_db: str) -> str | No
 class Pipeline:
     """Runs SQL against the cluster described by a :class:`ViewCache`."""
 
-    def __init__(self, views: ViewCache, director_index: DirectorIndex, execute: BatchExecutor) -> None:
+    def __init__(
+        self,
+        views: ViewCache,
+        director_index: DirectorIndex,
+        execute: BatchExecutor,
+        merger: MergeEngine,
+    ) -> None:
         self._views = views
         self._director_index = director_index
         self._execute = execute
+        self._merger = merger
 
     def prepare(self, sql: str, default_db: str) -> Prepared:
         """Parse, analyze and plan ``sql`` (pure given the metadata snapshot)."""
@@ -74,6 +82,7 @@ class Pipeline:
         placement = view.family_placement(family) if family else {}
         ctx = PlanContext(
             placement=placement,
+            held=view.family_held(family) if family else {},
             nonempty_chunks=view.nonempty_chunks,
             workers=view.live_workers,
             director_index=self._director_index,
@@ -89,10 +98,14 @@ class Pipeline:
         query_id = query_id or uuid.uuid4().hex[:16]
         started = time.perf_counter()
         prepared = await asyncio.to_thread(self.prepare, sql, default_db)
+        planned = time.perf_counter()
         plan = prepared.plan
         dispatched = await dispatch(plan, self._execute, query_id, prepared.placement, prepared.live_workers)
+        dispatched_at = time.perf_counter()
         schema = dispatched.schema
-        table = await asyncio.to_thread(merge, plan, dispatched.batches, schema)
+        if schema is None:
+            raise InternalError(f"query {query_id}: no worker batch returned a result schema")
+        table = await asyncio.to_thread(self._merger.merge, plan, dispatched.batches, schema)
         event(
             log,
             "query done",
@@ -103,5 +116,7 @@ class Pipeline:
             retried_chunks=dispatched.retried_chunks,
             rows=table.num_rows,
             ms=round((time.perf_counter() - started) * 1000, 2),
+            plan_ms=round((planned - started) * 1000, 2),
+            dispatch_ms=round((dispatched_at - planned) * 1000, 2),
         )
         return QueryAnswer(query_id, table, plan, dispatched.retried_chunks)

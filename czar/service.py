@@ -19,6 +19,7 @@ import pyarrow as pa
 from czar.director_index import DirectorIndex
 from czar.http.app import make_http_server
 from czar.http.ingest import resume_transactions
+from czar.merge import MergeEngine
 from czar.pgwire.handler import QueryResult, SessionInfo
 from czar.pgwire.server import start as start_pgwire
 from czar.pipeline import Pipeline
@@ -62,13 +63,15 @@ class Czar:
     store: MetadataStore
     director_index: DirectorIndex
     views: ViewCache = field(init=False)
+    merger: MergeEngine = field(init=False)
     pipeline: Pipeline = field(init=False)
     _clients: dict[str, WorkerClient] = field(default_factory=dict, init=False)
     _connections: dict[int, _Connection] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         self.views = ViewCache(self.store)
-        self.pipeline = Pipeline(self.views, self.director_index, self._execute_batch)
+        self.merger = MergeEngine(temp_directory=self.config.czar.data_dir / "spill")
+        self.pipeline = Pipeline(self.views, self.director_index, self._execute_batch, self.merger)
 
     # -- worker I/O ---------------------------------------------------------------------------
     def _client(self, worker: str) -> WorkerClient:
@@ -147,17 +150,22 @@ def serve(config: Config) -> None:
     resume_transactions(store, director_index)
     czar = Czar(config, store, director_index)
     http = make_http_server(
-        config.czar.host, config.czar.http_port, store, director_index, config.replication.level
+        config.czar.host,
+        config.czar.http_port,
+        store,
+        director_index,
+        config.replication.level,
+        on_change=czar.views.invalidate,
     )
     http_thread = threading.Thread(target=http.serve_forever, name="http", daemon=True)
     http_thread.start()
 
     async def main() -> None:
-        server = await start_pgwire(czar, config.czar.host, config.czar.pg_port)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        server = await start_pgwire(czar, config.czar.host, config.czar.pg_port)
         event(
             log,
             "czar ready",

@@ -99,17 +99,20 @@ def start(config: WorkerConfig) -> RunningWorker:
 
 def serve(config: WorkerConfig) -> None:
     """Run a worker in the foreground until SIGINT or SIGTERM (main thread only)."""
-    worker = start(config)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         event(_log, "worker stopping", worker=config.name, signal=signal.Signals(signum).name)
         stop.set()
 
+    # handlers first: a signal arriving right after "worker ready" must still stop cleanly
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        stop.wait()
+        worker = start(config)
+        try:
+            stop.wait()
+        finally:
+            worker.stop()
     finally:
-        worker.stop()
         for s, handler in previous.items():
             signal.signal(s, handler)

@@ -231,10 +231,18 @@ def make_handler(ingest: Ingest) -> type[BaseHTTPRequestHandler]:
 
 
 def make_http_server(
-    host: str, port: int, store: MetadataStore, director_index: DirectorIndex, replication_level: int
+    host: str,
+    port: int,
+    store: MetadataStore,
+    director_index: DirectorIndex,
+    replication_level: int,
+    on_change: Callable[[], None] | None = None,
 ) -> ThreadingHTTPServer:
-    """The czar's HTTP server (port 0 picks a free port); call ``serve_forever`` in a thread."""
-    ingest = Ingest(store, director_index, replication_level)
+    """The czar's HTTP server (port 0 picks a free port); call ``serve_forever`` in a thread.
+
+    ``on_change`` runs after anything queries can see changed (a commit, a new table).
+    """
+    ingest = Ingest(store, director_index, replication_level, on_change=on_change)
     server = ThreadingHTTPServer((host, port), make_handler(ingest))
     server.daemon_threads = True
     return server

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from typing import Any
@@ -124,8 +124,10 @@ class Ingest:
         director_index: DirectorIndex,
         replication_level: int,
         clients: WorkerClients | None = None,
+        on_change: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
+        self._on_change = on_change or (lambda: None)
         self.index = director_index
         self.replication_level = replication_level
         self.clients = clients or WorkerClients()
@@ -153,6 +155,7 @@ class Ingest:
         if not 0 <= p.order < p.sub_order <= 13:
             raise InvalidParameter(f"invalid partitioning {p}: need 0 <= order < sub_order <= 13")
         self.store.create_database(Database(name, p))
+        self._on_change()
         db = self.store.catalog().database(name)
         assert db is not None
         return database_to_json(db)
@@ -176,6 +179,7 @@ class Ingest:
     def create_table(self, table: Table) -> dict[str, Any]:
         """Record the table and create it on every active worker (idempotent)."""
         self.store.create_table(table)
+        self._on_change()
         table = self.table(table.database, table.name)
         for w in self._active_workers():
             self.clients.get(w).create_table(table.database, table.name, table.kind, table.columns)
@@ -316,6 +320,7 @@ class Ingest:
                 f.result()
         self.store.set_transaction_state(transaction_id, TransactionState.COMMITTED)
         self._forget(transaction_id)
+        self._on_change()
 
     def abort(self, transaction_id: int) -> dict[str, Any]:
         t = self._transaction(transaction_id)

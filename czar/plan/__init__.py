@@ -16,7 +16,7 @@ import zlib
 from czar.analyze.model import AnalyzedQuery
 from czar.plan.assign import assign
 from czar.plan.chunks import choose_chunks
-from czar.plan.model import DirectorIndex, PlanContext, QueryPlan, WorkerBatch
+from czar.plan.model import MAX_RANGES, DirectorIndex, PlanContext, QueryPlan, WorkerBatch
 from czar.plan.split import split
 from qserv.errors import WorkerUnavailable
 
@@ -49,8 +49,17 @@ def plan(q: AnalyzedQuery, ctx: PlanContext) -> QueryPlan:
         batches: tuple[WorkerBatch, ...] = (WorkerBatch(worker, (), skeleton.render(())),)
     else:
         by_worker = assign(choice.chunk_ids, ctx.placement, ctx.workers)
+        held = ctx.held
+        if held is None and any(len(ids) > MAX_RANGES for ids in by_worker.values()):
+            derived: dict[str, set[int]] = {}
+            for chunk_id, replicas in ctx.placement.items():
+                for w in replicas:
+                    derived.setdefault(w, set()).add(chunk_id)
+            held = {w: frozenset(cs) for w, cs in derived.items()}
+        held = held or {}
         batches = tuple(
-            WorkerBatch(w, tuple(ids), skeleton.render(ids)) for w, ids in sorted(by_worker.items())
+            WorkerBatch(w, tuple(ids), skeleton.render(ids, held.get(w)))
+            for w, ids in sorted(by_worker.items())
         )
     return QueryPlan(
         strategy=skeleton.strategy,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -17,6 +17,43 @@ class DirectorIndex(Protocol):
     def chunks_for_keys(self, database: str, table: str, keys: Sequence[int | str]) -> frozenset[int]: ...
 
 
+MAX_RANGES = 8
+
+
+def chunk_filter(column: str, chunk_ids: Sequence[int], held: Collection[int] | None = None) -> str:
+    """SQL keeping the rows of ``chunk_ids`` on a worker that stores the ``held`` chunks.
+
+    A long ``IN`` list costs DuckDB a hash probe per row (~9x a plain scan for 4,000 chunks),
+    while a few ``BETWEEN`` ranges prune row groups by zone map. A range is safe when every
+    chunk the worker holds inside it is wanted, so ranges are runs over the held chunks.
+    Short lists stay IN lists (zone maps prune those too)::
+
+        wanted 0..19 and 30, held 0..39   -> (_chunk BETWEEN 0 AND 19 OR _chunk = 30)
+        wanted 0..19 and 30, held 0..19, 30 -> _chunk BETWEEN 0 AND 30
+        wanted {3, 4, 7}                  -> _chunk IN (3, 4, 7)
+    """
+    wanted = sorted({int(c) for c in chunk_ids})
+    if not wanted:
+        return "FALSE"
+    in_list = f"{column} IN ({', '.join(map(str, wanted))})"
+    if held is None or len(wanted) <= MAX_RANGES:
+        return in_list
+    want = set(wanted)
+    runs: list[list[int]] = []
+    previous_wanted = False
+    for c in sorted(want.union(held)):
+        if c in want:
+            if previous_wanted:
+                runs[-1][1] = c
+            else:
+                runs.append([c, c])
+        previous_wanted = c in want
+    if len(runs) > MAX_RANGES:
+        return in_list
+    parts = [f"{column} = {a}" if a == b else f"{column} BETWEEN {a} AND {b}" for a, b in runs]
+    return parts[0] if len(parts) == 1 else "(" + " OR ".join(parts) + ")"
+
+
 @dataclass(frozen=True)
 class PlanContext:
     """What the planner needs to know about the cluster right now."""
@@ -26,6 +63,8 @@ class PlanContext:
     workers: tuple[str, ...]  # live workers
     director_index: DirectorIndex
     catalog: Catalog | None = None  # partitioning per database (else the analyzer's snapshot)
+    # worker -> chunks it holds; derived from ``placement`` when None (precomputed by the czar)
+    held: Mapping[str, frozenset[int]] | None = None
 
 
 @dataclass(frozen=True)
@@ -51,12 +90,15 @@ class QueryPlan:
     worker_template: str  # worker SQL with one placeholder per chunked table reference
     chunk_columns: tuple[str, ...]  # the ``alias._chunk`` column SQL of each placeholder
 
-    def render(self, chunk_ids: Sequence[int]) -> str:
-        """Worker SQL for a subset of chunks (empty: a query returning no rows, same schema)."""
-        ids = ", ".join(str(int(c)) for c in sorted(chunk_ids))
+    def render(self, chunk_ids: Sequence[int], held: Collection[int] | None = None) -> str:
+        """Worker SQL for a subset of chunks (empty: a query returning no rows, same schema).
+
+        ``held``: every chunk the target worker stores; with it the filter may use ranges
+        (see :func:`chunk_filter`).
+        """
         sql = self.worker_template
         for i, column in enumerate(self.chunk_columns):
-            sql = sql.replace(CHUNK_FILTER_PLACEHOLDER.format(i), f"{column} IN ({ids})" if ids else "FALSE")
+            sql = sql.replace(CHUNK_FILTER_PLACEHOLDER.format(i), chunk_filter(column, chunk_ids, held))
         return sql
 
     def explain(self) -> str:

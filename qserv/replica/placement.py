@@ -2,12 +2,17 @@
 
 A chunk's replicas hold every table of its family, so once a chunk has replicas the loader
 reuses them (all tables of a family chunk stay together); only chunks the family has never
-seen are placed here. Each new chunk goes to the ``replication_level`` workers holding the
-fewest replicas so far (ties broken by name), counting the chunks this call places as it
-goes, so a large load spreads evenly::
+seen are placed here.
 
-    >>> place_chunks([7, 8, 9], ["w1", "w2", "w3"], 2, {"w1": 1})
-    {7: ('w2', 'w3'), 8: ('w1', 'w2'), 9: ('w1', 'w3')}
+The new chunks, in id order, are cut into one contiguous segment per worker; segment k goes
+to a ring of ``replication_level`` consecutive workers starting at the k-th least-loaded one.
+Nested HEALPix ids are spatially coherent, so each worker holds a few long runs of chunks,
+and a full scan can give each worker whole runs, which it filters by a few ranges instead
+of thousands of ids (see ``czar.plan.model.chunk_filter``). Every worker gets about
+``level / N`` of the chunks::
+
+    >>> place_chunks([1, 2, 3, 4, 5, 6], ["w1", "w2", "w3"], 2)
+    {1: ('w1', 'w2'), 2: ('w1', 'w2'), 3: ('w2', 'w3'), 4: ('w2', 'w3'), 5: ('w1', 'w3'), 6: ('w1', 'w3')}
 """
 
 from __future__ import annotations
@@ -37,10 +42,14 @@ def place_chunks(
         )
     level = max(1, min(replication_level, len(workers)))
     counts = {w: (load or {}).get(w, 0) for w in workers}
+    ring = sorted(counts, key=lambda w: (counts[w], w))  # least loaded first
+    ids = sorted(set(chunk_ids))
+    n = len(ring)
+    segments = min(n, len(ids))  # a small load goes to the least-loaded workers
     placed: dict[int, tuple[str, ...]] = {}
-    for chunk_id in sorted(set(chunk_ids)):
-        chosen = sorted(counts, key=lambda w: (counts[w], w))[:level]
-        for w in chosen:
-            counts[w] += 1
-        placed[chunk_id] = tuple(sorted(chosen))
+    for k in range(segments):
+        segment = ids[k * len(ids) // segments : (k + 1) * len(ids) // segments]
+        chosen = tuple(sorted(ring[(k + j) % n] for j in range(level)))
+        for chunk_id in segment:
+            placed[chunk_id] = chosen
     return placed

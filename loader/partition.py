@@ -7,9 +7,14 @@ Pure functions over Arrow batches (no network), in the order the loader applies 
     child_rows(batch, spec, chunks)             # chunks looked up in the director index
     Router(order).split(rows, chunks)           # -> {worker: rows}, once placement is known
 
-Chunks are nested HEALPix pixels, so one ``ang2pix`` at the sub-chunk order gives both ids:
-the chunk is the sub-chunk id shifted right by ``2 * (sub_order - order)`` bits. Rows are
-not sorted here: a worker sorts a transaction's rows by ``_chunk`` once, when it commits.
+Chunks are nested HEALPix pixels, so one ``ang2pix`` gives every id a row needs: at the
+overlap prefilter order ``F`` (the finest whose pixels are wider than the overlap; 11 for
+order 5 and 1 arcmin), the sub-chunk and chunk are that pixel shifted right by
+``2 * (F - sub_order)`` and ``2 * (F - order)`` bits, and only rows whose order-``F`` pixel
+lies on the border ring of its chunk (~6%) can be in another chunk's overlap, so only those
+are handed to :func:`qserv.sphere.overlap.overlap_rows` (which decides them exactly). Rows
+are not sorted by chunk here: a worker sorts a transaction's rows by ``_chunk`` once, when it
+commits.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ from loader.read import Batch
 from loader.spec import LoadSpec
 from qserv.catalog import CHUNK_COLUMN, SUBCHUNK_COLUMN, Partitioning
 from qserv.errors import DataError
-from qserv.sphere.healpix import chunk_of_subchunk, n_chunks, subchunk_ids
+from qserv.sphere.healpix import MAX_ORDER, SIGMA_MIN, chunk_ids, n_chunks, nside
+from qserv.sphere.overlap import check_overlap, overlap_rows
 
 I32 = npt.NDArray[np.int32]
 I64 = npt.NDArray[np.int64]
@@ -90,16 +96,45 @@ def _with_ids(data: pa.RecordBatch | pa.Table, chunks: I32, subchunks: I64 | Non
     return table
 
 
+def prefilter_order(order: int, overlap_deg: float) -> int:
+    """Finest order whose pixels are all wider than the overlap (at least ``order``).
+
+    The same rule as :mod:`qserv.sphere.overlap` uses for its own prefilter, so the border
+    rows found here are a superset of the rows it would test (any order between ``order``
+    and this one would be too, only with more candidates).
+    """
+    overlap_rad = float(np.radians(check_overlap(order, overlap_deg)))
+    fine = order
+    while fine < MAX_ORDER and SIGMA_MIN / nside(fine + 1) > overlap_rad:
+        fine += 1
+    return fine
+
+
+def _border(pix: I64, shift: int) -> npt.NDArray[np.intp]:
+    """Rows whose pixel (``shift`` bits finer than the chunk) is on its chunk's border ring."""
+    if shift == 0:
+        return np.arange(pix.size, dtype=np.intp)
+    # The low bits of a nested id interleave the pixel's (x, y) inside its chunk: x in the
+    # even bits, y in the odd ones. A border pixel has x or y all 0 or all 1.
+    even = int("01" * (shift // 2), 2)
+    odd = even << 1
+    lx = pix & even
+    ly = pix & odd
+    return np.flatnonzero((lx == 0) | (lx == even) | (ly == 0) | (ly == odd))
+
+
 def director_rows(batch: Batch, spec: LoadSpec, partitioning: Partitioning) -> Partitioned:
     """Chunk and sub-chunk of every row, the overlap rows, and the director index rows."""
     assert spec.lon_column and spec.lat_column and spec.id_column
     data = batch.data
     lon = data.column(spec.lon_column).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
     lat = data.column(spec.lat_column).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
-    # one ang2pix at the sub-chunk order gives both ids (nested pixels)
-    sub = subchunk_ids(lon, lat, partitioning.sub_order)
-    chunk = chunk_of_subchunk(sub, partitioning.order, partitioning.sub_order).astype(np.int32)
-    subchunk = sub.astype(np.int64, copy=False)
+    order, sub_order, overlap = partitioning.order, partitioning.sub_order, partitioning.overlap
+    fine = max(sub_order, prefilter_order(order, overlap)) if overlap > 0 else sub_order
+    # one ang2pix gives chunk, sub-chunk and the overlap prefilter (nested pixels)
+    pix = chunk_ids(lon, lat, fine)
+    subchunk = pix >> (2 * (fine - sub_order))
+    chunk = (pix >> (2 * (fine - order))).astype(np.int32)
     rows = _with_ids(data, chunk, subchunk)
     index = pa.table(
         {
@@ -108,21 +143,28 @@ def director_rows(batch: Batch, spec: LoadSpec, partitioning: Partitioning) -> P
             "subchunk": pa.array(subchunk, pa.int64()),
         }
     )
-    overlap, overlap_chunks = _overlap(data, lon, lat, subchunk, partitioning)
-    return Partitioned(rows, chunk, overlap, overlap_chunks, index)
+    if overlap <= 0:
+        return Partitioned(rows, chunk, None, None, index)
+    border = _border(pix, 2 * (fine - order))
+    overlap_table, overlap_chunks = _overlap(data, lon, lat, border, subchunk, partitioning)
+    return Partitioned(rows, chunk, overlap_table, overlap_chunks, index)
 
 
 def _overlap(
-    data: pa.RecordBatch, lon: np.ndarray, lat: np.ndarray, subchunk: I64, partitioning: Partitioning
+    data: pa.RecordBatch,
+    lon: np.ndarray,
+    lat: np.ndarray,
+    border: npt.NDArray[np.intp],
+    subchunk: I64,
+    partitioning: Partitioning,
 ) -> tuple[pa.Table | None, I32 | None]:
-    if partitioning.overlap <= 0:
+    if border.size == 0:
         return None, None
-    from qserv.sphere.overlap import overlap_rows
-
-    row_index, chunk = overlap_rows(lon, lat, partitioning.order, partitioning.overlap)
-    row_index = np.asarray(row_index, dtype=np.int64)
-    if len(row_index) == 0:
+    # only border rows can be near another chunk: the exact test runs on those alone
+    found, chunk = overlap_rows(lon[border], lat[border], partitioning.order, partitioning.overlap)
+    if len(found) == 0:
         return None, None
+    row_index = border[np.asarray(found, dtype=np.int64)]
     ochunk = np.asarray(chunk, dtype=np.int32)
     taken = pa.Table.from_batches([data]).take(pa.array(row_index))
     return _with_ids(taken, ochunk, subchunk[row_index]), ochunk
@@ -145,37 +187,58 @@ def child_rows(batch: Batch, spec: LoadSpec, chunks: pa.Array) -> Partitioned:
 
 def chunk_counts(chunks: I32) -> dict[int, int]:
     """Rows per chunk."""
-    ids, counts = np.unique(chunks, return_counts=True)
-    return {int(i): int(c) for i, c in zip(ids, counts, strict=True)}
+    counts = np.bincount(chunks) if chunks.size else np.zeros(0, dtype=np.int64)
+    ids = np.flatnonzero(counts)
+    return dict(zip(ids.tolist(), counts[ids].tolist(), strict=True))
 
 
 class Router:
-    """Sends each row to the workers holding its chunk, as placement becomes known."""
+    """Sends each row to the workers holding its chunk, as placement becomes known.
+
+    Chunks with the same replica workers form a *group*; :meth:`split` orders a batch's rows
+    by group (one ``take``) and hands each worker zero-copy slices of the groups it holds,
+    instead of filtering (copying) the batch once per worker.
+    """
 
     def __init__(self, order: int) -> None:
         self._size = n_chunks(order)
-        self._masks: dict[str, npt.NDArray[np.bool_]] = {}
+        self._group = np.full(self._size, -1, dtype=np.int32)  # chunk -> group, -1: unplaced
+        self._groups: dict[tuple[str, ...], int] = {}
+        self._members: list[tuple[str, ...]] = []
         self.placement: dict[int, tuple[str, ...]] = {}
 
     def unplaced(self, chunks: I32) -> list[int]:
         """Chunks of ``chunks`` not placed yet."""
-        return [int(c) for c in np.unique(chunks) if int(c) not in self.placement]
+        missing = chunks[self._group[chunks] < 0]
+        return np.unique(missing).tolist() if missing.size else []
 
     def add(self, placement: dict[int, tuple[str, ...]]) -> None:
         """Record placement (chunk -> workers) answered by the czar."""
         for chunk, workers in placement.items():
-            self.placement[chunk] = tuple(workers)
-            for w in workers:
-                mask = self._masks.setdefault(w, np.zeros(self._size, dtype=np.bool_))
-                mask[chunk] = True
+            members = tuple(workers)
+            self.placement[chunk] = members
+            group = self._groups.get(members)
+            if group is None:
+                group = self._groups[members] = len(self._members)
+                self._members.append(members)
+            self._group[chunk] = group
 
     def split(self, rows: pa.Table, chunks: I32) -> dict[str, pa.Table]:
         """The rows each worker must receive (a row goes to every replica of its chunk)."""
-        out: dict[str, pa.Table] = {}
-        for worker, mask in self._masks.items():
-            keep = mask[chunks]
-            if keep.all():
-                out[worker] = rows
-            elif keep.any():
-                out[worker] = rows.filter(pa.array(keep))
-        return out
+        if rows.num_rows == 0:
+            return {}
+        group = self._group[chunks]
+        if group.min() < 0:
+            raise DataError(f"chunk {int(chunks[np.argmin(group)])} has no placement")
+        counts = np.bincount(group, minlength=len(self._members))
+        present = np.flatnonzero(counts)
+        if present.size == 1:
+            return dict.fromkeys(self._members[present[0]], rows)
+        ordered = rows.take(pa.array(np.argsort(group, kind="stable")))
+        starts = np.concatenate([[0], np.cumsum(counts)])
+        pieces: dict[str, list[pa.Table]] = {}
+        for g in present.tolist():
+            piece = ordered.slice(int(starts[g]), int(counts[g]))
+            for worker in self._members[g]:
+                pieces.setdefault(worker, []).append(piece)
+        return {w: ps[0] if len(ps) == 1 else pa.concat_tables(ps) for w, ps in pieces.items()}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from qserv.cluster import ClusterSpec
-from qserv.sample import SampleSpec, write
+from qserv.sample import SampleSpec, load_arguments, sample_paths, write
 
 EXAMPLE_QUERIES = (
     "SELECT COUNT(*) FROM Object",
@@ -34,25 +34,8 @@ def load_sample(spec: ClusterSpec, objects: int) -> None:
     if not (out / "Filter.parquet").exists():
         print(f"generating a sample catalog of {objects:,} objects in {out}", flush=True)
         write(SampleSpec(objects=objects), out)
-    _load(
-        spec,
-        [
-            "--table",
-            "Object",
-            "--director",
-            "--id",
-            "objectId",
-            "--lon",
-            "ra",
-            "--lat",
-            "decl",
-            str(out / "Object.parquet"),
-        ],
-    )
-    _load(
-        spec, ["--table", "Source", "--child-of", "Object", "--key", "objectId", str(out / "Source.parquet")]
-    )
-    _load(spec, ["--table", "Filter", "--regular", str(out / "Filter.parquet")])
+    for argv in load_arguments(sample_paths(out)).values():
+        _load(spec, argv)
 
 
 def print_welcome(spec: ClusterSpec) -> None:

@@ -95,13 +95,37 @@ def filters() -> pa.Table:
     )
 
 
+def sample_paths(out_dir: Path) -> dict[str, Path]:
+    """Where :func:`write` puts each table."""
+    return {name: out_dir / f"{name}.parquet" for name in ("Object", "Source", "Filter")}
+
+
 def write(spec: SampleSpec, out_dir: Path) -> dict[str, Path]:
     """Write Object, Source and Filter as Parquet files; return their paths by table name."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    paths = sample_paths(out_dir)
     obj = objects(spec)
-    paths = {"Object": out_dir / "Object.parquet", "Source": out_dir / "Source.parquet"}
     pq.write_table(obj, paths["Object"])
     pq.write_table(sources(spec, obj), paths["Source"])
-    paths["Filter"] = out_dir / "Filter.parquet"
     pq.write_table(filters(), paths["Filter"])
     return paths
+
+
+def load_arguments(paths: dict[str, Path]) -> dict[str, list[str]]:
+    """``qserv load`` arguments (after ``--url``/``--database``) for each written table, in load order."""
+    return {
+        "Object": [
+            "--table",
+            "Object",
+            "--director",
+            "--id",
+            "objectId",
+            "--lon",
+            "ra",
+            "--lat",
+            "decl",
+            str(paths["Object"]),
+        ],
+        "Source": ["--table", "Source", "--child-of", "Object", "--key", "objectId", str(paths["Source"])],
+        "Filter": ["--table", "Filter", "--regular", str(paths["Filter"])],
+    }

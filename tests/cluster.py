@@ -21,7 +21,7 @@ import duckdb
 import psycopg
 
 from qserv.cluster import ClusterSpec, LocalCluster
-from qserv.sample import SampleSpec, write
+from qserv.sample import SampleSpec, load_arguments, write
 from qserv.sphere.scisql import install_macros
 
 
@@ -74,6 +74,12 @@ class LiveCluster:
             timeout=600,
         )
 
+    def restart(self) -> None:
+        """Stop every process and start the cluster again on the same data dir, ports and metadata."""
+        self.cluster.stop()
+        self.cluster = LocalCluster(self.spec)
+        self.cluster.start()
+
     def reference(self) -> duckdb.DuckDBPyConnection:
         """A single-node DuckDB holding the same sample tables."""
         ref = duckdb.connect()
@@ -84,40 +90,24 @@ class LiveCluster:
 
 
 def load_sample(tc: LiveCluster) -> None:
-    s = tc.sample
-    tc.load(
-        "--database",
-        "sky",
-        "--table",
-        "Object",
-        "--director",
-        "--id",
-        "objectId",
-        "--lon",
-        "ra",
-        "--lat",
-        "decl",
-        str(s["Object"]),
-    )
-    tc.load(
-        "--database",
-        "sky",
-        "--table",
-        "Source",
-        "--child-of",
-        "Object",
-        "--key",
-        "objectId",
-        str(s["Source"]),
-    )
-    tc.load("--database", "sky", "--table", "Filter", "--regular", str(s["Filter"]))
+    for argv in load_arguments(tc.sample).values():
+        tc.load("--database", "sky", *argv)
 
 
 @contextmanager
 def running_cluster(
-    tmp: Path, workers: int = 3, replicas: int = 2, objects: int = 20_000, env: dict[str, str] | None = None
+    tmp: Path,
+    workers: int = 3,
+    replicas: int = 2,
+    objects: int = 20_000,
+    env: dict[str, str] | None = None,
+    metadata_url: str = "",
 ) -> Iterator[LiveCluster]:
-    """Start a cluster in ``tmp``, load the sample catalog, yield it, and stop it."""
+    """Start a cluster in ``tmp``, load the sample catalog, yield it, and stop it.
+
+    ``objects=0`` starts an empty cluster (no sample is written or loaded); ``metadata_url``
+    selects the metadata store (default: SQLite in the data dir).
+    """
     ports = free_ports(workers + 2)
     spec = ClusterSpec(
         data_dir=tmp / "cluster",
@@ -126,17 +116,18 @@ def running_cluster(
         http_port=ports[1],
         worker_port=ports[2],
         replicas=replicas,
+        metadata_url=metadata_url,
     )
-    sample = write(SampleSpec(objects=objects, seed=7), tmp / "sample")
+    sample = write(SampleSpec(objects=objects, seed=7), tmp / "sample") if objects else {}
     old_env = dict(os.environ)
     os.environ.update(env or {})
-    cluster = LocalCluster(spec)
+    tc = LiveCluster(spec, LocalCluster(spec), sample)
     try:
-        cluster.start()
-        tc = LiveCluster(spec, cluster, sample)
-        load_sample(tc)
+        tc.cluster.start()
+        if sample:
+            load_sample(tc)
         yield tc
     finally:
-        cluster.stop()
+        tc.cluster.stop()  # the current one: restart() replaces it
         os.environ.clear()
         os.environ.update(old_env)

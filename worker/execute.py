@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Iterator
 
 import duckdb
@@ -39,6 +40,7 @@ from worker.lockdown import check_select
 
 BATCH_ROWS = 65536
 BATCH_BYTES = 4 << 20
+INTERRUPT_REPEAT_SECONDS = 0.05
 
 
 # DuckDB prefixes every message with its error kind; errors raised while a result streams
@@ -114,10 +116,24 @@ class QueryRun:
         self._closed = False
 
     def interrupt(self) -> None:
-        """Stop the query (from any thread); it then fails with QueryCanceled."""
+        """Stop the query (from any thread); it then fails with QueryCanceled.
+
+        DuckDB forgets an interrupt that arrives while nothing executes yet (the query is
+        being bound), so the interrupt is repeated until the run closes.
+        """
         with self._lock:
+            if self._interrupted or self._closed:
+                return
             self._interrupted = True
-            if not self._closed:
+            self._cursor.interrupt()
+        threading.Thread(target=self._keep_interrupting, name="interrupt", daemon=True).start()
+
+    def _keep_interrupting(self) -> None:
+        while True:
+            time.sleep(INTERRUPT_REPEAT_SECONDS)
+            with self._lock:
+                if self._closed:
+                    return
                 self._cursor.interrupt()
 
     def _check_interrupted(self) -> None:
@@ -130,7 +146,9 @@ class QueryRun:
         try:
             self._check_interrupted()
             self._cursor.execute("BEGIN TRANSACTION READ ONLY")
-            reader = self._cursor.sql(self._sql).to_arrow_reader(self._max_rows)
+            relation = self._cursor.sql(self._sql)
+            self._check_interrupted()  # a cancel that arrived while binding
+            reader = relation.to_arrow_reader(self._max_rows)
             schema = reader.schema
             pending: list[pa.RecordBatch] = []
             rows = size = 0

@@ -4,31 +4,40 @@ Layout (see :mod:`qserv.catalog`): one schema per qserv database; a director ``T
 ``T`` with ``_chunk INTEGER, _subchunk BIGINT`` and its overlap rows in ``T__overlap``; a child
 or match table is ``T`` with ``_chunk INTEGER``; a regular table is stored as is.
 
-Ingest is two-phase, and both phases are DuckDB transactions:
+Ingest is two-phase:
 
-1. **stage**: one Ingest stream writes its rows into staging tables of its own, in schema
-   ``_staging``, named ``"t<txn>__<db>__<table>[__overlap]__<stream>"``, and records them in
-   ``_staging._tables``. The stream is one DuckDB transaction, so a failed stream leaves
-   nothing behind and can simply be sent again; separate streams never touch the same table,
-   so they never conflict.
-2. **commit**: one DuckDB transaction inserts every staging table of the transaction into its
-   target (ordered by ``_chunk`` so each row group covers few chunks and the ``_chunk`` zone
-   map prunes well), drops them and deletes their registry rows. The registry lives in the
-   database file, so a commit interrupted by a crash or restart is simply called again; a
-   commit with nothing staged is a no-op, which makes a repeated commit idempotent.
+1. **stage**: one Ingest stream writes its rows, converted to the target's exact column types,
+   into Arrow IPC files of its own in the staging directory (``staging/`` next to the
+   database file), named ``"t<txn>__<db>__<table>[__overlap]__<stream>.arrow"``. When the
+   stream ends the files are fsynced and recorded in ``_staging._tables`` in one DuckDB
+   transaction: a failed stream records nothing (its files are deleted) and can simply be
+   sent again; separate streams never touch the same file. Staging writes Arrow as it came
+   off the wire (no compression, no DuckDB row groups): the rows are written into DuckDB
+   once, at commit, instead of twice.
+2. **commit**: one DuckDB transaction inserts every staged file of the transaction
+   (memory-mapped) into its target, ordered by ``_chunk`` so each row group covers few chunks
+   and the ``_chunk`` zone map prunes well, and deletes their registry rows; the files are
+   removed after the commit. The registry lives in the database file, so a commit interrupted
+   by a crash or restart is simply called again; a commit with nothing staged is a no-op,
+   which makes a repeated commit idempotent. Files no registry row names (a stream or commit
+   cut short by a crash) are removed when the worker starts.
 
-Example: ``stage(StagedRows(7, "sky", "Object", False, rows))`` creates
-``_staging."t7__sky__Object__3f2a…"``; ``commit(7)`` runs
-``INSERT INTO "sky"."Object" SELECT * FROM (<staging tables> UNION ALL …) ORDER BY "_chunk"``.
+Example: ``stage(StagedRows(7, "sky", "Object", False, rows))`` writes
+``staging/t7__sky__Object__3f2a….arrow``; ``commit(7)`` runs
+``INSERT INTO "sky"."Object" SELECT * FROM <staged files> ORDER BY "_chunk"``.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
 import threading
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
@@ -42,6 +51,8 @@ _log = logging.getLogger(__name__)
 REGISTRY_TABLE = "_tables"
 REGULAR_CHUNK_ID = -1  # chunk_id reported by chunk_stats for whole (regular) tables
 _INGEST_VIEW = "_qserv_ingest"
+STAGING_DIR = "staging"  # staged ingest files, next to the database file
+_STAGED_SUFFIX = ".arrow"
 
 
 def quote_ident(name: str) -> str:
@@ -92,7 +103,7 @@ def stored_columns(kind: TableKind, columns: Sequence[Column]) -> tuple[Column, 
 class Storage:
     """Owns the worker's DuckDB connection; every operation runs on a fresh cursor."""
 
-    def __init__(self, conn: duckdb.DuckDBPyConnection) -> None:
+    def __init__(self, conn: duckdb.DuckDBPyConnection, staging_dir: Path | None = None) -> None:
         self._conn = conn
         # DuckDBPyConnection is not thread-safe; only cursor creation touches it directly
         self._conn_lock = threading.Lock()
@@ -106,6 +117,8 @@ class Storage:
                 "transaction_id BIGINT, database VARCHAR, table_name VARCHAR, "
                 "overlap BOOLEAN, staging VARCHAR)"
             )
+            self._staging_dir, self._own_staging_dir = _staging_dir(cur, staging_dir)
+        self._remove_orphans()
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A new DuckDB connection to the worker's database (use one per thread / call)."""
@@ -122,6 +135,8 @@ class Storage:
                 event(_log, "checkpoint on close failed", logging.WARNING, error=str(exc))
             finally:
                 self._conn.close()
+        if self._own_staging_dir:
+            shutil.rmtree(self._staging_dir, ignore_errors=True)
 
     # -- tables -------------------------------------------------------------------------------
 
@@ -159,45 +174,34 @@ class Storage:
     # -- ingest -------------------------------------------------------------------------------
 
     def stage(self, parts: Iterable[StagedRows]) -> int:
-        """Append ``parts`` to staging tables, all or nothing; the number of rows staged."""
+        """Stage ``parts`` (all or nothing) until commit or abort; the number of rows staged."""
         stream = uuid.uuid4().hex[:12]
-        staging: dict[tuple[int, str, str, bool], tuple[str, tuple[Column, ...]]] = {}
+        files: dict[tuple[int, str, str, bool], _StagingFile] = {}
         total = 0
-        with self.cursor() as cur:
-            cur.execute("BEGIN TRANSACTION")
-            try:
+        try:
+            with self.cursor() as cur:
                 for part in parts:
                     key = (part.transaction_id, part.database, part.table, part.overlap)
-                    if key not in staging:
-                        staging[key] = self._new_staging(cur, part, stream)
-                    name, columns = staging[key]
-                    _check_ingest_columns(part, columns)
+                    staged = files.get(key)
+                    if staged is None:
+                        staged = files[key] = self._new_staging(cur, part, stream)
+                    _check_ingest_columns(part, staged.columns)
                     if part.data.num_rows == 0:
                         continue
-                    cur.register(_INGEST_VIEW, part.data)
-                    try:
-                        cur.execute(
-                            f"INSERT INTO {qualified(STAGING_SCHEMA, name)} BY NAME "
-                            f"SELECT * FROM {_INGEST_VIEW}"
-                        )
-                    except (duckdb.ConversionException, duckdb.ConstraintException) as exc:
-                        raise DataError(
-                            f"rows for {_target_name(part)} do not fit its column types: {exc}",
-                            hint="check the column types of the input",
-                        ) from exc
-                    # after success only: in a failed DuckDB transaction unregister raises
-                    # too, and the cursor (and its view) goes away with the stream anyway
-                    cur.unregister(_INGEST_VIEW)
+                    staged.writer.write_table(_conform(cur, part, staged))
                     total += part.data.num_rows
-                cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
+                for staged in files.values():
+                    staged.finish()
+                if files:
+                    _fsync(self._staging_dir)
+                    self._record(cur, files.values())
+        except BaseException:
+            for staged in files.values():
+                staged.discard()
+            raise
         return total
 
-    def _new_staging(
-        self, cur: duckdb.DuckDBPyConnection, part: StagedRows, stream: str
-    ) -> tuple[str, tuple[Column, ...]]:
+    def _new_staging(self, cur: duckdb.DuckDBPyConnection, part: StagedRows, stream: str) -> _StagingFile:
         target = part.table + (OVERLAP_SUFFIX if part.overlap else "")
         columns = _columns(cur, part.database, target)
         if columns is None:
@@ -205,16 +209,25 @@ class Storage:
                 f"table {part.database}.{target} does not exist on this worker",
                 hint="create the table (CreateTable) before ingesting into it",
             )
-        name = f"t{part.transaction_id}__{part.database}__{target}__{stream}"
-        cur.execute(
-            f"CREATE TABLE {qualified(STAGING_SCHEMA, name)} AS "
-            f"SELECT * FROM {qualified(part.database, target)} LIMIT 0"
-        )
-        cur.execute(
-            f"INSERT INTO {qualified(STAGING_SCHEMA, REGISTRY_TABLE)} VALUES (?, ?, ?, ?, ?)",
-            [part.transaction_id, part.database, part.table, part.overlap, name],
-        )
-        return name, columns
+        # the Arrow form of the stored columns: what DuckDB reads back without a conversion
+        schema = cur.sql(f"SELECT * FROM {qualified(part.database, target)} LIMIT 0").to_arrow_table().schema
+        name = f"t{part.transaction_id}__{part.database}__{target}__{stream}{_STAGED_SUFFIX}"
+        return _StagingFile(part, name, self._staging_dir / name, columns, schema)
+
+    def _record(self, cur: duckdb.DuckDBPyConnection, files: Iterable[_StagingFile]) -> None:
+        cur.execute("BEGIN TRANSACTION")
+        try:
+            cur.executemany(
+                f"INSERT INTO {qualified(STAGING_SCHEMA, REGISTRY_TABLE)} VALUES (?, ?, ?, ?, ?)",
+                [
+                    [f.part.transaction_id, f.part.database, f.part.table, f.part.overlap, f.name]
+                    for f in files
+                ],
+            )
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
 
     def commit(self, transaction_id: int) -> int:
         """Publish every staged row of the transaction atomically; the number of rows published."""
@@ -226,23 +239,27 @@ class Storage:
                 for (database, table, overlap), names in sorted(groups.items()):
                     target = table + (OVERLAP_SUFFIX if overlap else "")
                     columns = _columns(cur, database, target) or ()
-                    source = " UNION ALL ".join(
-                        f"SELECT * FROM {qualified(STAGING_SCHEMA, n)}" for n in names
-                    )
+                    data = pa.concat_tables([self._read_staged(n) for n in names])
+                    if data.num_rows == 0:
+                        continue
                     order = (
                         f" ORDER BY {quote_ident(CHUNK_COLUMN)}"
                         if any(c.name == CHUNK_COLUMN for c in columns)
                         else ""
                     )
+                    names_sql = ", ".join(quote_ident(c.name) for c in columns)
+                    cur.register(_INGEST_VIEW, data)
                     row = cur.execute(
-                        f"INSERT INTO {qualified(database, target)} SELECT * FROM ({source}){order}"
+                        f"INSERT INTO {qualified(database, target)} SELECT {names_sql} FROM {_INGEST_VIEW}{order}"
                     ).fetchone()
+                    cur.unregister(_INGEST_VIEW)
                     total += int(row[0]) if row else 0
-                self._drop_staged(cur, transaction_id, groups)
+                self._drop_staged(cur, transaction_id)
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")
                 raise
+        self._remove_files(groups)
         return total
 
     def abort(self, transaction_id: int) -> None:
@@ -250,11 +267,24 @@ class Storage:
         with self._ddl_lock, self.cursor() as cur:
             cur.execute("BEGIN TRANSACTION")
             try:
-                self._drop_staged(cur, transaction_id, self._staged(cur, transaction_id))
+                groups = self._staged(cur, transaction_id)
+                self._drop_staged(cur, transaction_id)
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")
                 raise
+        self._remove_files(groups)
+
+    def _read_staged(self, name: str) -> pa.Table:
+        path = self._staging_dir / name
+        try:
+            # memory-mapped: the rows are read once, by the INSERT
+            return pa.ipc.open_file(pa.memory_map(str(path))).read_all()
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise DataError(
+                f"staged ingest file {path} is missing or damaged: {exc}",
+                hint="abort the transaction and load again",
+            ) from exc
 
     def _staged(
         self, cur: duckdb.DuckDBPyConnection, transaction_id: int
@@ -269,19 +299,31 @@ class Storage:
             groups.setdefault((database, table, bool(overlap)), []).append(name)
         return groups
 
-    def _drop_staged(
-        self,
-        cur: duckdb.DuckDBPyConnection,
-        transaction_id: int,
-        groups: dict[tuple[str, str, bool], list[str]],
-    ) -> None:
-        for names in groups.values():
-            for name in names:
-                cur.execute(f"DROP TABLE IF EXISTS {qualified(STAGING_SCHEMA, name)}")
+    def _drop_staged(self, cur: duckdb.DuckDBPyConnection, transaction_id: int) -> None:
         cur.execute(
             f"DELETE FROM {qualified(STAGING_SCHEMA, REGISTRY_TABLE)} WHERE transaction_id = ?",
             [transaction_id],
         )
+
+    def _remove_files(self, groups: dict[tuple[str, str, bool], list[str]]) -> None:
+        # after the registry no longer names them; a file left by a crash here is an orphan
+        for names in groups.values():
+            for name in names:
+                (self._staging_dir / name).unlink(missing_ok=True)
+
+    def _remove_orphans(self) -> None:
+        """Delete staged files no registry row names (a stream or commit cut short)."""
+        with self.cursor() as cur:
+            known = {
+                r[0]
+                for r in cur.execute(
+                    f"SELECT staging FROM {qualified(STAGING_SCHEMA, REGISTRY_TABLE)}"
+                ).fetchall()
+            }
+        for path in self._staging_dir.iterdir():
+            if path.name not in known:
+                event(_log, "removing orphaned staging file", file=path.name)
+                path.unlink(missing_ok=True)
 
     def staged_transactions(self) -> list[int]:
         """Transactions with staged, uncommitted rows (to resume or abort after a restart)."""
@@ -361,3 +403,89 @@ def _check_ingest_columns(part: StagedRows, columns: Sequence[Column]) -> None:
         + ("; duplicate column names" if not missing and not extra else ""),
         hint=f"send exactly the stored columns {_show(columns)}",
     )
+
+
+class _StagingFile:
+    """One stream's staged rows for one stored table: an Arrow IPC file being written."""
+
+    def __init__(
+        self, part: StagedRows, name: str, path: Path, columns: tuple[Column, ...], schema: pa.Schema
+    ) -> None:
+        self.part = part
+        self.name = name
+        self.path = path
+        self.columns = columns
+        self.schema = schema
+        self._sink = pa.OSFile(str(path), "wb")
+        self.writer = pa.ipc.new_file(self._sink, schema)
+        self._open = True
+
+    def finish(self) -> None:
+        """Close the file and make it durable (the registry row that names it comes next)."""
+        self.writer.close()
+        self._sink.close()
+        self._open = False
+        _fsync(self.path)
+
+    def discard(self) -> None:
+        if self._open:
+            try:
+                self.writer.close()
+            except (OSError, pa.ArrowException):
+                pass
+            self._sink.close()
+            self._open = False
+        self.path.unlink(missing_ok=True)
+
+
+def _staging_dir(cur: duckdb.DuckDBPyConnection, given: Path | None) -> tuple[Path, bool]:
+    """The staging directory (created) and whether it is private to this Storage (in-memory)."""
+    if given is None:
+        row = cur.execute(
+            "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
+        ).fetchone()
+        if row and row[0]:
+            given = Path(row[0]).parent / STAGING_DIR
+    if given is None:  # an in-memory database: staged rows need not outlive it
+        return Path(tempfile.mkdtemp(prefix="qserv-staging-")), True
+    given.mkdir(parents=True, exist_ok=True)
+    return given, False
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _conform(cur: duckdb.DuckDBPyConnection, part: StagedRows, staged: _StagingFile) -> pa.Table:
+    """``part``'s rows in the stored column order, names and exact Arrow types.
+
+    Rows whose types already match (what the loader sends) pass through untouched; others are
+    converted by DuckDB exactly as an INSERT would, so a value that does not fit fails here,
+    in the stream, and never at commit.
+    """
+    data = part.data
+    if isinstance(data, pa.RecordBatch):
+        data = pa.Table.from_batches([data])
+    by_lower = {n.lower(): n for n in data.column_names}
+    data = data.select([by_lower[c.name.lower()] for c in staged.columns])
+    if data.schema.types == staged.schema.types:
+        return data.rename_columns(staged.schema.names).cast(staged.schema)
+    select = ", ".join(
+        f"CAST({quote_ident(n)} AS {c.type}) AS {quote_ident(c.name)}"
+        for n, c in zip(data.column_names, staged.columns, strict=True)
+    )
+    cur.register(_INGEST_VIEW, data)
+    try:
+        converted = cur.sql(f"SELECT {select} FROM {_INGEST_VIEW}").to_arrow_table()
+    except (duckdb.ConversionException, duckdb.ConstraintException, duckdb.InvalidInputException) as exc:
+        raise DataError(
+            f"rows for {_target_name(part)} do not fit its column types: {exc}",
+            hint="check the column types of the input",
+        ) from exc
+    finally:
+        cur.unregister(_INGEST_VIEW)
+    return converted.cast(staged.schema)

@@ -3,7 +3,12 @@
     SELECT filterId AS f, COUNT(*) FROM Source GROUP BY 1   -> group_by = ("s"."filterId",)
 
 Ordinals and select-list aliases in GROUP BY are replaced by the projection they name, so the
-split (plan/split.py) can match keys structurally.  Depends on resolve and shape.
+split (plan/split.py) can match keys structurally.  ``GROUP BY ALL`` (DuckDB) becomes the list
+of projections without an aggregate, as DuckDB expands it:
+
+    SELECT flags, COUNT(*) FROM Object GROUP BY ALL  -> ... GROUP BY "Object"."flags"
+
+Depends on resolve and shape.
 """
 
 from __future__ import annotations
@@ -40,7 +45,20 @@ def analyze_aggregates(tree: exp.Select) -> AggregateInfo:
     """Record aggregation and resolve GROUP BY keys in place."""
     group = tree.args.get("group")
     keys: list[exp.Expr] = []
-    if group is not None:
+    if group is not None and group.args.get("all"):
+        # DuckDB's GROUP BY ALL: every projection with columns and no aggregate is a key
+        # (constants are not); without keys it is a plain aggregate over all rows
+        for p in tree.expressions:
+            target = p.this if isinstance(p, exp.Alias) else p
+            if target.find(exp.AggFunc) is None and target.find(exp.Column) is not None:
+                keys.append(target.copy())
+        if keys:
+            group.set("all", None)
+            group.set("expressions", [k.copy() for k in keys])
+        else:
+            group.pop()
+            group = None
+    elif group is not None:
         for key in group.expressions:
             target = projection_for(tree, key)
             if target is not None:

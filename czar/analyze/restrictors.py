@@ -13,6 +13,8 @@ Depends on resolve (qualified columns) and joins (which children are tied to a d
 
 from __future__ import annotations
 
+import math
+
 import sqlglot
 from sqlglot import exp
 
@@ -37,6 +39,11 @@ def _areaspec_name(node: exp.Expr) -> str | None:
 
 
 def _number(node: exp.Expr) -> float | None:
+    """The value of a numeric constant: ``1.5``, ``-(2)``, or a cast of one to a numeric type.
+
+    Casts matter because bound parameters arrive as ``CAST(10.0 AS DOUBLE)`` (float8 from
+    psycopg/JDBC, see czar/pgwire/params.py), and users write ``10::float8`` too.
+    """
     if isinstance(node, exp.Paren):
         return _number(node.this)
     if isinstance(node, exp.Neg):
@@ -44,6 +51,15 @@ def _number(node: exp.Expr) -> float | None:
         return None if inner is None else -inner
     if isinstance(node, exp.Literal) and not node.is_string:
         return float(node.this)
+    if isinstance(node, (exp.Cast, exp.TryCast)) and node.to.is_type(*exp.DataType.NUMERIC_TYPES):
+        inner = node.this
+        if isinstance(inner, exp.Literal) and inner.is_string:
+            try:
+                value = float(inner.this)
+            except ValueError:
+                return None
+            return value if math.isfinite(value) else None
+        return _number(inner)
     return None
 
 

@@ -128,7 +128,8 @@ class _Server:
                 writer.write(pw.encode_error_response(error_fields(exc)))
         finally:
             writer.close()
-            with contextlib.suppress(Exception):
+            # at shutdown the wait itself is cancelled: the connection is going away anyway
+            with contextlib.suppress(Exception, asyncio.CancelledError):
                 await writer.wait_closed()
 
     async def _converse(self, stream: _ClientStream) -> None:

@@ -24,7 +24,7 @@ import numpy as np
 import psycopg
 
 from qserv.cluster import ClusterSpec, LocalCluster
-from qserv.sample import SampleSpec, write
+from qserv.sample import SampleSpec, load_arguments, sample_paths, write
 from qserv.sphere.scisql import install_macros
 from tests.cluster import free_ports
 
@@ -50,7 +50,7 @@ def main() -> int:
     if not (sample_dir / "Filter.parquet").exists():
         print(f"generating {n_objects:,} objects (and ~{n_objects:,} sources) ...", flush=True)
         write(SampleSpec(objects=n_objects, sources_per_object=1.0, seed=1), sample_dir)
-    files = {name: sample_dir / f"{name}.parquet" for name in ("Object", "Source", "Filter")}
+    files = sample_paths(sample_dir)
 
     ports = free_ports(5)
     spec = ClusterSpec(
@@ -76,21 +76,11 @@ def main() -> int:
             )
             return time.perf_counter() - t
 
-        t_obj = load(
-            "--table",
-            "Object",
-            "--director",
-            "--id",
-            "objectId",
-            "--lon",
-            "ra",
-            "--lat",
-            "decl",
-            str(files["Object"]),
-        )
+        commands = load_arguments(files)
+        t_obj = load(*commands["Object"])
         n_src = duckdb.sql(f"SELECT COUNT(*) FROM read_parquet('{files['Source']}')").fetchone()[0]  # type: ignore[index]
-        t_src = load("--table", "Source", "--child-of", "Object", "--key", "objectId", str(files["Source"]))
-        load("--table", "Filter", "--regular", str(files["Filter"]))
+        t_src = load(*commands["Source"])
+        load(*commands["Filter"])
 
         ref = duckdb.connect()
         ref.execute("SET threads = 2")

@@ -24,6 +24,8 @@ QUERIES = [
     "SELECT flags % 2 AS parity, COUNT(*) FROM Object GROUP BY flags % 2",
     "SELECT COUNT(*) + 1, AVG(gFlux) * 2 FROM Object WHERE flags > 100",
     "SELECT flags FROM Object GROUP BY flags HAVING MAX(decl) > 80",
+    "SELECT flags % 2 AS parity, name, COUNT(*), AVG(rFlux) FROM Object GROUP BY ALL ORDER BY parity, name LIMIT 9",
+    "SELECT 1 AS one, COUNT(*) FROM Object WHERE flags > 100 GROUP BY ALL",
     # ORDER BY, LIMIT, DISTINCT
     "SELECT objectId, rMag FROM Object ORDER BY rMag DESC, objectId LIMIT 7",
     "SELECT objectId FROM Object ORDER BY decl LIMIT 5",
@@ -38,6 +40,8 @@ QUERIES = [
     "SELECT COUNT(*), AVG(rFlux) FROM Object WHERE qserv_areaspec_circle(10, 5, 1.5)",
     "SELECT objectId FROM Object WHERE qserv_areaspec_circle(0, 90, 3)",
     "SELECT objectId FROM Object WHERE qserv_areaspec_circle(123, 45, 0.0001)",
+    # bound parameters arrive as casts (czar/pgwire/params.py)
+    "SELECT COUNT(*) FROM Object WHERE qserv_areaspec_circle(CAST(10.0 AS DOUBLE), CAST(5 AS REAL), 1.5::float8)",
     # director keys
     "SELECT objectId, ra FROM Object WHERE objectId = 1003",
     "SELECT * FROM Object WHERE objectId IN (1000, 1003, 1006) AND flags >= 0",

@@ -45,6 +45,13 @@ CASES = [
     ("SELECT 1 FROM Object o RIGHT JOIN Source s ON s.objectId = o.objectId", "0A000", "RIGHT JOIN", None),
     ("SELECT ra FROM Object WHERE flags = 1 OR qserv_areaspec_box(1, 2, 3, 4)", "0A000", "top-level", 42),
     ("SELECT ra FROM Object WHERE qserv_areaspec_box(1, 2, 3)", "22023", "4 numeric", 29),
+    (
+        "SELECT ra FROM Object WHERE qserv_areaspec_circle(CAST('NaN' AS DOUBLE), 2, 3)",
+        "22023",
+        "3 numeric",
+        29,
+    ),
+    ("SELECT ra FROM Object WHERE qserv_areaspec_circle(CAST(ra AS DOUBLE), 2, 3)", "22023", "3 numeric", 29),
     ("SELECT filterId FROM Filter WHERE qserv_areaspec_circle(1, 2, 3)", "0A000", "director", None),
     ("SELECT ra, COUNT(*) FROM Object", "42803", "GROUP BY", None),
 ]

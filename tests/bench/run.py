@@ -22,6 +22,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import psycopg
+import pyarrow.parquet as pq
 
 from qserv.cluster import ClusterSpec, LocalCluster
 from qserv.sample import SampleSpec, load_arguments, sample_paths, write
@@ -78,7 +79,7 @@ def main() -> int:
 
         commands = load_arguments(files)
         t_obj = load(*commands["Object"])
-        n_src = duckdb.sql(f"SELECT COUNT(*) FROM read_parquet('{files['Source']}')").fetchone()[0]  # type: ignore[index]
+        n_src = pq.ParquetFile(files["Source"]).metadata.num_rows
         t_src = load(*commands["Source"])
         load(*commands["Filter"])
 

@@ -82,7 +82,7 @@ class ViewCache:
     and dispatch retries cover a worker that died meanwhile.
     """
 
-    def __init__(self, store: MetadataStore, max_age: float = 5.0) -> None:
+    def __init__(self, store: MetadataStore, max_age: float = 15.0) -> None:
         self._store = store
         self._max_age = max_age
         self._lock = threading.Lock()

@@ -33,6 +33,14 @@ class ClusterSpec:
     worker_port: int = 5040
     replicas: int = 2
     metadata_url: str = ""
+    worker_threads: int = 0  # DuckDB threads per worker; 0: as many as the machine has cores
+
+    def threads_per_worker(self) -> int:
+        """Every worker may use every core: measured on 2 cores with 3 workers, one thread each
+        made full scans ~10% slower than two (a worker's share is often idle while others run)."""
+        if self.worker_threads > 0:
+            return self.worker_threads
+        return max(1, os.cpu_count() or 1)
 
     def metadata(self) -> str:
         return self.metadata_url or f"sqlite:///{(self.data_dir / 'metadata.sqlite3').resolve()}"
@@ -97,6 +105,8 @@ class LocalCluster:
                 str(port),
                 "--data-dir",
                 str(self.spec.data_dir / name),
+                "--threads",
+                str(self.spec.threads_per_worker()),
             ],
         )
         wait_for_port(host, port, timeout, proc)

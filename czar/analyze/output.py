@@ -51,8 +51,53 @@ def _empty_database(tables: frozenset[Table]) -> duckdb.DuckDBPyConnection:
     return conn
 
 
+@functools.lru_cache(maxsize=256)
+def _column_types(table: Table) -> dict[str, str]:
+    """Column (lower-cased) -> DuckDB's own spelling of its type (INT -> INTEGER)."""
+    cursor = _empty_database(frozenset({table})).cursor()
+    try:
+        rows = cursor.execute(f'DESCRIBE "{table.database}"."{table.name}"').fetchall()
+    finally:
+        cursor.close()
+    return {str(r[0]).lower(): str(r[1]) for r in rows}
+
+
+def _plain_columns(
+    tree: exp.Select, refs: tuple[TableRef, ...]
+) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+    """Names and types of a projection of bare columns, straight from the catalog; else None.
+
+    Point lookups and cone searches select columns as they are; describing them on DuckDB
+    would cost more than the rest of their planning.
+    """
+    if tree.args.get("group") or tree.args.get("having") or tree.find(exp.AggFunc, exp.Window):
+        return None
+    names: list[str] = []
+    types: list[str] = []
+    for projection in tree.expressions:
+        column = projection.this if isinstance(projection, exp.Alias) else projection
+        if not isinstance(column, exp.Column) or isinstance(column.this, exp.Star):
+            return None
+        owners = [
+            r
+            for r in refs
+            if (not column.table or r.alias.lower() == column.table.lower()) and r.table.column(column.name)
+        ]
+        if len(owners) != 1:
+            return None
+        catalog_column = owners[0].table.column(column.name)
+        assert catalog_column is not None  # owners holds only tables having the column
+        # DuckDB names a bare column by its catalog spelling, whatever case the user wrote
+        names.append(projection.alias if isinstance(projection, exp.Alias) else catalog_column.name)
+        types.append(_column_types(owners[0].table)[column.name.lower()])
+    return tuple(names), tuple(types)
+
+
 def describe(tree: exp.Select, refs: tuple[TableRef, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(names, DuckDB types) of the query's result columns."""
+    plain = _plain_columns(tree, refs)
+    if plain is not None:
+        return plain
     cursor = _empty_database(frozenset(ref.table for ref in refs)).cursor()
     try:
         rows = cursor.execute("DESCRIBE " + tree.sql(dialect="duckdb")).fetchall()

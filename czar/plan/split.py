@@ -151,7 +151,8 @@ def _order_target(q: AnalyzedQuery, key: exp.Expr) -> int | None:
 
 def _split_plain(q: AnalyzedQuery, worker: exp.Select) -> exp.Select:
     tree = q.tree
-    projections = [exp.alias_(_inner(p).copy(), f"_q_c{i}") for i, p in enumerate(tree.expressions)]
+    # ``worker`` is this plan's own copy of the tree: its projections can move without copying
+    projections = [exp.alias_(_inner(p), f"_q_c{i}", copy=False) for i, p in enumerate(worker.expressions)]
     order = tree.args.get("order")
     merge_order: list[exp.Ordered] = []
     worker_order: list[exp.Ordered] = []

@@ -23,6 +23,15 @@ Layout (one DuckDB database, owned by the czar process; nobody else opens it):
 Integer keys (the usual case) are checked with numpy: already-ascending keys, as catalogs
 are usually written, need no sort at all. Other key types are checked by DuckDB.
 
+Point lookups (:meth:`DirectorIndex.chunks_for_keys`) of integer keys are answered from an
+in-memory copy of a table's published keys, sorted int64 keys beside their int32 chunks
+(12 bytes a key: 120 MB for 10M keys), searched with ``np.searchsorted`` in ~5 us instead of
+~0.6 ms through DuckDB (the czar plans on its event loop, so this is latency of every point
+query). The copy is built on a background thread the first time a table is looked up
+(~0.4 s for 10M keys), DuckDB answering meanwhile; a publish drops every copy, and a build that
+overlapped a publish is thrown away (generation counter), so a copy never misses published
+keys. Tables above ``cache_max_keys`` keys, and non-integer keys, always go to DuckDB.
+
 Thread-safe: every call uses its own cursor; writes are serialised by a lock because DuckDB
 refuses concurrent DDL on one table.
 """
@@ -34,6 +43,7 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -59,12 +69,32 @@ def _target(database: str, table: str) -> str:
 
 _STAGED_SUFFIX = ".arrow"
 _PUBLISHED = '"published"'
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
+
+CACHE_MAX_KEYS = 20_000_000
+"""Largest director table whose keys are kept in memory (12 bytes a key: 240 MB)."""
+
+
+@dataclass(frozen=True)
+class _KeyCache:
+    """Published keys of one director table, sorted, with the chunk of each."""
+
+    keys: np.ndarray  # int64, strictly ascending
+    chunks: np.ndarray  # int32, chunks[i] holds keys[i]
+
+    def chunks_for(self, keys: Sequence[int]) -> frozenset[int]:
+        probe = np.fromiter(keys, dtype=np.int64, count=len(keys))
+        pos = np.searchsorted(self.keys, probe)
+        inside = pos < len(self.keys)
+        pos, probe = pos[inside], probe[inside]
+        hit = pos[self.keys[pos] == probe]
+        return frozenset(int(c) for c in np.unique(self.chunks[hit]))
 
 
 class DirectorIndex:
     """Director key -> chunk map of every director table, staged per transaction."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, cache_max_keys: int = CACHE_MAX_KEYS) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = duckdb.connect(str(path))
@@ -76,9 +106,21 @@ class DirectorIndex:
         self._published = set(self._tables(self._conn, "idx:"))
         for tmp in self._staging.glob("*.tmp"):  # a stage call cut short: never acknowledged
             tmp.unlink(missing_ok=True)
+        # in-memory key copies for point lookups (see the module docstring)
+        self._cache_max_keys = cache_max_keys
+        self._cache_lock = threading.Lock()
+        self._generation = 0  # bumped by every publish: copies built before it are stale
+        self._caches: dict[str, _KeyCache | None] = {}  # None: not cacheable this generation
+        self._builders: dict[str, threading.Thread] = {}
+        self._closed = False
 
     def close(self) -> None:
         """Close the DuckDB file (after the HTTP server and query pipeline stopped)."""
+        with self._cache_lock:
+            self._closed = True
+            builders = list(self._builders.values())
+        for thread in builders:
+            thread.join()
         self._conn.close()
 
     def _tables(self, cur: duckdb.DuckDBPyConnection, prefix: str) -> list[str]:
@@ -188,6 +230,9 @@ class DirectorIndex:
         finally:
             cur.unregister("_rows")
         self._published.add(name)
+        with self._cache_lock:
+            self._generation += 1
+            self._caches.clear()
 
     def abort(self, transaction_id: int) -> None:
         """Drop a transaction's staged keys (idempotent)."""
@@ -202,12 +247,16 @@ class DirectorIndex:
         """Chunks holding any of ``keys`` of director ``database.table`` (absent keys ignored)."""
         if not keys:
             return frozenset()
+        index = _index_name(database, table)
+        if index not in self._published:
+            return frozenset()
+        if all(type(k) is int and _INT64_MIN <= k <= _INT64_MAX for k in keys):
+            cache = self._cache(index)
+            if cache is not None:
+                return cache.chunks_for(keys)  # type: ignore[arg-type]  # checked ints above
         cur = self._conn.cursor()
         try:
-            index = _index_name(database, table)
-            if index not in self._published:
-                return frozenset()
-            # `=` lets DuckDB use the ART index; an IN list of many keys becomes a join.
+            # an IN list of many keys becomes a join; zone maps prune both forms
             where = "key = ?" if len(keys) == 1 else f"key IN ({', '.join('?' for _ in keys)})"
             try:
                 rows = cur.execute(f"SELECT chunk FROM {_quote(index)} WHERE {where}", list(keys)).fetchall()
@@ -216,6 +265,70 @@ class DirectorIndex:
             return frozenset(int(r[0]) for r in rows)
         finally:
             cur.close()
+
+    def warm(self, database: str, table: str) -> bool:
+        """Build the in-memory key copy of a director table now; whether one is in use."""
+        index = _index_name(database, table)
+        if index not in self._published:
+            return False
+        with self._cache_lock:
+            generation = self._generation
+        self._build(index, generation)
+        with self._cache_lock:
+            return self._caches.get(index) is not None
+
+    def _cache(self, index: str) -> _KeyCache | None:
+        """The key copy of ``index``, or None (then a background build starts if none runs)."""
+        with self._cache_lock:
+            if index in self._caches:
+                return self._caches[index]
+            if self._closed or index in self._builders:
+                return None
+            thread = threading.Thread(
+                target=self._build, args=(index, self._generation), name="director-index-cache", daemon=True
+            )
+            self._builders[index] = thread
+        thread.start()
+        return None
+
+    def _build(self, index: str, generation: int) -> None:
+        cache: _KeyCache | None = None
+        try:
+            cache = self._load(index)
+        except duckdb.Error:
+            return  # closed meanwhile, or the table changed under us: DuckDB keeps answering
+        finally:
+            with self._cache_lock:
+                if self._builders.get(index) is threading.current_thread():
+                    del self._builders[index]
+                if generation == self._generation and not self._closed:
+                    self._caches.setdefault(index, cache)
+
+    def _load(self, index: str) -> _KeyCache | None:
+        """Read the published keys of ``index`` into memory (None: too many, or not integers)."""
+        cur = self._conn.cursor()
+        try:
+            rows = cur.execute(f"SELECT count(*) FROM {_quote(index)}").fetchall()
+            if int(rows[0][0]) > self._cache_max_keys:
+                return None
+            table = cur.sql(f"SELECT key, chunk FROM {_quote(index)} WHERE key IS NOT NULL").to_arrow_table()
+        finally:
+            cur.close()
+        key_type = table.schema.field("key").type
+        if not (pa.types.is_signed_integer(key_type) or key_type in (pa.uint8(), pa.uint16(), pa.uint32())):
+            return None  # uint64 may not fit int64; other types compare by DuckDB's rules
+        keys = (
+            table.column("key").combine_chunks().to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+        )
+        chunks = (
+            table.column("chunk").combine_chunks().to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
+        )
+        del table
+        # appended sorted per transaction: usually ascending already, no sort needed
+        if keys.size > 1 and not bool(np.all(keys[1:] > keys[:-1])):
+            order = np.argsort(keys, kind="stable")
+            keys, chunks = keys[order], chunks[order]
+        return _KeyCache(keys, chunks)
 
     def lookup(self, database: str, table: str, keys: pa.Array) -> pa.Array:
         """Chunk (int32) of each key of ``keys``, in order; null where the key is absent."""

@@ -104,6 +104,38 @@ def _retry_attempts(
     ]
 
 
+def _take(
+    plan: QueryPlan,
+    attempt: _Attempt,
+    outcome: tuple[pa.Schema | None, list[pa.RecordBatch]] | QservError,
+    result: DispatchResult,
+    query_id: str,
+    placement: Mapping[int, tuple[str, ...]],
+    live_workers: Sequence[str],
+) -> list[_Attempt]:
+    """Add a finished batch to ``result``; the retries it needs (raises a non-retryable error)."""
+    if isinstance(outcome, QservError):
+        if outcome.sqlstate not in RETRYABLE_SQLSTATES:
+            raise outcome
+        result.failed_workers.add(attempt.worker)
+        event(
+            log,
+            "worker batch failed; retrying on replicas",
+            logging.WARNING,
+            query_id=query_id,
+            worker=attempt.worker,
+            chunks=len(attempt.chunk_ids),
+            error=outcome.message,
+        )
+        result.retried_chunks += len(attempt.chunk_ids)
+        return _retry_attempts(plan, attempt, placement, live_workers, result.failed_workers)
+    schema, batches = outcome
+    if schema is not None and result.schema is None:
+        result.schema = schema
+    result.batches.extend(b for b in batches if b.num_rows)
+    return []
+
+
 async def dispatch(
     plan: QueryPlan,
     execute: BatchExecutor,
@@ -116,38 +148,23 @@ async def dispatch(
     pending = [_Attempt(b.worker, tuple(b.chunk_ids), b.sql) for b in plan.batches]
 
     while pending:
-        tasks = [asyncio.ensure_future(_run(execute, a, query_id)) for a in pending]
-        pending = []
-        try:
-            for future in asyncio.as_completed(tasks):
-                attempt, outcome = await future
-                if isinstance(outcome, QservError):
-                    if outcome.sqlstate not in RETRYABLE_SQLSTATES:
-                        raise outcome
-                    result.failed_workers.add(attempt.worker)
-                    event(
-                        log,
-                        "worker batch failed; retrying on replicas",
-                        logging.WARNING,
-                        query_id=query_id,
-                        worker=attempt.worker,
-                        chunks=len(attempt.chunk_ids),
-                        error=outcome.message,
-                    )
-                    result.retried_chunks += len(attempt.chunk_ids)
-                    pending.extend(
-                        _retry_attempts(plan, attempt, placement, live_workers, result.failed_workers)
-                    )
-                    continue
-                schema, batches = outcome
-                if schema is not None and result.schema is None:
-                    result.schema = schema
-                result.batches.extend(b for b in batches if b.num_rows)
-        except BaseException:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise
+        attempts, pending = pending, []
+        if len(attempts) == 1:
+            # the common small query (one worker): awaited in this task, without the
+            # task/as_completed machinery (~0.1 ms); a cancel reaches the call directly
+            attempt, outcome = await _run(execute, attempts[0], query_id)
+            pending.extend(_take(plan, attempt, outcome, result, query_id, placement, live_workers))
+        else:
+            tasks = [asyncio.ensure_future(_run(execute, a, query_id)) for a in attempts]
+            try:
+                for future in asyncio.as_completed(tasks):
+                    attempt, outcome = await future
+                    pending.extend(_take(plan, attempt, outcome, result, query_id, placement, live_workers))
+            except BaseException:
+                for t in tasks:
+                    t.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                raise
         # a retry may have been routed to a worker that failed later in the same round
         rerouted: list[_Attempt] = []
         for a in pending:

@@ -139,7 +139,9 @@ class Czar:
             conn.running.cancel()
 
     async def close_session(self, session: SessionInfo) -> None:
-        self._connections.pop(session.process_id, None)
+        conn = self._connections.pop(session.process_id, None)
+        if conn is not None and conn.running is not None:
+            conn.running.cancel()  # the client is gone: stop its query on the workers too
 
 
 def serve(config: Config) -> None:

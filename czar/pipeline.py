@@ -29,6 +29,8 @@ from qserv.log import event
 
 log = logging.getLogger(__name__)
 
+PLAN_CACHE_ENTRIES = 256
+
 
 @dataclass(frozen=True)
 class Prepared:
@@ -69,9 +71,26 @@ class Pipeline:
         self._merger = merger
 
     def prepare(self, sql: str, default_db: str) -> Prepared:
-        """Parse, analyze and plan ``sql`` (pure given the metadata snapshot)."""
-        tree = parse(sql)
+        """Parse, analyze and plan ``sql`` (pure given the metadata snapshot).
+
+        Plans are cached per snapshot by exact text: a plan depends only on the SQL, the
+        default database and the snapshot (a commit through this czar invalidates it), so a
+        repeated query (a dashboard, a monitoring probe) skips its ~5 ms of planning.
+        """
         view = self._views.get()
+        key = ("prepared", default_db.lower(), sql)
+        cached = view.memo.get(key)
+        if isinstance(cached, Prepared):
+            return cached
+        prepared = self._prepare(sql, default_db, view)
+        if self._views.get() is view:  # not if the snapshot was refreshed meanwhile
+            if len(view.memo) > PLAN_CACHE_ENTRIES:
+                view.memo.clear()
+            view.memo[key] = prepared
+        return prepared
+
+    def _prepare(self, sql: str, default_db: str, view: ClusterView) -> Prepared:
+        tree = parse(sql)
         try:
             analyzed = analyze(tree, view.catalog, default_db, sql=sql)
         except UndefinedTable:
@@ -104,6 +123,8 @@ class Pipeline:
         plan = prepared.plan
         dispatched = await dispatch(plan, self._execute, query_id, prepared.placement, prepared.live_workers)
         dispatched_at = time.perf_counter()
+        if dispatched.failed_workers:
+            self._views.mark_down(dispatched.failed_workers)
         schema = dispatched.schema
         if schema is None:
             raise InternalError(f"query {query_id}: no worker batch returned a result schema")

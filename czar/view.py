@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from qserv.catalog import Catalog
 from qserv.metadata import MetadataStore, WorkerInfo, WorkerState
@@ -46,9 +46,13 @@ class ClusterView:
         return self.held.get(family, {})
 
 
-def read_view(store: MetadataStore) -> ClusterView:
+def read_view(store: MetadataStore, suspects: frozenset[str] = frozenset()) -> ClusterView:
+    """Snapshot the store; ``suspects`` (workers this czar just failed to reach) count as DOWN."""
     catalog = store.catalog()
-    workers = tuple(sorted(store.workers(), key=lambda w: w.name))
+    stored = sorted(store.workers(), key=lambda w: w.name)
+    if all(w.name in suspects for w in stored if w.state is WorkerState.ACTIVE):
+        suspects = frozenset()  # suspecting everyone would only turn retries into refusals
+    workers = tuple(replace(w, state=WorkerState.DOWN) if w.name in suspects else w for w in stored)
     live = {w.name for w in workers if w.state is WorkerState.ACTIVE}
     placement: dict[str, dict[int, list[str]]] = {}
     held: dict[str, dict[str, set[int]]] = {}
@@ -82,18 +86,34 @@ class ViewCache:
     and dispatch retries cover a worker that died meanwhile.
     """
 
-    def __init__(self, store: MetadataStore, max_age: float = 15.0) -> None:
+    def __init__(self, store: MetadataStore, max_age: float = 15.0, suspect_for: float = 30.0) -> None:
         self._store = store
         self._max_age = max_age
+        self._suspect_for = suspect_for
         self._lock = threading.Lock()
         self._refreshing = False
         self._view: ClusterView | None = None
+        self._suspects: dict[str, float] = {}  # worker -> until (monotonic)
+
+    def _current_suspects(self) -> frozenset[str]:
+        now = time.monotonic()
+        self._suspects = {w: until for w, until in self._suspects.items() if until > now}
+        return frozenset(self._suspects)
+
+    def mark_down(self, workers: set[str]) -> None:
+        """Workers a query just failed to reach: plan around them at once, for ``suspect_for``
+        seconds (the replication controller takes a few probes to mark them DOWN)."""
+        with self._lock:
+            until = time.monotonic() + self._suspect_for
+            for w in workers:
+                self._suspects[w] = until
+            self._view = None
 
     def get(self, refresh: bool = False) -> ClusterView:
         with self._lock:
             view = self._view
             if refresh or view is None:
-                view = self._view = read_view(self._store)
+                view = self._view = read_view(self._store, self._current_suspects())
                 return view
             if time.monotonic() - view.taken_at > self._max_age and not self._refreshing:
                 self._refreshing = True
@@ -102,7 +122,9 @@ class ViewCache:
 
     def _refresh(self) -> None:
         try:
-            view = read_view(self._store)
+            with self._lock:
+                suspects = self._current_suspects()
+            view = read_view(self._store, suspects)
             with self._lock:
                 if self._view is not None and self._view.taken_at < view.taken_at:
                     self._view = view

@@ -95,7 +95,7 @@ def _assignment(chunk_ids: tuple[int, ...], ctx: PlanContext) -> Assignment:
     held = held or {}
     result = tuple((w, tuple(ids), chunk_runs(ids, held.get(w))) for w, ids in sorted(by_worker.items()))
     if ctx.memo is not None:
-        if len(ctx.memo) > 64:  # bounded: a snapshot lives seconds, chunk sets repeat
+        if len(ctx.memo) > 512:  # bounded: a snapshot lives seconds, chunk sets repeat
             ctx.memo.clear()
         ctx.memo[key] = result
     return result

@@ -31,9 +31,7 @@ def choose_chunks(q: AnalyzedQuery, ctx: PlanContext) -> ChunkChoice:
     chunked = q.chunked
     if not chunked:
         return ChunkChoice("regular-only", (), ())
-    nonempty: frozenset[int] = frozenset().union(
-        *(ctx.nonempty_chunks.get(ref.key, frozenset()) for ref in chunked)
-    )
+    nonempty, nonempty_sorted = _nonempty(ctx, tuple(sorted({ref.key for ref in chunked})))
     partitioning = q.partitioning
     if ctx.catalog is not None:
         db = ctx.catalog.database(chunked[0].table.database)
@@ -50,4 +48,17 @@ def choose_chunks(q: AnalyzedQuery, ctx: PlanContext) -> ChunkChoice:
         return ChunkChoice("director-key", (), tuple(sorted(chunks)))
     if region_chunks is not None:
         return ChunkChoice("region", (NO_KEYS,), tuple(sorted(region_chunks & nonempty)))
-    return ChunkChoice("full-scan", (NO_KEYS, NO_REGION), tuple(sorted(nonempty)))
+    return ChunkChoice("full-scan", (NO_KEYS, NO_REGION), nonempty_sorted)
+
+
+def _nonempty(ctx: PlanContext, keys: tuple[tuple[str, str], ...]) -> tuple[frozenset[int], tuple[int, ...]]:
+    """Chunks with rows in any of the tables ``keys``, as a set and sorted; memoised per
+    metadata snapshot (a union and sort of 12,000 chunks costs ~1 ms a query)."""
+    memo_key = ("nonempty", id(ctx.nonempty_chunks), keys)
+    if ctx.memo is not None and memo_key in ctx.memo:
+        return ctx.memo[memo_key]  # type: ignore[return-value]
+    union: frozenset[int] = frozenset().union(*(ctx.nonempty_chunks.get(k, frozenset()) for k in keys))
+    result = (union, tuple(sorted(union)))
+    if ctx.memo is not None:
+        ctx.memo[memo_key] = result
+    return result

@@ -38,7 +38,6 @@ refuses concurrent DDL on one table.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import uuid
@@ -50,6 +49,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from qserv.durable import fsync_path
 from qserv.errors import DataError
 
 _COLUMNS = ("key", "chunk", "subchunk")
@@ -160,9 +160,9 @@ class DirectorIndex:
         tmp = self._staging / (name + ".tmp")
         with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, rows.schema) as writer:
             writer.write_table(rows)
-        _fsync(tmp)
+        fsync_path(tmp)
         tmp.rename(self._staging / (name + _STAGED_SUFFIX))
-        _fsync(self._staging)
+        fsync_path(self._staging)
 
     def check(self, transaction_id: int) -> None:
         """Raise DataError naming a key loaded twice or already present in the index."""
@@ -363,14 +363,6 @@ class DirectorIndex:
             return int(row[0]) if row else 0
         finally:
             cur.close()
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _is_int(t: pa.DataType) -> bool:

@@ -22,7 +22,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -232,3 +232,24 @@ if __name__ == "__main__":
     with running_postgres() as srv:
         with psycopg.connect(srv.url) as c:
             print(srv.url, c.execute("SELECT version()").fetchone())
+
+
+def required_postgres(purpose: str) -> Iterator[PostgresServer]:
+    """A pytest fixture body: a private server, a skip when QSERV_SKIP_POSTGRES=1, else a failure
+    naming the remedy (never a silent skip: CI must prove the PostgreSQL backend)."""
+    import pytest
+
+    if os.environ.get("QSERV_SKIP_POSTGRES") == "1":
+        pytest.skip(f"QSERV_SKIP_POSTGRES=1: {purpose} not tested")
+    with ExitStack() as stack:
+        try:
+            server = stack.enter_context(running_postgres())
+        except PostgresUnavailable as exc:
+            problem = str(exc)
+        else:
+            yield server
+            return
+    # failed outside the except block, so the report is the remedy, not a chained traceback
+    pytest.fail(
+        f"{purpose} needs a PostgreSQL server: {problem}\n(set QSERV_SKIP_POSTGRES=1 to skip)", pytrace=False
+    )

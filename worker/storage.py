@@ -30,7 +30,6 @@ Example: ``stage(StagedRows(7, "sky", "Object", False, rows))`` writes
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import tempfile
 import threading
@@ -43,6 +42,7 @@ import duckdb
 import pyarrow as pa
 
 from qserv.catalog import CHUNK_COLUMN, OVERLAP_SUFFIX, SUBCHUNK_COLUMN, Column, TableKind
+from qserv.durable import fsync_path
 from qserv.errors import DataError, DuplicateObject, InvalidParameter, UndefinedTable
 from qserv.log import event
 from worker.lockdown import STAGING_SCHEMA
@@ -193,7 +193,7 @@ class Storage:
                 for staged in files.values():
                     staged.finish()
                 if files:
-                    _fsync(self._staging_dir)
+                    fsync_path(self._staging_dir)
                     self._record(cur, files.values())
         except BaseException:
             for staged in files.values():
@@ -425,7 +425,7 @@ class _StagingFile:
         self.writer.close()
         self._sink.close()
         self._open = False
-        _fsync(self.path)
+        fsync_path(self.path)
 
     def discard(self) -> None:
         if self._open:
@@ -450,14 +450,6 @@ def _staging_dir(cur: duckdb.DuckDBPyConnection, given: Path | None) -> tuple[Pa
         return Path(tempfile.mkdtemp(prefix="qserv-staging-")), True
     given.mkdir(parents=True, exist_ok=True)
     return given, False
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _conform(cur: duckdb.DuckDBPyConnection, part: StagedRows, staged: _StagingFile) -> pa.Table:

@@ -10,9 +10,7 @@ queries give the same answers, and the restarted cluster accepts a new load.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterator
-from contextlib import ExitStack
 from pathlib import Path
 
 import psycopg
@@ -21,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.cluster import LiveCluster, running_cluster
-from tests.pgserver import PostgresServer, PostgresUnavailable, running_postgres
+from tests.pgserver import PostgresServer, required_postgres
 
 OBJECTS = 3_000
 QUERIES = [
@@ -46,17 +44,7 @@ REFERENCE = {
 @pytest.fixture(scope="module")
 def pg_server() -> Iterator[PostgresServer]:
     """A private PostgreSQL server (skipped only when QSERV_SKIP_POSTGRES=1 says so)."""
-    if os.environ.get("QSERV_SKIP_POSTGRES") == "1":
-        pytest.skip("QSERV_SKIP_POSTGRES=1: PostgreSQL metadata backend not tested")
-    with ExitStack() as stack:
-        try:
-            server = stack.enter_context(running_postgres())
-        except PostgresUnavailable as exc:
-            problem = str(exc)
-        else:
-            yield server
-            return
-    pytest.fail(f"the PostgreSQL metadata test needs a PostgreSQL server: {problem}", pytrace=False)
+    yield from required_postgres("the PostgreSQL metadata cluster test")
 
 
 def _answers(tc: LiveCluster) -> list[list[tuple]]:

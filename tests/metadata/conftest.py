@@ -7,11 +7,9 @@ unless QSERV_SKIP_POSTGRES=1 says to skip them.
 
 from __future__ import annotations
 
-import os
 import sys
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -22,7 +20,7 @@ if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
 from qserv.metadata.store import MetadataStore, open_store  # noqa: E402
-from tests.pgserver import PostgresServer, PostgresUnavailable, running_postgres  # noqa: E402
+from tests.pgserver import PostgresServer, required_postgres  # noqa: E402
 
 BACKENDS = ("sqlite", "postgresql")
 
@@ -30,22 +28,7 @@ BACKENDS = ("sqlite", "postgresql")
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PostgresServer]:
     """One private PostgreSQL server for the session."""
-    if os.environ.get("QSERV_SKIP_POSTGRES") == "1":
-        pytest.skip("QSERV_SKIP_POSTGRES=1: PostgreSQL metadata backend not tested")
-    with ExitStack() as stack:
-        try:
-            server = stack.enter_context(running_postgres())
-        except PostgresUnavailable as exc:
-            problem = str(exc)
-        else:
-            yield server
-            return
-    # failed outside the except block, so the report is the remedy, not a chained traceback
-    pytest.fail(
-        f"the PostgreSQL metadata backend tests need a PostgreSQL server: {problem}\n"
-        "(set QSERV_SKIP_POSTGRES=1 to skip them)",
-        pytrace=False,
-    )
+    yield from required_postgres("the PostgreSQL metadata backend tests")
 
 
 @pytest.fixture(params=BACKENDS)

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import IngestCluster
+from loader_cluster import IngestCluster
 
 from loader.cli import main
 from qserv.metadata.store import TransactionState

@@ -56,6 +56,11 @@ _SET_TZ = re.compile(r"^SET\s+(?:SESSION\s+|LOCAL\s+)?TIME\s+ZONE\s+(.+?)\s*;?\s
 _SHOW = re.compile(r"^SHOW\s+([A-Za-z_][\w.]*)\s*;?\s*$", re.I)
 _RESET = re.compile(r"^RESET\s+([A-Za-z_][\w.]*|ALL)\s*;?\s*$", re.I)
 _USE = re.compile(r"^USE\s+`?\"?([A-Za-z_]\w*)\"?`?\s*;?\s*$", re.I)
+_SESSION_FUNCTION = re.compile(
+    r"^SELECT\s+(?:pg_catalog\.)?(version|current_database|current_schema|current_user|session_user|user)"
+    r"\s*(?:\(\s*\))?\s*;?\s*$",
+    re.I,
+)
 _TRANSACTION = {
     "BEGIN": ("BEGIN", True),
     "START": ("START TRANSACTION", True),
@@ -118,6 +123,15 @@ def handle_session_statement(sql: str, state: SessionState) -> SessionReply | No
     if first == "DISCARD":
         state.settings.clear()
         return SessionReply("DISCARD ALL")
+    if first == "SELECT" and (m := _SESSION_FUNCTION.match(text)):
+        # what drivers ask on connect (SQLAlchemy: version(), current_schema())
+        name = m.group(1).lower()
+        values = {
+            "version": f"PostgreSQL {SERVER_VERSION}",
+            "current_database": state.database,
+            "current_schema": "public",
+        }
+        return SessionReply("SELECT 1", column=name, value=values.get(name, state.user))
     if first == "USE":
         if m := _USE.match(text):
             state.database = m.group(1)

@@ -93,6 +93,12 @@ class Box:
             )
         object.__setattr__(self, "lon_min", lon_min)
         object.__setattr__(self, "lon_max", lon_max)
+        if lat_min > 90.0 or lat_max < -90.0:
+            raise InvalidParameter(
+                f"box: latitudes {lat_min}..{lat_max} lie outside -90..90 degrees",
+                hint="latitudes (declinations) are in degrees from -90 to 90",
+            )
+        # a box reaching a little past a pole (rounding) is clamped, not refused
         object.__setattr__(self, "lat_min", min(max(lat_min, -90.0), 90.0))
         object.__setattr__(self, "lat_max", min(max(lat_max, -90.0), 90.0))
 

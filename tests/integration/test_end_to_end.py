@@ -118,3 +118,13 @@ def test_explain_shows_the_plan(cluster: LiveCluster) -> None:
     rows = cluster.query("EXPLAIN SELECT COUNT(*) FROM Object WHERE objectId = 1006")
     text = "\n".join(r[0] for r in rows)
     assert "director" in text.lower()
+
+
+def test_session_statements_and_functions(cluster: LiveCluster) -> None:
+    with cluster.connect() as conn:
+        assert conn.execute("SELECT current_database()").fetchone() == ("sky",)
+        assert conn.execute("SELECT version()").fetchone()[0].startswith("PostgreSQL ")  # type: ignore[index]
+        conn.execute("SET application_name = 'notebook'")
+        assert conn.execute("SHOW application_name").fetchone() == ("notebook",)
+        with pytest.raises(psycopg.errors.InvalidParameterValue):
+            conn.execute("SELECT COUNT(*) FROM Object WHERE qserv_areaspec_box(10, 95, 20, 100)")

@@ -42,3 +42,13 @@ def test_explain_target() -> None:
     assert explain_target("EXPLAIN SELECT 1;") == "SELECT 1"
     assert explain_target("explain (format text) select 2") == "select 2"
     assert explain_target("SELECT 1") is None
+
+
+def test_session_functions_drivers_ask_on_connect() -> None:
+    s = SessionState(user="alice", database="sky")
+    reply = handle_session_statement("select version()", s)
+    assert reply is not None and reply.value is not None and reply.value.startswith("PostgreSQL 16")
+    assert handle_session_statement("SELECT current_database();", s).value == "sky"  # type: ignore[union-attr]
+    assert handle_session_statement("SELECT pg_catalog.current_schema()", s).value == "public"  # type: ignore[union-attr]
+    assert handle_session_statement("SELECT current_user", s).value == "alice"  # type: ignore[union-attr]
+    assert handle_session_statement("SELECT version() + 1", s) is None

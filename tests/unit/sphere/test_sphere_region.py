@@ -165,3 +165,11 @@ def test_regions_satisfy_protocol() -> None:
 def test_bad_arguments(make: object, message: str) -> None:
     with pytest.raises(InvalidParameter, match=message):
         make()  # type: ignore[operator]
+
+
+def test_box_entirely_off_the_sphere_is_refused() -> None:
+    with pytest.raises(InvalidParameter, match="outside -90..90"):
+        Box(10, 95, 20, 100)
+    with pytest.raises(InvalidParameter, match="outside -90..90"):
+        Box(10, -100, 20, -91)
+    assert Box(10, 89, 20, 90.0000001).lat_max == 90.0

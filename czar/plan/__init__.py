@@ -11,6 +11,7 @@ The plan prints itself (explain.py).
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
 
 from czar.analyze.model import AnalyzedQuery
@@ -61,18 +62,7 @@ def plan(q: AnalyzedQuery, ctx: PlanContext) -> QueryPlan:
             WorkerBatch(w, ids, skeleton.render(ids, runs=runs))
             for w, ids, runs in _assignment(choice.chunk_ids, ctx)
         )
-    return QueryPlan(
-        strategy=skeleton.strategy,
-        reasons=skeleton.reasons,
-        chunk_ids=skeleton.chunk_ids,
-        batches=batches,
-        merge_sql=skeleton.merge_sql,
-        columns=skeleton.columns,
-        types=skeleton.types,
-        worker_template=skeleton.worker_template,
-        chunk_columns=skeleton.chunk_columns,
-        passthrough=skeleton.passthrough,
-    )
+    return dataclasses.replace(skeleton, batches=batches)
 
 
 Assignment = tuple[tuple[str, tuple[int, ...], Runs | None], ...]

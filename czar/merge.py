@@ -7,7 +7,7 @@ by ``memory_limit``; with a ``temp_directory`` DuckDB spills larger results to d
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 import duckdb
@@ -79,33 +79,3 @@ def merge(
         return engine.merge(plan, batches, schema)
     finally:
         engine.close()
-
-
-def merge_reader(
-    plan: QueryPlan,
-    batches: Iterable[pa.RecordBatch],
-    schema: pa.Schema,
-    *,
-    batch_size: int = 65536,
-    temp_directory: Path | str | None = None,
-    memory_limit: str | None = None,
-) -> pa.RecordBatchReader:
-    """Streaming :func:`merge`: the result comes out batch by batch as the client reads."""
-    engine = MergeEngine(temp_directory, memory_limit)
-    conn = engine.cursor()
-    try:
-        _load(conn, batches, schema)
-        reader = conn.sql(plan.merge_sql).to_arrow_reader(batch_size)
-    except BaseException:
-        conn.close()
-        engine.close()
-        raise
-
-    def stream() -> Iterator[pa.RecordBatch]:
-        try:
-            yield from reader
-        finally:
-            conn.close()
-            engine.close()
-
-    return pa.RecordBatchReader.from_batches(reader.schema, stream())

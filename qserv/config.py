@@ -16,21 +16,11 @@ def _help(default: object, text: str) -> object:
 
 
 @dataclass(frozen=True)
-class PartitioningConfig:
-    """Default partitioning of a new database (a *family* is one such triple)."""
-
-    order: int = _help(5, "HEALPix order of chunks (5: 12,288 chunks of ~1.8 deg).")  # type: ignore[assignment]
-    sub_order: int = _help(8, "HEALPix order of sub-chunks (must exceed the chunk order).")  # type: ignore[assignment]
-    overlap: float = _help(1.0 / 60.0, "Overlap (margin) of director chunks, degrees (1 arcmin).")  # type: ignore[assignment]
-
-
-@dataclass(frozen=True)
 class CzarConfig:
     host: str = _help("127.0.0.1", "Address the czar's front ends listen on.")  # type: ignore[assignment]
     pg_port: int = _help(4040, "PostgreSQL wire protocol port.")  # type: ignore[assignment]
     http_port: int = _help(4048, "HTTP port (admin and ingest API).")  # type: ignore[assignment]
     data_dir: Path = _help(Path("data/czar"), "Czar state: director index, spill files.")  # type: ignore[assignment]
-    max_result_rows: int = _help(0, "Refuse results larger than this many rows (0: no limit).")  # type: ignore[assignment]
     worker_timeout: float = _help(600.0, "Seconds a worker batch may run before it is retried elsewhere.")  # type: ignore[assignment]
 
 
@@ -66,7 +56,6 @@ class Config:
     """The whole configuration of one process (or of a local cluster under ``qserv up``)."""
 
     data_dir: Path = _help(Path("data"), "Root of all state of a local cluster.")  # type: ignore[assignment]
-    partitioning: PartitioningConfig = field(default_factory=PartitioningConfig)
     czar: CzarConfig = field(default_factory=CzarConfig)
     worker: WorkerConfig = field(default_factory=WorkerConfig)
     replication: ReplicationConfig = field(default_factory=ReplicationConfig)

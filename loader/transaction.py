@@ -21,13 +21,13 @@ from urllib.parse import quote, urlsplit
 
 import pyarrow as pa
 
-from czar.http.ingest import table_from_json, table_to_json
 from loader.partition import Partitioned, Router, child_rows, chunk_counts, director_rows, validate
 from loader.progress import Progress
 from loader.read import Batch, infer_schema, input_file, read_batches, unify_schemas
 from loader.spec import LoadSpec, arrow_schema_of, columns_of, content_hash, fingerprint, parse_schema
 from loader.upload import Uploader, prefetch
 from qserv.catalog import Database, Partitioning, Table, TableKind
+from qserv.catalog_json import table_from_json, table_to_json
 from qserv.errors import (
     DataError,
     DuplicateObject,
@@ -36,6 +36,7 @@ from qserv.errors import (
     WorkerUnavailable,
     from_sqlstate,
 )
+from qserv.rpc.codec import encode_ipc
 
 DELAY_ENV = "QSERV_LOADER_BATCH_DELAY"  # seconds to sleep after each batch (tests only)
 
@@ -57,10 +58,7 @@ class Begun:
 
 
 def _ipc(table: pa.Table) -> bytes:
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return sink.getvalue().to_pybytes()
+    return encode_ipc(table, table.schema)
 
 
 class CzarClient:

@@ -38,9 +38,11 @@ from urllib.parse import unquote
 import pyarrow as pa
 
 from czar.director_index import DirectorIndex
-from czar.http.ingest import Ingest, table_from_json
+from czar.http.ingest import Ingest
+from qserv.catalog_json import table_from_json
 from qserv.errors import InternalError, InvalidParameter, QservError
 from qserv.metadata.store import MetadataStore
+from qserv.rpc.codec import decode_ipc, encode_ipc
 
 _log = logging.getLogger(__name__)
 
@@ -69,7 +71,7 @@ class Request:
 
     def arrow(self) -> pa.Table:
         try:
-            return pa.ipc.open_stream(self.body).read_all()
+            return decode_ipc(self.body)
         except (pa.ArrowInvalid, OSError) as e:
             raise InvalidParameter(f"request body is not an Arrow IPC stream: {e}") from e
 
@@ -86,10 +88,7 @@ def json_response(doc: object, status: int = 200) -> Response:
 
 
 def arrow_response(table: pa.Table) -> Response:
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return Response(200, sink.getvalue().to_pybytes(), ARROW_STREAM)
+    return Response(200, encode_ipc(table, table.schema), ARROW_STREAM)
 
 
 def error_status(err: QservError) -> int:

@@ -20,13 +20,13 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
 from typing import Any
 
 import pyarrow as pa
 
 from czar.director_index import DirectorIndex
-from qserv.catalog import Column, Database, Partitioning, Table, TableKind
+from qserv.catalog import Database, Partitioning, Table, TableKind
+from qserv.catalog_json import database_to_json, table_to_json
 from qserv.errors import InvalidParameter, QservError, UndefinedDatabase, UndefinedTable, WorkerUnavailable
 from qserv.metadata.store import (
     ChunkRows,
@@ -41,46 +41,6 @@ from qserv.replica.placement import place_chunks
 from qserv.rpc.client import WorkerClient
 
 _log = logging.getLogger(__name__)
-
-
-# JSON forms shared with the loader
-
-
-def table_to_json(table: Table) -> dict[str, Any]:
-    """A table definition as the HTTP API sends it."""
-    doc = asdict(table)
-    doc["kind"] = table.kind.value
-    doc["columns"] = [{"name": c.name, "type": c.type} for c in table.columns]
-    return doc
-
-
-def table_from_json(doc: dict[str, Any]) -> Table:
-    """Inverse of :func:`table_to_json` (raises InvalidParameter on a malformed body)."""
-    try:
-        return Table(
-            database=str(doc["database"]),
-            name=str(doc["name"]),
-            kind=TableKind(doc["kind"]),
-            columns=tuple(Column(str(c["name"]), str(c["type"])) for c in doc["columns"]),
-            id_column=doc.get("id_column"),
-            lon_column=doc.get("lon_column"),
-            lat_column=doc.get("lat_column"),
-            director=doc.get("director"),
-            key_column=doc.get("key_column"),
-        )
-    except (KeyError, TypeError, ValueError) as e:
-        raise InvalidParameter(f"malformed table definition: {e!r}") from e
-
-
-def database_to_json(db: Database) -> dict[str, Any]:
-    p = db.partitioning
-    return {
-        "name": db.name,
-        "order": p.order,
-        "sub_order": p.sub_order,
-        "overlap": p.overlap,
-        "family": p.family,
-    }
 
 
 def transaction_to_json(t: Transaction) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from qserv.log import event
 log = logging.getLogger(__name__)
 
 PLAN_CACHE_ENTRIES = 256
+REFRESH_ON_MISS_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,11 @@ class Pipeline:
         try:
             analyzed = analyze(tree, view.catalog, default_db, sql=sql)
         except UndefinedTable:
-            # the table may have been loaded since the snapshot was taken
+            # the table may have been created through another czar since the snapshot was
+            # taken (this czar's own loads invalidate it); re-read at most once a second, so
+            # a client repeating a bad name cannot make every query re-read the store
+            if time.monotonic() - view.taken_at < REFRESH_ON_MISS_SECONDS:
+                raise
             view = self._views.get(refresh=True)
             analyzed = analyze(parse(sql), view.catalog, default_db, sql=sql)
         family = _family(view, {t.table.database for t in analyzed.tables}, default_db)

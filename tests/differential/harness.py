@@ -175,11 +175,28 @@ def assert_same(got: pa.Table, expected: pa.Table, *, ordered: bool, sql: str = 
         f"{sql}\nnames {got.column_names} != {expected.column_names}"
     )
     assert got.schema.types == expected.schema.types, f"{sql}\ntypes {got.schema} != {expected.schema}"
-    g = [tuple(r.values()) for r in got.to_pylist()]
-    e = [tuple(r.values()) for r in expected.to_pylist()]
+    assert_same_rows(
+        [tuple(r.values()) for r in got.to_pylist()],
+        [tuple(r.values()) for r in expected.to_pylist()],
+        ordered=ordered,
+        sql=sql,
+    )
+
+
+def assert_same_rows(
+    got: Sequence[tuple[Any, ...]], expected: Sequence[tuple[Any, ...]], *, ordered: bool, sql: str = ""
+) -> None:
+    """Equal rows, order-insensitive unless ``ordered``; floats equal to 1e-9 relative.
+
+    Floats are never compared exactly: a distributed SUM/AVG adds in another order than one
+    DuckDB does, which moves the last bits.
+    """
+    g, e = list(got), list(expected)
     assert len(g) == len(e), f"{sql}\n{len(g)} rows != {len(e)} expected"
     if not ordered:
         g.sort(key=_sort_key)
         e.sort(key=_sort_key)
     for i, (rg, re_) in enumerate(zip(g, e, strict=True)):
-        assert all(_close(a, b) for a, b in zip(rg, re_, strict=True)), f"{sql}\nrow {i}: {rg} != {re_}"
+        assert len(rg) == len(re_) and all(_close(a, b) for a, b in zip(rg, re_, strict=True)), (
+            f"{sql}\nrow {i}: {rg} != {re_}"
+        )

@@ -34,7 +34,7 @@ from czar.pgwire.types import pg_type_for
 from qserv.sphere.scisql import install_macros
 from tests.cluster import LiveCluster, running_cluster
 from tests.differential.catalog import DATABASE, GeneratedCatalog, generate
-from tests.differential.harness import assert_same
+from tests.differential.harness import assert_same, assert_same_rows
 from tests.differential.test_differential import QUERIES
 from tests.differential.test_generated import generate_query
 
@@ -234,6 +234,4 @@ def test_parameters_match_single_duckdb(
     """Extended protocol (Parse/Bind with typed parameters), unnamed and named statements."""
     expected = single.execute(duckdb_spelling(sql.replace("%s", "?")), list(params)).fetchall()
     got = conn.execute(sql, params, prepare=prepare).fetchall()
-    got_t = pa.table({"r": pa.array([repr(r) for r in got])})
-    want_t = pa.table({"r": pa.array([repr(r) for r in expected])})
-    assert_same(got_t, want_t, ordered="ORDER BY" in sql, sql=f"{sql} {params}")
+    assert_same_rows(got, expected, ordered="ORDER BY" in sql, sql=f"{sql} {params}")

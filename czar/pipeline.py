@@ -9,6 +9,7 @@ whole pipeline runs in tests against in-process fakes as well as against a real 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 import uuid
@@ -17,7 +18,8 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from czar.analyze import analyze
+from czar import generic
+from czar.analyze import AnalyzedQuery, analyze
 from czar.dispatch import BatchExecutor, dispatch
 from czar.merge import MergeEngine
 from czar.parse import parse
@@ -38,6 +40,7 @@ class Prepared:
     plan: QueryPlan
     placement: Mapping[int, tuple[str, ...]]
     live_workers: tuple[str, ...]
+    planning: str = "full"  # full | cached (same text) | generic (same shape, other keys)
 
 
 @dataclass(frozen=True)
@@ -74,26 +77,39 @@ class Pipeline:
     def prepare(self, sql: str, default_db: str) -> Prepared:
         """Parse, analyze and plan ``sql`` (pure given the metadata snapshot).
 
-        Plans are cached per snapshot by exact text: a plan depends only on the SQL, the
-        default database and the snapshot (a commit through this czar invalidates it), so a
-        repeated query (a dashboard, a monitoring probe) skips its ~5 ms of planning.
+        Plans are cached per snapshot (a commit through this czar invalidates it): by exact
+        text, so a repeated query (a dashboard, a monitoring probe) skips its ~5 ms of
+        planning; and by shape for director-key lookups, so a lookup of another key skips
+        parsing too (czar/generic.py).
         """
         view = self._views.get()
-        key = ("prepared", default_db.lower(), sql)
+        db = default_db.lower()
+        key = ("prepared", db, sql)
         cached = view.memo.get(key)
         if isinstance(cached, Prepared):
-            return cached
-        prepared = self._prepare(sql, default_db, view)
+            return dataclasses.replace(cached, planning="cached")
+        shape = generic.shape_of(sql)
+        shape_key = ("generic", db, shape.key) if shape is not None else None
+        template = view.memo.get(shape_key) if shape_key is not None else None
+        if shape is not None and isinstance(template, generic.KeyTemplate):
+            ctx = self._context(view, _family(view, set(template.databases), default_db))
+            rebound = generic.rebind(template, shape, ctx)
+            if rebound is not None:
+                return Prepared(rebound, ctx.placement, view.live_workers, planning="generic")
+        analyzed, view = self._analyze(sql, default_db, view)
+        ctx = self._context(view, _family(view, {t.table.database for t in analyzed.tables}, default_db))
+        prepared = Prepared(make_plan(analyzed, ctx), ctx.placement, view.live_workers)
         if self._views.get() is view:  # not if the snapshot was refreshed meanwhile
             if len(view.memo) > PLAN_CACHE_ENTRIES:
                 view.memo.clear()
             view.memo[key] = prepared
+            if shape is not None and shape_key is not None and shape_key not in view.memo:
+                view.memo[shape_key] = generic.template(analyzed, shape)  # None: not generic
         return prepared
 
-    def _prepare(self, sql: str, default_db: str, view: ClusterView) -> Prepared:
-        tree = parse(sql)
+    def _analyze(self, sql: str, default_db: str, view: ClusterView) -> tuple[AnalyzedQuery, ClusterView]:
         try:
-            analyzed = analyze(tree, view.catalog, default_db, sql=sql)
+            return analyze(parse(sql), view.catalog, default_db, sql=sql), view
         except UndefinedTable:
             # the table may have been created through another czar since the snapshot was
             # taken (this czar's own loads invalidate it); re-read at most once a second, so
@@ -101,11 +117,11 @@ class Pipeline:
             if time.monotonic() - view.taken_at < REFRESH_ON_MISS_SECONDS:
                 raise
             view = self._views.get(refresh=True)
-            analyzed = analyze(parse(sql), view.catalog, default_db, sql=sql)
-        family = _family(view, {t.table.database for t in analyzed.tables}, default_db)
-        placement = view.family_placement(family) if family else {}
-        ctx = PlanContext(
-            placement=placement,
+            return analyze(parse(sql), view.catalog, default_db, sql=sql), view
+
+    def _context(self, view: ClusterView, family: str | None) -> PlanContext:
+        return PlanContext(
+            placement=view.family_placement(family) if family else {},
             held=view.family_held(family) if family else {},
             memo=view.memo,
             nonempty_chunks=view.nonempty_chunks,
@@ -113,7 +129,6 @@ class Pipeline:
             director_index=self._director_index,
             catalog=view.catalog,
         )
-        return Prepared(make_plan(analyzed, ctx), placement, view.live_workers)
 
     def explain(self, sql: str, default_db: str) -> str:
         return self.prepare(sql, default_db).plan.explain()
@@ -142,6 +157,7 @@ class Pipeline:
             "query done",
             query_id=query_id,
             strategy=plan.strategy,
+            planning=prepared.planning,
             chunks=len(plan.chunk_ids),
             workers=len(plan.batches),
             retried_chunks=dispatched.retried_chunks,

@@ -22,7 +22,7 @@ from czar.analyze.aggregates import analyze_aggregates
 from czar.analyze.classify import classify
 from czar.analyze.guard import guard
 from czar.analyze.joins import check_joins
-from czar.analyze.model import AggregateInfo, AnalyzedQuery, ChunkJoin, Region, TableRef
+from czar.analyze.model import AggregateInfo, AnalyzedQuery, ChunkJoin, KeyRestriction, Region, TableRef
 from czar.analyze.output import describe
 from czar.analyze.resolve import as_written, expand_stars, resolve_columns, resolve_tables
 from czar.analyze.restrictors import extract_keys, extract_region
@@ -34,6 +34,7 @@ __all__ = [
     "AggregateInfo",
     "AnalyzedQuery",
     "ChunkJoin",
+    "KeyRestriction",
     "Region",
     "TableRef",
     "analyze",
@@ -65,7 +66,7 @@ def analyze(tree: exp.Expr, catalog: Catalog, default_db: str, sql: str = "") ->
     chunk_joins = check_joins(select, refs)
     region = extract_region(select, refs)
     children = frozenset(r.alias.lower() for r in refs if r.kind is TableKind.CHILD)
-    keys, key_table = extract_keys(select, refs, children)
+    keys = extract_keys(select, refs, children)
     aggregates = analyze_aggregates(select)
     written = as_written(select)
     columns, types = describe(written, refs)
@@ -77,7 +78,6 @@ def analyze(tree: exp.Expr, catalog: Catalog, default_db: str, sql: str = "") ->
         chunk_joins=chunk_joins,
         region=region,
         director_keys=keys,
-        key_table=key_table,
         aggregates=aggregates,
         columns=columns,
         types=types,

@@ -42,6 +42,20 @@ class ChunkJoin:
 
 
 @dataclass(frozen=True)
+class KeyRestriction:
+    """Director keys the WHERE clause pins rows to: ``key = c`` / ``key IN (c, ...)`` conjuncts.
+
+    Rows satisfy every conjunct, so the keys are the intersection of the conjuncts' constants.
+    ``terms`` keeps each conjunct's constant nodes (with their positions in the SQL text), so a
+    query differing only in these constants can reuse this one's plan (czar/generic.py).
+    """
+
+    director: tuple[str, str]  # (database, director table) to look keys up in
+    keys: tuple[int | str, ...]
+    terms: tuple[tuple[exp.Expr, ...], ...]
+
+
+@dataclass(frozen=True)
 class AggregateInfo:
     """Whether the query aggregates, and its GROUP BY keys (ordinals and aliases resolved)."""
 
@@ -64,8 +78,7 @@ class AnalyzedQuery:
     tables: tuple[TableRef, ...]
     chunk_joins: tuple[ChunkJoin, ...]
     region: Region | None
-    director_keys: tuple[int | str, ...] | None
-    key_table: tuple[str, str] | None  # (database, director table) to look keys up in
+    director_keys: KeyRestriction | None
     aggregates: AggregateInfo
     columns: tuple[str, ...]
     types: tuple[str, ...]  # DuckDB type of each output column, as single-node DuckDB gives it

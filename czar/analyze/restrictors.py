@@ -14,12 +14,13 @@ Depends on resolve (qualified columns) and joins (which children are tied to a d
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import sqlglot
 from sqlglot import exp
 
 from czar.analyze.joins import conjuncts
-from czar.analyze.model import Region, TableRef
+from czar.analyze.model import KeyRestriction, Region, TableRef
 from czar.dialect import Qserv
 from czar.parse import node_position
 from qserv.catalog import TableKind
@@ -109,7 +110,8 @@ def extract_region(tree: exp.Select, refs: tuple[TableRef, ...]) -> Region | Non
     return region
 
 
-def _literal_key(node: exp.Expr) -> int | str | None:
+def literal_key(node: exp.Expr) -> int | str | None:
+    """The director key a constant node stands for (None: not a key constant)."""
     if isinstance(node, exp.Literal):
         if node.is_string:
             return str(node.this)
@@ -120,9 +122,17 @@ def _literal_key(node: exp.Expr) -> int | str | None:
     return None
 
 
+def common_keys(terms: Sequence[Sequence[int | str]]) -> tuple[int | str, ...]:
+    """Keys satisfying every conjunct (the intersection), sorted."""
+    keys = set(terms[0])
+    for more in terms[1:]:
+        keys &= set(more)
+    return tuple(sorted(keys, key=lambda k: (isinstance(k, str), k)))
+
+
 def extract_keys(
     tree: exp.Select, refs: tuple[TableRef, ...], joined_children: frozenset[str]
-) -> tuple[tuple[int | str, ...] | None, tuple[str, str] | None]:
+) -> KeyRestriction | None:
     """Director keys from ``key = c`` / ``key IN (c, ...)`` conjuncts, and the director they key.
 
     ``joined_children`` are aliases of children joined to their director (or alone): their key
@@ -130,7 +140,7 @@ def extract_keys(
     """
     by_alias = {r.alias.lower(): r for r in refs}
     where = tree.args.get("where")
-    found: list[tuple[set[int | str], tuple[str, str]]] = []
+    found: list[tuple[tuple[str, str], tuple[exp.Expr, ...]]] = []
     for term in conjuncts(where.this if where is not None else None):
         column: exp.Expr | None = None
         values: list[exp.Expr] = []
@@ -147,18 +157,16 @@ def extract_keys(
         if ref is None:
             continue
         director = _keyed_director(ref, column.name, joined_children)
-        literal = [_literal_key(v) for v in values]
-        if director is None or any(k is None for k in literal):
+        if director is None or any(literal_key(v) is None for v in values):
             continue
-        found.append(({k for k in literal if k is not None}, director))
+        found.append((director, tuple(values)))
     if not found:
-        return None, None
-    director = found[0][1]
-    keys = set(found[0][0])
-    for more, other in found[1:]:
-        if other == director:
-            keys &= more  # several restrictions on the same key: rows satisfy all of them
-    return tuple(sorted(keys, key=lambda k: (isinstance(k, str), k))), director
+        return None
+    # several restrictions on the same key: rows satisfy all of them
+    director = found[0][0]
+    terms = tuple(values for d, values in found if d == director)
+    keys = common_keys([[k for k in map(literal_key, values) if k is not None] for values in terms])
+    return KeyRestriction(director, keys, terms)
 
 
 def _keyed_director(ref: TableRef, column: str, joined_children: frozenset[str]) -> tuple[str, str] | None:

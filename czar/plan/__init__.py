@@ -16,7 +16,7 @@ import zlib
 
 from czar.analyze.model import AnalyzedQuery
 from czar.plan.assign import assign
-from czar.plan.chunks import choose_chunks
+from czar.plan.chunks import ChunkChoice, choose_chunks
 from czar.plan.model import (
     MAX_RANGES,
     DirectorIndex,
@@ -26,21 +26,22 @@ from czar.plan.model import (
     WorkerBatch,
     chunk_runs,
 )
-from czar.plan.split import split
+from czar.plan.split import Split, split
 from qserv.errors import WorkerUnavailable
 
-__all__ = ["PASSES", "DirectorIndex", "PlanContext", "QueryPlan", "WorkerBatch", "plan"]
+__all__ = ["PASSES", "DirectorIndex", "PlanContext", "QueryPlan", "WorkerBatch", "place", "plan", "skeleton"]
 
 PASSES = (choose_chunks, split, assign)
 
 
 def plan(q: AnalyzedQuery, ctx: PlanContext) -> QueryPlan:
     """Plan ``q`` on the cluster described by ``ctx``."""
-    if not ctx.workers:
-        raise WorkerUnavailable("no live worker: start a worker or wait for one to recover")
-    choice = choose_chunks(q, ctx)
-    parts = split(q)
-    skeleton = QueryPlan(
+    return place(skeleton(q, split(q), choose_chunks(q, ctx)), ctx)
+
+
+def skeleton(q: AnalyzedQuery, parts: Split, choice: ChunkChoice) -> QueryPlan:
+    """The plan before placement: chunks chosen, worker and merge SQL, no batches yet."""
+    return QueryPlan(
         strategy=choice.strategy,
         reasons=choice.reasons,
         chunk_ids=choice.chunk_ids,
@@ -52,17 +53,23 @@ def plan(q: AnalyzedQuery, ctx: PlanContext) -> QueryPlan:
         chunk_columns=parts.chunk_columns,
         passthrough=parts.passthrough,
     )
+
+
+def place(draft: QueryPlan, ctx: PlanContext) -> QueryPlan:
+    """``draft`` (chunks chosen, no batches) with one batch per worker (assign pass)."""
+    if not ctx.workers:
+        raise WorkerUnavailable("no live worker: start a worker or wait for one to recover")
     workers = sorted(ctx.workers)
-    if not choice.chunk_ids:
+    if not draft.chunk_ids:
         # Regular tables, or no chunk selected: one batch still returns the result schema.
-        worker = workers[zlib.crc32(parts.worker_template.encode()) % len(workers)]
-        batches: tuple[WorkerBatch, ...] = (WorkerBatch(worker, (), skeleton.render(())),)
+        worker = workers[zlib.crc32(draft.worker_template.encode()) % len(workers)]
+        batches: tuple[WorkerBatch, ...] = (WorkerBatch(worker, (), draft.render(())),)
     else:
         batches = tuple(
-            WorkerBatch(w, ids, skeleton.render(ids, runs=runs))
-            for w, ids, runs in _assignment(choice.chunk_ids, ctx)
+            WorkerBatch(w, ids, draft.render(ids, runs=runs))
+            for w, ids, runs in _assignment(draft.chunk_ids, ctx)
         )
-    return dataclasses.replace(skeleton, batches=batches)
+    return dataclasses.replace(draft, batches=batches)
 
 
 Assignment = tuple[tuple[str, tuple[int, ...], Runs | None], ...]

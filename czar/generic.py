@@ -1,24 +1,27 @@
-"""Generic plans: a query differing from a planned one only in its director keys reuses its plan.
+"""Generic plans: a query differing from a planned one only in its restrictor constants reuses its plan.
 
-Object lookups arrive as one text with another key each time (``... WHERE objectId = 1003``;
-psycopg binds ``$1`` and pgwire writes the value in, see czar/pgwire/params.py). Parsing,
-analyzing and splitting such a query is ~2 ms of sqlglot, most of a lookup's latency, while its
-plan differs from the last one only in the key's SQL text and in the chunks the director index
-gives for it. So the pipeline keeps, per metadata snapshot and query *shape* (the token stream
-with constants masked, :func:`shape_of`), a :class:`KeyTemplate`: the split plan with a marker
-where each key constant goes. A query of that shape is planned by :func:`rebind` (look the keys
-up, write them into the markers, assign replicas) without parsing::
+Object lookups and cone searches arrive as one text with other constants each time
+(``... WHERE objectId = 1003``; psycopg binds ``$1`` and pgwire writes the value in, see
+czar/pgwire/params.py). Parsing, analyzing and splitting such a query is 2-3 ms of sqlglot, most
+of its latency, while its plan differs from the last one only in the SQL text of the director
+keys or of the areaspec's row predicate, and in the chunks they select. So the pipeline keeps,
+per metadata snapshot and query *shape* (the token stream with constants masked,
+:func:`shape_of`), a :class:`Template`: the split plan with a marker where each key constant
+and the region predicate go. A query of that shape is planned by :func:`rebind` (evaluate the
+restrictors, choose chunks, write the markers, assign replicas) without parsing::
 
     SELECT * FROM Object WHERE objectId = 1003
     shape:    SELECT * FROM Object WHERE objectId = <NUMBER>
     template: worker SELECT ... WHERE <chunk filter> AND "Object"."objectId" = __QSERV_KEY_0__
     SELECT * FROM Object WHERE objectId = 2041   -> keys (2041,), no parse
 
-Only constants the analyzer took as director keys vary (``key = c``/``key IN (c, ...)``
-top-level conjuncts); every other token, constants included, must be identical; a key written
-as an integer must stay a plain integer (else the full path runs, as it would take another
-strategy). A template exists only when each key marker lands exactly once in the worker SQL and
-nowhere in the merge, so writing a key in is the same text the full path would produce.
+Only constants the analyzer took as director keys (``key = c``/``key IN (c, ...)`` top-level
+conjuncts) or as areaspec arguments vary; every other token, constants included, must be
+identical; a key written as an integer must stay a plain integer (else the full path runs, as
+it would take another strategy), and a region whose new arguments are invalid is planned in
+full (which reports the error). A template exists only when each marker lands exactly once in
+the worker SQL and nowhere in the merge, so writing a value in gives the text the full path
+would produce; the restrictors are evaluated by the analyzer's own functions.
 """
 
 from __future__ import annotations
@@ -31,15 +34,19 @@ from sqlglot import exp
 from sqlglot.errors import TokenError
 from sqlglot.tokens import Token, TokenType
 
-from czar.analyze.model import AnalyzedQuery
-from czar.analyze.restrictors import common_keys
+from czar.analyze.model import AnalyzedQuery, KeyRestriction, Region
+from czar.analyze.restrictors import AREASPEC, Areaspec, common_keys, number, region_predicate
 from czar.dialect import Qserv
 from czar.plan import PlanContext, QueryPlan, place, skeleton
-from czar.plan.chunks import ChunkChoice, chunks_with_rows, key_chunks
+from czar.plan.chunks import ChunkChoice, chunk_order, layered
 from czar.plan.split import split
+from qserv.catalog import Partitioning
+from qserv.errors import InvalidParameter
+from qserv.sphere.region import Box, Circle
 
 MARKER = "__QSERV_KEY_{}__"
-_MARKERS = re.compile(r"__QSERV_KEY_([0-9]+)__")
+_MARKERS = re.compile(r"__QSERV_KEY_([0-9]+|R)__")
+_REGION = "R"
 _CONSTANTS = frozenset({TokenType.NUMBER, TokenType.STRING})
 
 
@@ -52,14 +59,26 @@ class Shape:
 
 
 @dataclass(frozen=True)
-class KeyTemplate:
-    """A director-key plan with a marker for each key constant (index into the shape's constants)."""
+class RegionSlots:
+    """An areaspec whose arguments vary: the arguments as written and the region's kind."""
 
-    skeleton: QueryPlan  # no chunks, no batches; key markers in worker_template
-    director: tuple[str, str]  # (database, director table) the keys are looked up in
+    kind: type[Box] | type[Circle]
+    source: Areaspec  # its director and argument expressions as written
+    constants: tuple[tuple[int, ...], ...]  # per argument, its constants' indices in order
+
+
+@dataclass(frozen=True)
+class Template:
+    """A plan with markers for its restrictors' constants (indices into the shape's constants)."""
+
+    skeleton: QueryPlan  # no chunks, no batches; markers in worker_template
     tables: tuple[tuple[str, str], ...]  # the chunked tables, (db, table) lower
+    database: str  # of the chunked tables (its partitioning gives the chunk order)
+    partitioning: Partitioning | None  # as the analyzer saw it
     databases: frozenset[str]  # of every table referenced (they select the family)
+    director: tuple[str, str] | None  # (database, director) keys are looked up in
     terms: tuple[tuple[int, ...], ...]  # per key conjunct, its constants' indices
+    region: RegionSlots | None
     fixed: tuple[tuple[int, str], ...]  # (index, text) of every other constant
 
 
@@ -80,39 +99,56 @@ def shape_of(sql: str) -> Shape | None:
     return Shape(tuple(key), tuple(constants))
 
 
-def template(q: AnalyzedQuery, shape: Shape) -> KeyTemplate | None:
-    """The generic form of ``q``'s plan, or None when its keys cannot vary safely."""
-    restriction = q.director_keys
-    if restriction is None or q.region is not None:
+def template(q: AnalyzedQuery, shape: Shape) -> Template | None:
+    """The generic form of ``q``'s plan, or None when it has no constants that can vary safely."""
+    if not q.chunked or (q.director_keys is None and q.region is None):
         return None
     by_start = {token.start: i for i, token in enumerate(shape.constants)}
     terms: list[tuple[int, ...]] = []
-    for term in restriction.terms:
-        indices = []
-        for node in term:
-            # a constant written as-is (not -5, not a cast): its token is the key's whole text
-            i = _constant_index(node, by_start) if isinstance(node, exp.Literal) else None
-            if i is None:
-                return None
-            indices.append(i)
-        terms.append(tuple(indices))
+    for term in q.director_keys.terms if q.director_keys is not None else ():
+        # a constant written as-is (not -5, not a cast): its token is the key's whole text
+        indices = [
+            _constant_index(node, by_start) if isinstance(node, exp.Literal) else None for node in term
+        ]
+        if any(i is None for i in indices):
+            return None
+        terms.append(tuple(i for i in indices if i is not None))
     slots = {i for term in terms for i in term}
     marked = q.tree.copy()
     for literal in list(marked.find_all(exp.Literal)):
         i = _constant_index(literal, by_start)
         if i is not None and i in slots:
             literal.replace(exp.var(MARKER.format(i)))
-    parts = split(dataclasses.replace(q, tree=marked))
-    for i in slots:
-        marker = MARKER.format(i)
-        if parts.worker_template.count(marker) != 1 or marker in parts.merge_sql:
+    markers = [MARKER.format(i) for i in slots]
+    region: RegionSlots | None = None
+    if q.region is not None:
+        predicates = [n for n in marked.walk() if n.meta and isinstance(n.meta.get(AREASPEC), Areaspec)]
+        if len(predicates) != 1:
             return None
-    return KeyTemplate(
-        skeleton=skeleton(q, parts, ChunkChoice("director-key", (), ())),
-        director=restriction.director,
-        tables=tuple(sorted({ref.key for ref in q.chunked})),
+        source = predicates[0].meta[AREASPEC]
+        arg_constants: list[tuple[int, ...]] = []
+        for arg in source.args:
+            indices = [_constant_index(literal, by_start) for literal in arg.find_all(exp.Literal)]
+            if any(i is None for i in indices):
+                return None
+            arg_constants.append(tuple(i for i in indices if i is not None))
+            slots.update(arg_constants[-1])
+        predicates[0].replace(exp.var(MARKER.format(_REGION)))
+        markers.append(MARKER.format(_REGION))
+        region = RegionSlots(type(q.region), source, tuple(arg_constants))
+    parts = split(dataclasses.replace(q, tree=marked))
+    if any(parts.worker_template.count(m) != 1 or m in parts.merge_sql for m in markers):
+        return None
+    chunked = q.chunked
+    return Template(
+        skeleton=skeleton(q, parts, ChunkChoice("", (), ())),
+        tables=tuple(sorted({ref.key for ref in chunked})),
+        database=chunked[0].table.database,
+        partitioning=q.partitioning,
         databases=frozenset(ref.table.database for ref in q.tables),
+        director=q.director_keys.director if q.director_keys is not None else None,
         terms=tuple(terms),
+        region=region,
         fixed=tuple((i, t.text) for i, t in enumerate(shape.constants) if i not in slots),
     )
 
@@ -122,29 +158,60 @@ def _constant_index(node: exp.Expr, by_start: dict[int, int]) -> int | None:
     return by_start.get(start) if isinstance(start, int) else None
 
 
-def rebind(generic: KeyTemplate, shape: Shape, ctx: PlanContext) -> QueryPlan | None:
+def rebind(generic: Template, shape: Shape, ctx: PlanContext) -> QueryPlan | None:
     """The plan of a query of ``generic``'s shape, or None when it must be planned in full."""
     constants = shape.constants
     if any(constants[i].text != text for i, text in generic.fixed):
         return None
-    texts: dict[int, str] = {}
-    values: list[list[int | str]] = []
-    for term in generic.terms:
-        keys: list[int | str] = []
-        for i in term:
-            token = constants[i]
-            if token.token_type is TokenType.STRING:
-                keys.append(token.text)
-                texts[i] = exp.Literal.string(token.text).sql(dialect="duckdb")
-            elif token.text.isascii() and token.text.isdigit():
-                keys.append(int(token.text))
-                texts[i] = exp.Literal.number(token.text).sql(dialect="duckdb")
-            else:
-                return None  # 1.5 or 1e3 is no key: the full path plans another strategy
-        values.append(keys)
-    rows, _ = chunks_with_rows(ctx, generic.tables)
-    choice = key_chunks(generic.director, common_keys(values), rows, None, ctx)
-    worker = _MARKERS.sub(lambda m: texts.get(int(m.group(1)), m.group(0)), generic.skeleton.worker_template)
-    return place(
-        dataclasses.replace(generic.skeleton, worker_template=worker, chunk_ids=choice.chunk_ids), ctx
+    texts: dict[str, str] = {}
+    keys: KeyRestriction | None = None
+    if generic.director is not None:
+        values: list[list[int | str]] = []
+        for term in generic.terms:
+            term_keys: list[int | str] = []
+            for i in term:
+                token = constants[i]
+                if token.token_type is TokenType.STRING:
+                    term_keys.append(token.text)
+                    texts[str(i)] = exp.Literal.string(token.text).sql(dialect="duckdb")
+                elif token.text.isascii() and token.text.isdigit():
+                    term_keys.append(int(token.text))
+                    texts[str(i)] = exp.Literal.number(token.text).sql(dialect="duckdb")
+                else:
+                    return None  # 1.5 or 1e3 is no key: the full path plans another strategy
+            values.append(term_keys)
+        keys = KeyRestriction(generic.director, common_keys(values), ())
+    region: Region | None = None
+    if generic.region is not None:
+        region = _region(generic.region, constants)
+        if region is None:
+            return None
+        texts[_REGION] = region_predicate(region, generic.region.source.director).sql(dialect="duckdb")
+    order = chunk_order(generic.database, generic.partitioning, ctx)
+    choice = layered(generic.tables, order, keys, region, ctx)
+    worker = _MARKERS.sub(lambda m: texts.get(m.group(1), m.group(0)), generic.skeleton.worker_template)
+    draft = dataclasses.replace(
+        generic.skeleton,
+        strategy=choice.strategy,
+        reasons=choice.reasons,
+        chunk_ids=choice.chunk_ids,
+        worker_template=worker,
     )
+    return place(draft, ctx)
+
+
+def _region(slots: RegionSlots, constants: tuple[Token, ...]) -> Region | None:
+    """The region the areaspec gives with this query's constants (None: invalid arguments)."""
+    values: list[float] = []
+    try:
+        for written, indices in zip(slots.source.args, slots.constants, strict=True):
+            arg = written.copy()
+            for literal, i in zip(list(arg.find_all(exp.Literal)), indices, strict=True):
+                literal.set("this", constants[i].text)
+            value = number(arg)
+            if value is None:
+                return None
+            values.append(value)
+        return slots.kind(*values)
+    except (InvalidParameter, ValueError, TypeError):
+        return None

@@ -79,8 +79,8 @@ class Pipeline:
 
         Plans are cached per snapshot (a commit through this czar invalidates it): by exact
         text, so a repeated query (a dashboard, a monitoring probe) skips its ~5 ms of
-        planning; and by shape for director-key lookups, so a lookup of another key skips
-        parsing too (czar/generic.py).
+        planning; and by shape for director-key lookups and areaspecs, so a lookup of
+        another key or a cone elsewhere skips parsing too (czar/generic.py).
         """
         view = self._views.get()
         db = default_db.lower()
@@ -91,7 +91,7 @@ class Pipeline:
         shape = generic.shape_of(sql)
         shape_key = ("generic", db, shape.key) if shape is not None else None
         template = view.memo.get(shape_key) if shape_key is not None else None
-        if shape is not None and isinstance(template, generic.KeyTemplate):
+        if shape is not None and isinstance(template, generic.Template):
             ctx = self._context(view, _family(view, set(template.databases), default_db))
             rebound = generic.rebind(template, shape, ctx)
             if rebound is not None:

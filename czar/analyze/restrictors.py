@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import sqlglot
 from sqlglot import exp
@@ -39,16 +40,16 @@ def _areaspec_name(node: exp.Expr) -> str | None:
     return None
 
 
-def _number(node: exp.Expr) -> float | None:
+def number(node: exp.Expr) -> float | None:
     """The value of a numeric constant: ``1.5``, ``-(2)``, or a cast of one to a numeric type.
 
     Casts matter because bound parameters arrive as ``CAST(10.0 AS DOUBLE)`` (float8 from
     psycopg/JDBC, see czar/pgwire/params.py), and users write ``10::float8`` too.
     """
     if isinstance(node, exp.Paren):
-        return _number(node.this)
+        return number(node.this)
     if isinstance(node, exp.Neg):
-        inner = _number(node.this)
+        inner = number(node.this)
         return None if inner is None else -inner
     if isinstance(node, exp.Literal) and not node.is_string:
         return float(node.this)
@@ -60,7 +61,7 @@ def _number(node: exp.Expr) -> float | None:
             except ValueError:
                 return None
             return value if math.isfinite(value) else None
-        return _number(inner)
+        return number(inner)
     return None
 
 
@@ -86,7 +87,7 @@ def extract_region(tree: exp.Select, refs: tuple[TableRef, ...]) -> Region | Non
     call = calls[0]
     name = _areaspec_name(call) or ""
     cls, arity = AREASPECS[name]
-    args = [_number(a) for a in call.expressions]
+    args = [number(a) for a in call.expressions]
     if len(args) != arity or any(a is None for a in args):
         raise InvalidParameter(
             f"{name} takes {arity} numeric constant arguments (degrees)",
@@ -98,16 +99,33 @@ def extract_region(tree: exp.Select, refs: tuple[TableRef, ...]) -> Region | Non
             f"{name} needs a director table (with positions) in FROM",
             position=node_position(call),
         )
-    director = directors[0]
     try:
         region: Region = cls(*[float(a) for a in args if a is not None])
     except (ValueError, TypeError) as e:
         raise InvalidParameter(f"{name}: {e}", position=node_position(call)) from None
+    predicate = region_predicate(region, directors[0])
+    predicate.meta[AREASPEC] = Areaspec(directors[0], tuple(call.expressions))
+    call.replace(predicate)
+    return region
+
+
+AREASPEC = "qserv_areaspec"  # meta key marking the row predicate an areaspec became
+
+
+@dataclass(frozen=True)
+class Areaspec:
+    """Where a region's row predicate came from: its director and the call's arguments."""
+
+    director: TableRef
+    args: tuple[exp.Expr, ...]
+
+
+def region_predicate(region: Region, director: TableRef) -> exp.Expr:
+    """The row predicate keeping ``director``'s rows inside ``region``."""
     lon = f'"{director.alias}"."{director.table.lon_column}"'
     lat = f'"{director.alias}"."{director.table.lat_column}"'
     predicate = sqlglot.parse_one(region.sql_predicate(lon, lat), dialect=Qserv)
-    call.replace(exp.paren(predicate) if isinstance(predicate, exp.Connector) else predicate)
-    return region
+    return exp.paren(predicate) if isinstance(predicate, exp.Connector) else predicate
 
 
 def literal_key(node: exp.Expr) -> int | str | None:

@@ -10,11 +10,11 @@ layer intersects with the non-empty chunks, so empty chunks are never dispatched
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
-from czar.analyze.model import AnalyzedQuery
+from czar.analyze.model import AnalyzedQuery, KeyRestriction, Region
 from czar.plan.model import PlanContext
+from qserv.catalog import Partitioning
 
 NO_KEYS = "director-key: no director key = constant or key IN (constants) in WHERE"
 NO_REGION = "region: no qserv_areaspec_* restrictor in WHERE"
@@ -32,33 +32,38 @@ def choose_chunks(q: AnalyzedQuery, ctx: PlanContext) -> ChunkChoice:
     chunked = q.chunked
     if not chunked:
         return ChunkChoice("regular-only", (), ())
-    nonempty, nonempty_sorted = chunks_with_rows(ctx, tuple(sorted({ref.key for ref in chunked})))
-    partitioning = q.partitioning
-    if ctx.catalog is not None:
-        db = ctx.catalog.database(chunked[0].table.database)
-        partitioning = db.partitioning if db is not None else partitioning
+    tables = tuple(sorted({ref.key for ref in chunked}))
+    order = chunk_order(chunked[0].table.database, q.partitioning, ctx)
+    return layered(tables, order, q.director_keys, q.region, ctx)
+
+
+def chunk_order(database: str, analyzed: Partitioning | None, ctx: PlanContext) -> int | None:
+    """The chunk order of ``database`` in this snapshot (else as the analyzer saw it)."""
+    db = ctx.catalog.database(database) if ctx.catalog is not None else None
+    partitioning = db.partitioning if db is not None else analyzed
+    return partitioning.order if partitioning is not None else None
+
+
+def layered(
+    tables: tuple[tuple[str, str], ...],
+    order: int | None,
+    keys: KeyRestriction | None,
+    region: Region | None,
+    ctx: PlanContext,
+) -> ChunkChoice:
+    """The layers over the chunked ``tables`` ((db, table) lower), partitioned at ``order``."""
+    nonempty, nonempty_sorted = chunks_with_rows(ctx, tables)
     region_chunks: frozenset[int] | None = None
-    if q.region is not None and partitioning is not None:
-        region_chunks = frozenset(q.region.chunks(partitioning.order))
-    if q.director_keys is not None:
-        return key_chunks(q.director_keys.director, q.director_keys.keys, nonempty, region_chunks, ctx)
+    if region is not None and order is not None:
+        region_chunks = frozenset(region.chunks(order))
+    if keys is not None:
+        chunks = frozenset(ctx.director_index.chunks_for_keys(*keys.director, keys.keys)) & nonempty
+        if region_chunks is not None:
+            chunks &= region_chunks
+        return ChunkChoice("director-key", (), tuple(sorted(chunks)))
     if region_chunks is not None:
         return ChunkChoice("region", (NO_KEYS,), tuple(sorted(region_chunks & nonempty)))
     return ChunkChoice("full-scan", (NO_KEYS, NO_REGION), nonempty_sorted)
-
-
-def key_chunks(
-    director: tuple[str, str],
-    keys: Sequence[int | str],
-    nonempty: frozenset[int],
-    region_chunks: frozenset[int] | None,
-    ctx: PlanContext,
-) -> ChunkChoice:
-    """The director-key layer: the chunks the director index gives for ``keys``."""
-    chunks = frozenset(ctx.director_index.chunks_for_keys(*director, keys)) & nonempty
-    if region_chunks is not None:
-        chunks &= region_chunks
-    return ChunkChoice("director-key", (), tuple(sorted(chunks)))
 
 
 def chunks_with_rows(

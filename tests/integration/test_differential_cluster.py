@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import psycopg
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -237,20 +238,27 @@ def test_parameters_match_single_duckdb(
     assert_same_rows(got, expected, ordered="ORDER BY" in sql, sql=f"{sql} {params}")
 
 
-def test_lookups_of_other_keys_reuse_the_plan(
+def test_lookups_and_cones_reuse_their_shapes_plan(
     diff_cluster: LiveCluster,
     conn: psycopg.Connection,
     single: duckdb.DuckDBPyConnection,
     generated: GeneratedCatalog,
 ) -> None:
-    """Point lookups by bound key: right rows for each key, planned from the first lookup's shape."""
-    ids = generated.data["Object"].column("objectId").to_pylist()[:40] + [7, 10**12]
-    sql = "SELECT objectId, ra, name FROM Object WHERE objectId = %s AND flags >= 0"
-    for i, key in enumerate(ids):
-        got = conn.execute(sql, (key,), binary=i % 2 == 1).fetchall()
-        expected = single.execute(sql.replace("%s", "?"), [key]).fetchall()
-        assert_same_rows(got, expected, ordered=False, sql=f"{sql} {key}")
+    """Point lookups and cone searches by bound parameters: right rows for each, planned from
+    the first query of each shape (czar/generic.py)."""
+    lookup = "SELECT objectId, ra, name FROM Object WHERE objectId = %s AND flags >= 0"
+    cone = "SELECT objectId, decl FROM Object WHERE qserv_areaspec_circle(%s, %s, %s) AND flags >= 0"
+    ids = generated.data["Object"].column("objectId").to_pylist()[:30] + [7, 10**12]
+    rng = np.random.default_rng(5)
+    cones = [
+        (float(rng.uniform(0, 360)), float(rng.uniform(0, 80)), float(rng.uniform(0.1, 5))) for _ in range(20)
+    ]
+    queries = [(lookup, (key,)) for key in ids] + [(cone, c) for c in cones]
+    for i, (sql, params) in enumerate(queries):
+        got = conn.execute(sql, params, binary=i % 2 == 1).fetchall()
+        expected = single.execute(duckdb_spelling(sql).replace("%s", "?"), list(params)).fetchall()
+        assert_same_rows(got, expected, ordered=False, sql=f"{sql} {params}")
     log = (diff_cluster.spec.data_dir / "logs" / "czar.log").read_text()
-    planned = re.findall(r"query done .*?planning=(\w+)", log)
-    # the metadata snapshot may be refreshed meanwhile (each refresh plans one lookup in full)
-    assert planned.count("generic") >= len(ids) - 5, planned[-len(ids) :]
+    planned = re.findall(r"query done .*?planning=(\w+)", log)[-len(queries) :]
+    # the first of each shape plans in full, and so does each metadata snapshot refresh
+    assert planned.count("generic") >= len(queries) - 6, planned

@@ -1,8 +1,10 @@
 """Stage 5: worker Arrow batches -> the client's result, through a czar-side DuckDB.
 
-The batches stream into table ``__result`` of an in-memory DuckDB (with the spatial macros,
-since merge expressions may call them) and ``plan.merge_sql`` runs over it.  Memory is bounded
-by ``memory_limit``; with a ``temp_directory`` DuckDB spills larger results to disk.
+The worker batches (already in the czar's memory) are registered as view ``__result`` of an
+in-memory DuckDB (with the spatial macros, since merge expressions may call them) and
+``plan.merge_sql`` runs over them, without copying them into a table first (which cost ~1 ms,
+a third of a full-scan aggregate's merge).  The merge's own memory is bounded by
+``memory_limit``; with a ``temp_directory`` DuckDB spills large sorts and aggregates to disk.
 """
 
 from __future__ import annotations
@@ -40,29 +42,19 @@ class MergeEngine:
 
     def merge(self, plan: QueryPlan, batches: Iterable[pa.RecordBatch], schema: pa.Schema) -> pa.Table:
         """Run the plan's merge query over the worker batches (all of the same ``schema``)."""
+        table = pa.Table.from_batches([b.cast(schema) if b.schema != schema else b for b in batches], schema)
         if plan.passthrough:
             # the merge query would only rename columns: skip DuckDB (point lookups, cone searches)
-            return pa.Table.from_batches(
-                [b.cast(schema) if b.schema != schema else b for b in batches], schema
-            ).rename_columns(list(plan.columns))
+            return table.rename_columns(list(plan.columns))
         cursor = self.cursor()
         try:
-            _load(cursor, batches, schema)
+            cursor.register(RESULT_TABLE, table)
             return cursor.sql(plan.merge_sql).to_arrow_table()
         finally:
             cursor.close()
 
     def close(self) -> None:
         self._conn.close()
-
-
-def _load(conn: duckdb.DuckDBPyConnection, batches: Iterable[pa.RecordBatch], schema: pa.Schema) -> None:
-    reader = pa.RecordBatchReader.from_batches(
-        schema, (b.cast(schema) if b.schema != schema else b for b in batches)
-    )
-    conn.register("__qserv_batches", reader)
-    conn.execute(f"CREATE TEMP TABLE {RESULT_TABLE} AS SELECT * FROM __qserv_batches")
-    conn.unregister("__qserv_batches")
 
 
 def merge(

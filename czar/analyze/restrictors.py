@@ -117,7 +117,11 @@ class Areaspec:
     """Where a region's row predicate came from: its director and the call's arguments."""
 
     director: TableRef
-    args: tuple[exp.Expr, ...]
+    args: tuple[exp.Expr, ...]  # never modified (czar/generic.py copies them before use)
+
+    def __deepcopy__(self, memo: dict[int, object]) -> Areaspec:
+        # shared, not copied, when a tree is copied: it only records where the predicate came from
+        return self
 
 
 def region_predicate(region: Region, director: TableRef) -> exp.Expr:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
-from czar.view import ViewCache
+from czar.view import ClusterView, ViewCache
 from qserv.catalog import Database
 from qserv.metadata import Replica, WorkerInfo, open_store
 
@@ -35,4 +36,34 @@ def test_suspicion_expires(tmp_path: Path) -> None:
     views = ViewCache(store, suspect_for=0.0)
     views.mark_down({"w1"})
     assert views.get().live_workers == ("w1", "w2")
+    store.close()
+
+
+def _refreshed(views: ViewCache, old: object) -> object:
+    """The snapshot after a background refresh (``max_age=0``: every get starts one)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        view = views.get()
+        if view is not old:
+            return view
+        time.sleep(0.01)
+    raise AssertionError("the snapshot was never refreshed")
+
+
+def test_a_refresh_that_finds_nothing_new_keeps_the_plan_memo(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'm.sqlite3'}")
+    store.create_database(Database("sky"))
+    family = Database("sky").partitioning.family
+    store.upsert_worker(WorkerInfo("w1", "127.0.0.1", 1))
+    store.add_replicas([Replica(family, 7, "w1")])
+    views = ViewCache(store, max_age=0.0)
+    first = views.get()
+    first.memo["plan"] = "cached"
+    same = _refreshed(views, first)
+    assert isinstance(same, ClusterView)
+    assert same.memo is first.memo and same.placement is first.placement
+    store.add_replicas([Replica(family, 8, "w1")])
+    changed = _refreshed(views, same)
+    assert isinstance(changed, ClusterView)
+    assert 8 in changed.family_placement(family) and "plan" not in changed.memo
     store.close()

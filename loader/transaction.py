@@ -25,7 +25,7 @@ from loader.partition import Partitioned, Router, child_rows, chunk_counts, dire
 from loader.progress import Progress
 from loader.read import Batch, infer_schema, input_file, read_batches, unify_schemas
 from loader.spec import LoadSpec, arrow_schema_of, columns_of, content_hash, fingerprint, parse_schema
-from loader.upload import Uploader, prefetch
+from loader.upload import Uploader, ordered_map, prefetch
 from qserv.catalog import Database, Partitioning, Table, TableKind
 from qserv.catalog_json import table_from_json, table_to_json
 from qserv.errors import (
@@ -345,26 +345,28 @@ def stream(
             for worker, part_rows in router.split(part.overlap, part.overlap_chunks).items():
                 uploader.send(worker, part_rows, overlap=True)
 
+    def partition(batch: Batch) -> Partitioned | None:
+        validate(batch, spec)
+        if table.kind is TableKind.DIRECTOR:
+            return director_rows(batch, spec, db.partitioning)
+        if table.kind is TableKind.CHILD:
+            assert spec.key_column and spec.director
+            chunks = czar.lookup(db.name, spec.director, batch.data.column(spec.key_column))
+            return child_rows(batch, spec, chunks)
+        return None
+
     try:
-        for batch in prefetch(batches()):
-            validate(batch, spec)
+        for batch, part in ordered_map(partition, prefetch(batches())):
             n = batch.data.num_rows
-            if table.kind is TableKind.REGULAR:
+            if part is None:  # a regular table: every worker gets every row
                 data = pa.Table.from_batches([batch.data])
                 for worker in workers:
                     uploader.send(worker, data)
-            elif table.kind is TableKind.DIRECTOR:
-                part = director_rows(batch, spec, db.partitioning)
-                if index_future is not None:
-                    index_future.result()  # at most one staging request in flight
-                assert part.index is not None
-                index_future = index_pool.submit(czar.stage_index, transaction_id, part.index)
-                route(part)
-                chunk_rows.update(chunk_counts(part.chunks))
             else:
-                assert spec.key_column and spec.director
-                chunks = czar.lookup(db.name, spec.director, batch.data.column(spec.key_column))
-                part = child_rows(batch, spec, chunks)
+                if part.index is not None:
+                    if index_future is not None:
+                        index_future.result()  # at most one staging request in flight
+                    index_future = index_pool.submit(czar.stage_index, transaction_id, part.index)
                 route(part)
                 chunk_rows.update(chunk_counts(part.chunks))
             rows += n

@@ -4,7 +4,8 @@ Three kinds of threads overlap the work of a load:
 
 * a reader thread parses input files (pyarrow releases the GIL and parses in its own pool)
   into a bounded queue of batches;
-* the caller's thread validates and partitions each batch and routes its rows;
+* two partition threads validate and partition the next batches (numpy and healpy release
+  the GIL) while the caller's thread routes the rows of the current one;
 * one sender thread per worker drains that worker's bounded queue into a single
   ``WorkerClient.ingest`` stream (gRPC serialisation and the network run here).
 
@@ -15,9 +16,11 @@ before the caller aborts the transaction.
 
 from __future__ import annotations
 
+import collections
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import pyarrow as pa
@@ -26,6 +29,7 @@ from qserv.errors import QservError, WorkerUnavailable
 from qserv.rpc.client import IngestItem, WorkerClient
 
 T = TypeVar("T")
+U = TypeVar("U")
 QUEUE_DEPTH = 4
 _END = object()
 _CANCEL = object()
@@ -165,3 +169,26 @@ def prefetch(items: Iterable[T], depth: int = 2) -> Iterator[T]:
                 q.get(timeout=0.1)
             except queue.Empty:
                 pass
+
+
+def ordered_map(fn: Callable[[T], U], items: Iterable[T], threads: int = 2) -> Iterator[tuple[T, U]]:
+    """``(item, fn(item))`` in order, computing up to ``threads`` items ahead in a pool.
+
+    Partitioning is numpy and healpy work that releases the GIL, so the next batches are
+    partitioned while this one is sent (errors are raised in order, at their item).
+    """
+    pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="partition")
+    pending: collections.deque[tuple[T, Future[U]]] = collections.deque()
+    try:
+        for item in items:
+            pending.append((item, pool.submit(fn, item)))
+            if len(pending) > threads:
+                done, future = pending.popleft()
+                yield done, future.result()
+        while pending:
+            done, future = pending.popleft()
+            yield done, future.result()
+    finally:
+        for _, future in pending:
+            future.cancel()
+        pool.shutdown(wait=True)

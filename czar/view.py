@@ -108,6 +108,9 @@ class ViewCache:
         self._lock = threading.Lock()
         self._refreshing = False
         self._view: ClusterView | None = None
+        # bumped whenever the snapshot is dropped (a commit, a failed worker): a background
+        # refresh begun before that must not install its older reading, nor keep its memo
+        self._generation = 0
         self._suspects: dict[str, float] = {}  # worker -> until (monotonic)
 
     def _current_suspects(self) -> frozenset[str]:
@@ -123,6 +126,7 @@ class ViewCache:
             for w in workers:
                 self._suspects[w] = until
             self._view = None
+            self._generation += 1
 
     def get(self, refresh: bool = False) -> ClusterView:
         with self._lock:
@@ -139,7 +143,7 @@ class ViewCache:
         try:
             with self._lock:
                 suspects = self._current_suspects()
-                current = self._view
+                current, generation = self._view, self._generation
             try:
                 view = read_view(self._store, suspects)
             except QservError as exc:
@@ -151,7 +155,11 @@ class ViewCache:
                 # refreshes find nothing new, and replanning a full scan costs ~0.2 s
                 view = replace(current, taken_at=view.taken_at)
             with self._lock:
-                if self._view is not None and self._view.taken_at < view.taken_at:
+                if (
+                    self._generation == generation
+                    and self._view is not None
+                    and self._view.taken_at < view.taken_at
+                ):
                     self._view = view
         finally:
             with self._lock:
@@ -160,3 +168,4 @@ class ViewCache:
     def invalidate(self) -> None:
         with self._lock:
             self._view = None
+            self._generation += 1

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
 from czar.view import ClusterView, ViewCache
-from qserv.catalog import Database
-from qserv.metadata import Replica, WorkerInfo, open_store
+from qserv.catalog import Catalog, Database
+from qserv.metadata import MetadataStore, Replica, WorkerInfo, open_store
 
 
 def test_mark_down_removes_a_worker_from_placement_until_it_expires(tmp_path: Path) -> None:
@@ -66,4 +67,46 @@ def test_a_refresh_that_finds_nothing_new_keeps_the_plan_memo(tmp_path: Path) ->
     changed = _refreshed(views, same)
     assert isinstance(changed, ClusterView)
     assert 8 in changed.family_placement(family) and "plan" not in changed.memo
+    store.close()
+
+
+class _GatedStore:
+    """A metadata store whose next catalog() read waits for ``release`` (once armed)."""
+
+    def __init__(self, store: MetadataStore) -> None:
+        self._store = store
+        self.armed = False
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def catalog(self) -> Catalog:
+        if self.armed:
+            self.armed = False
+            self.entered.set()
+            self.release.wait(10)
+        return self._store.catalog()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+
+def test_a_refresh_begun_before_a_commit_does_not_bring_back_the_old_memo(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'm.sqlite3'}")
+    store.create_database(Database("sky"))
+    store.upsert_worker(WorkerInfo("w1", "127.0.0.1", 1))
+    gated = _GatedStore(store)
+    views = ViewCache(gated, max_age=0.0)  # type: ignore[arg-type]
+    views.get().memo["plan"] = "made before the commit"
+    gated.armed = True
+    views.get()  # starts a background refresh, which now waits inside its read
+    assert gated.entered.wait(10)
+    views.invalidate()  # a commit through this czar (the director index may have changed)
+    fresh = views.get()
+    assert "plan" not in fresh.memo
+    fresh.memo["plan"] = "made after the commit"
+    gated.release.set()
+    deadline = time.monotonic() + 10
+    while views._refreshing and time.monotonic() < deadline:  # noqa: SLF001 - waiting for the thread
+        time.sleep(0.01)
+    assert views.get().memo.get("plan") == "made after the commit"
     store.close()

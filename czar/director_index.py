@@ -49,7 +49,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from qserv.durable import fsync_path
+from qserv.durable import fsync_path, transaction
 from qserv.errors import DataError
 
 _COLUMNS = ("key", "chunk", "subchunk")
@@ -217,16 +217,12 @@ class DirectorIndex:
             ordered = True
         cur.register("_rows", rows)
         try:
-            cur.execute("BEGIN")
-            cur.execute(f"CREATE TABLE IF NOT EXISTS {index} AS SELECT * FROM _rows LIMIT 0")
-            # Sorted appends keep zone maps tight: a point lookup reads one row group.
-            order = "" if ordered else " ORDER BY key"
-            cur.execute(f"INSERT INTO {index} SELECT * FROM _rows{order}")
-            cur.execute(f"INSERT INTO {_PUBLISHED} VALUES (?, ?)", [transaction_id, target])
-            cur.execute("COMMIT")
-        except BaseException:
-            cur.execute("ROLLBACK")
-            raise
+            with transaction(cur):
+                cur.execute(f"CREATE TABLE IF NOT EXISTS {index} AS SELECT * FROM _rows LIMIT 0")
+                # Sorted appends keep zone maps tight: a point lookup reads one row group.
+                order = "" if ordered else " ORDER BY key"
+                cur.execute(f"INSERT INTO {index} SELECT * FROM _rows{order}")
+                cur.execute(f"INSERT INTO {_PUBLISHED} VALUES (?, ?)", [transaction_id, target])
         finally:
             cur.unregister("_rows")
         self._published.add(name)

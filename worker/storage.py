@@ -42,7 +42,7 @@ import duckdb
 import pyarrow as pa
 
 from qserv.catalog import CHUNK_COLUMN, OVERLAP_SUFFIX, SUBCHUNK_COLUMN, Column, TableKind
-from qserv.durable import fsync_path
+from qserv.durable import fsync_path, transaction
 from qserv.errors import DataError, DuplicateObject, InvalidParameter, UndefinedTable
 from qserv.log import event
 from worker.lockdown import STAGING_SCHEMA
@@ -161,15 +161,10 @@ class Storage:
             if not missing:
                 return
             body = ", ".join(f"{quote_ident(c.name)} {c.type}" for c in wanted)
-            cur.execute("BEGIN TRANSACTION")
-            try:
+            with transaction(cur):
                 cur.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(database)}")
                 for name in missing:
                     cur.execute(f"CREATE TABLE {qualified(database, name)} ({body})")
-                cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
 
     # -- ingest -------------------------------------------------------------------------------
 
@@ -215,8 +210,7 @@ class Storage:
         return _StagingFile(part, name, self._staging_dir / name, columns, schema)
 
     def _record(self, cur: duckdb.DuckDBPyConnection, files: Iterable[_StagingFile]) -> None:
-        cur.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(cur):
             cur.executemany(
                 f"INSERT INTO {qualified(STAGING_SCHEMA, REGISTRY_TABLE)} VALUES (?, ?, ?, ?, ?)",
                 [
@@ -224,55 +218,39 @@ class Storage:
                     for f in files
                 ],
             )
-            cur.execute("COMMIT")
-        except BaseException:
-            cur.execute("ROLLBACK")
-            raise
 
     def commit(self, transaction_id: int) -> int:
         """Publish every staged row of the transaction atomically; the number of rows published."""
-        with self._ddl_lock, self.cursor() as cur:
-            cur.execute("BEGIN TRANSACTION")
-            try:
-                groups = self._staged(cur, transaction_id)
-                total = 0
-                for (database, table, overlap), names in sorted(groups.items()):
-                    target = table + (OVERLAP_SUFFIX if overlap else "")
-                    columns = _columns(cur, database, target) or ()
-                    data = pa.concat_tables([self._read_staged(n) for n in names])
-                    if data.num_rows == 0:
-                        continue
-                    order = (
-                        f" ORDER BY {quote_ident(CHUNK_COLUMN)}"
-                        if any(c.name == CHUNK_COLUMN for c in columns)
-                        else ""
-                    )
-                    names_sql = ", ".join(quote_ident(c.name) for c in columns)
-                    cur.register(_INGEST_VIEW, data)
-                    row = cur.execute(
-                        f"INSERT INTO {qualified(database, target)} SELECT {names_sql} FROM {_INGEST_VIEW}{order}"
-                    ).fetchone()
-                    cur.unregister(_INGEST_VIEW)
-                    total += int(row[0]) if row else 0
-                self._drop_staged(cur, transaction_id)
-                cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
+        with self._ddl_lock, self.cursor() as cur, transaction(cur):
+            groups = self._staged(cur, transaction_id)
+            total = 0
+            for (database, table, overlap), names in sorted(groups.items()):
+                target = table + (OVERLAP_SUFFIX if overlap else "")
+                columns = _columns(cur, database, target) or ()
+                data = pa.concat_tables([self._read_staged(n) for n in names])
+                if data.num_rows == 0:
+                    continue
+                order = (
+                    f" ORDER BY {quote_ident(CHUNK_COLUMN)}"
+                    if any(c.name == CHUNK_COLUMN for c in columns)
+                    else ""
+                )
+                names_sql = ", ".join(quote_ident(c.name) for c in columns)
+                cur.register(_INGEST_VIEW, data)
+                row = cur.execute(
+                    f"INSERT INTO {qualified(database, target)} SELECT {names_sql} FROM {_INGEST_VIEW}{order}"
+                ).fetchone()
+                cur.unregister(_INGEST_VIEW)
+                total += int(row[0]) if row else 0
+            self._drop_staged(cur, transaction_id)
         self._remove_files(groups)
         return total
 
     def abort(self, transaction_id: int) -> None:
         """Drop every staged row of the transaction (nothing staged: no-op)."""
-        with self._ddl_lock, self.cursor() as cur:
-            cur.execute("BEGIN TRANSACTION")
-            try:
-                groups = self._staged(cur, transaction_id)
-                self._drop_staged(cur, transaction_id)
-                cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
+        with self._ddl_lock, self.cursor() as cur, transaction(cur):
+            groups = self._staged(cur, transaction_id)
+            self._drop_staged(cur, transaction_id)
         self._remove_files(groups)
 
     def _read_staged(self, name: str) -> pa.Table:

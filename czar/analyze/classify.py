@@ -18,8 +18,7 @@ from qserv.errors import Unsupported
 
 def classify(refs: tuple[TableRef, ...], catalog: Catalog) -> Partitioning | None:
     """Return the partitioning of the chunked tables (None when all tables are regular)."""
-    found: Partitioning | None = None
-    first: TableRef | None = None
+    first: tuple[TableRef, Partitioning] | None = None  # the first chunked table and its partitioning
     for ref in refs:
         if ref.kind is TableKind.MATCH:
             raise Unsupported(
@@ -30,13 +29,14 @@ def classify(refs: tuple[TableRef, ...], catalog: Catalog) -> Partitioning | Non
             continue
         db = catalog.database(ref.table.database)
         partitioning = db.partitioning if db is not None else Partitioning()
-        if found is None or first is None:
-            found, first = partitioning, ref
-        elif partitioning.family != found.family:
+        if first is None:
+            first = (ref, partitioning)
+        elif partitioning.family != first[1].family:
+            other = first[0].table
             raise Unsupported(
-                f'cannot join partitioned tables of different families: "{first.table.database}.'
-                f'{first.table.name}" is in family {found.family}, "{ref.table.database}.'
-                f'{ref.table.name}" in family {partitioning.family}; their chunks are not co-located',
+                f'cannot join partitioned tables of different families: "{other.database}.{other.name}" '
+                f'is in family {first[1].family}, "{ref.table.database}.{ref.table.name}" in family '
+                f"{partitioning.family}; their chunks are not co-located",
                 position=ref.position,
             )
-    return found
+    return first[1] if first is not None else None

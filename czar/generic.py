@@ -75,7 +75,7 @@ class Template:
     tables: tuple[tuple[str, str], ...]  # the chunked tables, (db, table) lower
     database: str  # of the chunked tables (its partitioning gives the chunk order)
     partitioning: Partitioning | None  # as the analyzer saw it
-    databases: frozenset[str]  # of every table referenced (they select the family)
+    family: str | None  # the query is planned on this family's placement (AnalyzedQuery.family)
     director: tuple[str, str] | None  # (database, director) keys are looked up in
     terms: tuple[tuple[int, ...], ...]  # per key conjunct, its constants' indices
     region: RegionSlots | None
@@ -145,7 +145,7 @@ def template(q: AnalyzedQuery, shape: Shape) -> Template | None:
         tables=tuple(sorted({ref.key for ref in chunked})),
         database=chunked[0].table.database,
         partitioning=q.partitioning,
-        databases=frozenset(ref.table.database for ref in q.tables),
+        family=q.family,
         director=q.director_keys.director if q.director_keys is not None else None,
         terms=tuple(terms),
         region=region,

@@ -51,14 +51,6 @@ class QueryAnswer:
     retried_chunks: int
 
 
-def _family(view: ClusterView, databases: set[str], default_db: str) -> str | None:
-    for name in sorted(databases) or [default_db]:
-        db = view.catalog.database(name)
-        if db is not None:
-            return db.partitioning.family
-    return None
-
-
 class Pipeline:
     """Runs SQL against the cluster described by a :class:`ViewCache`."""
 
@@ -92,12 +84,12 @@ class Pipeline:
         shape_key = ("generic", db, shape.key) if shape is not None else None
         template = view.memo.get(shape_key) if shape_key is not None else None
         if shape is not None and isinstance(template, generic.Template):
-            ctx = self._context(view, _family(view, set(template.databases), default_db))
+            ctx = self._context(view, template.family)
             rebound = generic.rebind(template, shape, ctx)
             if rebound is not None:
                 return Prepared(rebound, ctx.placement, view.live_workers, planning="generic")
         analyzed, view = self._analyze(sql, default_db, view)
-        ctx = self._context(view, _family(view, {t.table.database for t in analyzed.tables}, default_db))
+        ctx = self._context(view, analyzed.family)
         prepared = Prepared(make_plan(analyzed, ctx), ctx.placement, view.live_workers)
         if self._views.get() is view:  # not if the snapshot was refreshed meanwhile
             if len(view.memo) > PLAN_CACHE_ENTRIES:
@@ -120,6 +112,7 @@ class Pipeline:
             return analyze(parse(sql), view.catalog, default_db, sql=sql), view
 
     def _context(self, view: ClusterView, family: str | None) -> PlanContext:
+        """The cluster as ``family``'s chunks are placed (the query's chunked tables' family)."""
         return PlanContext(
             placement=view.family_placement(family) if family else {},
             held=view.family_held(family) if family else {},

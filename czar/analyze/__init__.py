@@ -5,6 +5,7 @@ Passes, in order (each module's docstring shows its before/after):
 1. guard        only SELECT, allowed functions; writes/files refused (42501/42883)
 2. shape        sub-queries, CTEs, windows, OFFSET, COUNT(DISTINCT) ... refused (0A000)
 3. resolve      tables and columns bound case-insensitively; ``*`` expanded
+   names        ORDER BY/GROUP BY/HAVING names: alias or input column, as DuckDB binds them
 4. classify     director/child/regular; one family of chunked tables
 5. joins        only chunk-local joins (director-child on keys); returns the chunk joins
 6. restrictors  areaspec -> region + row predicate; director keys
@@ -23,6 +24,7 @@ from czar.analyze.classify import classify
 from czar.analyze.guard import guard
 from czar.analyze.joins import check_joins
 from czar.analyze.model import AggregateInfo, AnalyzedQuery, ChunkJoin, KeyRestriction, Region, TableRef
+from czar.analyze.names import bind_names
 from czar.analyze.output import describe
 from czar.analyze.resolve import as_written, expand_stars, resolve_columns, resolve_tables
 from czar.analyze.restrictors import extract_keys, extract_region
@@ -46,6 +48,7 @@ PASSES = (
     resolve_tables,
     expand_stars,
     resolve_columns,
+    bind_names,
     classify,
     check_joins,
     extract_region,
@@ -62,6 +65,7 @@ def analyze(tree: exp.Expr, catalog: Catalog, default_db: str, sql: str = "") ->
     refs = resolve_tables(select, catalog, default_db)
     expand_stars(select, refs)
     resolve_columns(select, refs)
+    bind_names(select, refs)
     partitioning = classify(refs, catalog)
     chunk_joins = check_joins(select, refs)
     region = extract_region(select, refs)

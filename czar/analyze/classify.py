@@ -2,6 +2,10 @@
 
     SELECT ... FROM Object o, Filter f  -> o: director (chunked), f: regular (whole everywhere)
 
+The family of the chunked tables is the one the query is planned on (its chunk placement),
+whatever database the other (regular) tables are in; a query of regular tables only has none.
+Chunked tables of two families are refused: their chunks are not co-located.
+
 Match tables are refused until their de-duplicating planner exists.  Depends on resolve.
 """
 
@@ -14,7 +18,7 @@ from qserv.errors import Unsupported
 
 def classify(refs: tuple[TableRef, ...], catalog: Catalog) -> Partitioning | None:
     """Return the partitioning of the chunked tables (None when all tables are regular)."""
-    found: Partitioning | None = None
+    first: tuple[TableRef, Partitioning] | None = None  # the first chunked table and its partitioning
     for ref in refs:
         if ref.kind is TableKind.MATCH:
             raise Unsupported(
@@ -25,11 +29,14 @@ def classify(refs: tuple[TableRef, ...], catalog: Catalog) -> Partitioning | Non
             continue
         db = catalog.database(ref.table.database)
         partitioning = db.partitioning if db is not None else Partitioning()
-        if found is not None and partitioning.family != found.family:
+        if first is None:
+            first = (ref, partitioning)
+        elif partitioning.family != first[1].family:
+            other = first[0].table
             raise Unsupported(
-                f'table "{ref.table.database}.{ref.table.name}" is partitioned differently from the '
-                "other chunked tables of the query (another family): its chunks are not co-located",
+                f'cannot join partitioned tables of different families: "{other.database}.{other.name}" '
+                f'is in family {first[1].family}, "{ref.table.database}.{ref.table.name}" in family '
+                f"{partitioning.family}; their chunks are not co-located",
                 position=ref.position,
             )
-        found = partitioning
-    return found
+    return first[1] if first is not None else None

@@ -85,6 +85,11 @@ class AnalyzedQuery:
     partitioning: Partitioning | None  # of the chunked tables (None: regular tables only)
 
     @property
+    def family(self) -> str | None:
+        """The family whose chunk placement the query is planned on (None: regular tables only)."""
+        return self.partitioning.family if self.partitioning is not None else None
+
+    @property
     def chunked(self) -> tuple[TableRef, ...]:
         return tuple(r for r in self.tables if r.table.is_chunked)
 

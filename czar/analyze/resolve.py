@@ -6,7 +6,7 @@
 Tables become ``"db"."Table" AS "alias"`` (the alias defaults to the name as written), columns
 are qualified by alias and spelled as in the catalog, ``*``/``t.*`` expand to the user columns.
 The hidden ``_chunk``/``_subchunk`` columns are never expanded and refused when named.
-Unqualified names that match a select-list alias are left alone in ORDER BY/GROUP BY/HAVING.
+Names in ORDER BY/GROUP BY/HAVING, which may be select-list aliases, are bound by names.py.
 Depends on guard and shape (a single SELECT, no sub-queries).
 """
 
@@ -135,35 +135,45 @@ def _find_ref(refs: tuple[TableRef, ...], alias: str, position: int | None) -> T
 
 
 def resolve_columns(tree: exp.Select, refs: tuple[TableRef, ...]) -> None:
-    """Qualify every column by its table alias and spell it as the catalog does."""
-    aliases = {p.alias.lower() for p in tree.expressions if isinstance(p, exp.Alias)}
+    """Qualify every column by its table alias and spell it as the catalog does.
+
+    Columns of ORDER BY, GROUP BY and HAVING, where a name may be a select-list alias, are
+    left to the names pass (names.py), which binds them with :func:`bind_input`.
+    """
     for col in list(tree.find_all(exp.Column)):
-        if isinstance(col.this, exp.Star):
-            continue  # COUNT(t.*) style; left to DuckDB
-        name = col.name
-        position = node_position(col)
-        if name.lower() in HIDDEN_COLUMNS:
-            raise UndefinedColumn(
-                f'column "{name}" is internal to qserv and cannot be queried',
-                position=position,
-            )
-        if col.table:
-            ref = _find_ref(refs, col.table, position)
-            _bind(col, ref, position)
-            continue
-        owners = [r for r in refs if r.table.column(name) is not None]
-        if len(owners) > 1:
-            tables = ", ".join(r.alias for r in owners)
-            raise AmbiguousColumn(
-                f'column reference "{name}" is ambiguous (in {tables}): qualify it with a table alias',
-                position=position,
-            )
-        if owners:
-            _bind(col, owners[0], position)
-        elif name.lower() in aliases and col.find_ancestor(exp.Order, exp.Group, exp.Having):
-            continue  # a select-list alias; split.py resolves it
-        else:
-            raise _undefined_column(name, refs, position)
+        if isinstance(col.this, exp.Star) or col.find_ancestor(exp.Order, exp.Group, exp.Having):
+            continue  # COUNT(t.*) style is left to DuckDB
+        if not bind_input(col, refs):
+            raise undefined_column(col.name, refs, node_position(col))
+
+
+def bind_input(col: exp.Column, refs: tuple[TableRef, ...]) -> bool:
+    """Bind ``col`` to the input column it names; False when no table has an unqualified name.
+
+    Raises for a hidden column, an unknown qualifier or column of a named table, and a name
+    several tables have.
+    """
+    name = col.name
+    position = node_position(col)
+    if name.lower() in HIDDEN_COLUMNS:
+        raise UndefinedColumn(
+            f'column "{name}" is internal to qserv and cannot be queried',
+            position=position,
+        )
+    if col.table:
+        _bind(col, _find_ref(refs, col.table, position), position)
+        return True
+    owners = [r for r in refs if r.table.column(name) is not None]
+    if len(owners) > 1:
+        tables = ", ".join(r.alias for r in owners)
+        raise AmbiguousColumn(
+            f'column reference "{name}" is ambiguous (in {tables}): qualify it with a table alias',
+            position=position,
+        )
+    if not owners:
+        return False
+    _bind(col, owners[0], position)
+    return True
 
 
 WRITTEN = "qserv_written"  # meta key: the column as the user wrote it (for result names)
@@ -187,7 +197,7 @@ def as_written(tree: exp.Select) -> exp.Select:
 def _bind(col: exp.Column, ref: TableRef, position: int | None) -> None:
     column = ref.table.column(col.name)
     if column is None:
-        raise _undefined_column(col.name, (ref,), position)
+        raise undefined_column(col.name, (ref,), position)
     written = exp.Column(this=col.this.copy())
     if col.table:
         written.set("table", _quoted(ref.alias))
@@ -198,7 +208,7 @@ def _bind(col: exp.Column, ref: TableRef, position: int | None) -> None:
     col.set("catalog", None)
 
 
-def _undefined_column(name: str, refs: tuple[TableRef, ...], position: int | None) -> QservError:
+def undefined_column(name: str, refs: tuple[TableRef, ...], position: int | None) -> QservError:
     if not refs:
         return UndefinedColumn(f'column "{name}" does not exist (no FROM clause)', position=position)
     known = "; ".join(f"{r.alias}: {_user_columns(r.table)}" for r in refs)

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 
 from sqlglot import exp
 
-from czar.analyze.aggregates import projection_for
 from czar.analyze.model import AnalyzedQuery
 from czar.parse import node_position
 from czar.plan.model import CHUNK_FILTER_PLACEHOLDER
@@ -135,14 +134,13 @@ def _ordinal(i: int) -> exp.Expr:
 
 
 def _order_target(q: AnalyzedQuery, key: exp.Expr) -> int | None:
-    """Index of the projection an ORDER BY key names (ordinal, alias, or same expression)."""
+    """Index of the projection an ORDER BY key names (ordinal, or the same expression).
+
+    The names pass turned alias references into ordinals and checked their range.
+    """
     projections = q.tree.expressions
     if isinstance(key, exp.Literal) and key.is_int:
         return int(key.this) - 1
-    if isinstance(key, exp.Column) and not key.table:
-        for i, p in enumerate(projections):
-            if isinstance(p, exp.Alias) and p.alias.lower() == key.name.lower():
-                return i
     for i, p in enumerate(projections):
         if _inner(p) == key:
             return i
@@ -251,12 +249,7 @@ def _split_aggregate(q: AnalyzedQuery, worker: exp.Select) -> exp.Select:
         merge.group_by(*[_col(f"_q_g{j}") for j in range(len(groups))], copy=False)
     having = tree.args.get("having")
     if having is not None:
-        condition = having.this.copy()
-        for col in list(condition.find_all(exp.Column)):
-            target = projection_for(tree, col)
-            if target is not None:
-                col.replace(target.copy())
-        merge.having(partials.merge(condition), copy=False)
+        merge.having(partials.merge(having.this), copy=False)
     order = tree.args.get("order")
     if order is not None:
         items = []

@@ -39,6 +39,37 @@ def _add_cluster_args(p: argparse.ArgumentParser, data_dir: str) -> None:
         help="replicas of every chunk, capped at --workers (default: %(default)s)",
     )
     p.add_argument("--metadata", default="", help="metadata store URL (default: SQLite file in the data dir)")
+    _add_timeout_args(p)
+
+
+def _duration(text: str) -> float:
+    """An argparse type: a PostgreSQL time setting (``5000`` ms, ``'30s'``, ``'2min'``) in seconds."""
+    from czar.session import parse_duration_ms
+    from qserv.errors import InvalidParameter
+
+    try:
+        return parse_duration_ms(text) / 1000
+    except InvalidParameter as exc:
+        raise argparse.ArgumentTypeError(f"{exc.message} ({exc.hint or 'e.g. 30s, 5min'})") from None
+
+
+def _add_timeout_args(p: argparse.ArgumentParser) -> None:
+    defaults = CzarConfig()
+    p.add_argument(
+        "--statement-timeout",
+        type=_duration,
+        default=defaults.statement_timeout,
+        metavar="DURATION",
+        help="default statement_timeout of every session, as PostgreSQL's: 5000 (ms), 30s, 5min; "
+        "0 means none (default: 0)",
+    )
+    p.add_argument(
+        "--worker-timeout",
+        type=float,
+        default=defaults.worker_timeout,
+        metavar="SECONDS",
+        help="seconds a worker batch may run before the statement fails with 57014 (default: %(default)s)",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -80,6 +111,7 @@ def _parser() -> argparse.ArgumentParser:
     czar.add_argument("--http-port", type=int, default=4048, help="HTTP API port (default: %(default)s)")
     czar.add_argument("--replicas", type=int, default=2, help="replication level for new chunks")
     czar.add_argument("--metadata", default="", help="metadata store URL (default: SQLite in the data dir)")
+    _add_timeout_args(czar)
 
     worker = sub.add_parser("worker", help="run one worker (gRPC server over a DuckDB database)")
     worker.add_argument("--name", required=True, help="unique worker name, e.g. worker-1")
@@ -124,6 +156,8 @@ def _config(args: argparse.Namespace) -> Config:
             pg_port=getattr(args, "port", 4040),
             http_port=getattr(args, "http_port", 4048),
             data_dir=data_dir / "czar",
+            statement_timeout=getattr(args, "statement_timeout", CzarConfig.statement_timeout),
+            worker_timeout=getattr(args, "worker_timeout", CzarConfig.worker_timeout),
         ),
         replication=replace(
             ReplicationConfig(),
@@ -153,6 +187,8 @@ def _cluster_spec(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         worker_port=args.worker_port,
         replicas=min(args.replicas, args.workers),
         metadata_url=args.metadata,
+        statement_timeout=args.statement_timeout,
+        worker_timeout=args.worker_timeout,
     )
 
 

@@ -102,11 +102,14 @@ def running_cluster(
     objects: int = 20_000,
     env: dict[str, str] | None = None,
     metadata_url: str = "",
+    statement_timeout: float = 0.0,
+    worker_timeout: float = 600.0,
 ) -> Iterator[LiveCluster]:
     """Start a cluster in ``tmp``, load the sample catalog, yield it, and stop it.
 
     ``objects=0`` starts an empty cluster (no sample is written or loaded); ``metadata_url``
-    selects the metadata store (default: SQLite in the data dir).
+    selects the metadata store (default: SQLite in the data dir); ``statement_timeout`` and
+    ``worker_timeout`` (seconds) configure the czar.
     """
     ports = free_ports(workers + 2)
     spec = ClusterSpec(
@@ -117,6 +120,8 @@ def running_cluster(
         worker_port=ports[2],
         replicas=replicas,
         metadata_url=metadata_url,
+        statement_timeout=statement_timeout,
+        worker_timeout=worker_timeout,
     )
     sample = write(SampleSpec(objects=objects, seed=7), tmp / "sample") if objects else {}
     old_env = dict(os.environ)

@@ -1,6 +1,7 @@
 """A real cluster of processes on loopback for tests: workers, czar, replication controller.
 
-Ports are picked free at start; the sample catalog is loaded through the real ``qserv load``
+Ports are picked free at start, below the ephemeral range and apart from other test processes
+(tests/ports.py); the sample catalog is loaded through the real ``qserv load``
 command, and a single-node DuckDB holding the same Parquet files serves as the reference for
 differential checks.
 """
@@ -8,8 +9,6 @@ differential checks.
 from __future__ import annotations
 
 import os
-import random
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -23,25 +22,9 @@ import psycopg
 from qserv.cluster import ClusterSpec, LocalCluster
 from qserv.sample import SampleSpec, load_arguments, write
 from qserv.sphere.scisql import install_macros
+from tests.ports import free_ports
 
-
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` consecutive free ports (workers use consecutive ports)."""
-    for _ in range(200):
-        base = random.randint(20000, 60000)
-        ports = list(range(base, base + count))
-        if all(_free(p) for p in ports):
-            return ports
-    raise RuntimeError("no free port range")
+__all__ = ["LiveCluster", "free_ports", "load_sample", "running_cluster"]
 
 
 @dataclass

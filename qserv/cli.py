@@ -72,6 +72,12 @@ def _add_timeout_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_supervision_args(p: argparse.ArgumentParser) -> None:
+    # set by `qserv up` for its children (qserv/lifeline.py), not by users
+    p.add_argument("--lifeline", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--supervisor-pid", type=int, default=None, help=argparse.SUPPRESS)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qserv",
@@ -112,6 +118,7 @@ def _parser() -> argparse.ArgumentParser:
     czar.add_argument("--replicas", type=int, default=2, help="replication level for new chunks")
     czar.add_argument("--metadata", default="", help="metadata store URL (default: SQLite in the data dir)")
     _add_timeout_args(czar)
+    _add_supervision_args(czar)
 
     worker = sub.add_parser("worker", help="run one worker (gRPC server over a DuckDB database)")
     worker.add_argument("--name", required=True, help="unique worker name, e.g. worker-1")
@@ -128,6 +135,7 @@ def _parser() -> argparse.ArgumentParser:
         choices=["uncompressed", "auto"],
         help="storage compression: uncompressed scans fastest, auto makes smaller files (default: %(default)s)",
     )
+    _add_supervision_args(worker)
 
     replicad = sub.add_parser("replicad", help="run the replication controller (worker health)")
     replicad.add_argument("--data-dir", type=Path, default=Path("data"), help="cluster data dir")
@@ -135,6 +143,7 @@ def _parser() -> argparse.ArgumentParser:
         "--metadata", default="", help="metadata store URL (default: SQLite in the data dir)"
     )
     replicad.add_argument("--interval", type=float, default=2.0, help="seconds between health probes")
+    _add_supervision_args(replicad)
 
     load = sub.add_parser(
         "load",
@@ -220,7 +229,17 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     qlog.setup(args.command, args.log_level)
     if args.command in ("up", "demo"):
-        return _run_cluster(args, demo=args.command == "demo")
+        from qserv.cluster import DataDirInUse
+
+        try:
+            return _run_cluster(args, demo=args.command == "demo")
+        except DataDirInUse as exc:
+            print(f"qserv {args.command}: {exc}", file=sys.stderr, flush=True)
+            return 1
+    if args.command in ("czar", "worker", "replicad"):
+        from qserv.lifeline import follow
+
+        follow(args.lifeline, args.supervisor_pid)  # no-op unless started by `qserv up`
     if args.command == "czar":
         from czar.service import serve
 

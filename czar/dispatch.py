@@ -27,7 +27,11 @@ from qserv.log import event
 
 log = logging.getLogger(__name__)
 
-# Failures that say "this worker could not answer", not "this query is wrong".
+# Failures that say "this worker could not answer", not "this query is wrong": a failed
+# connection (unreachable, refused, stream broken) or a worker shutting down. Only these are
+# retried on replicas and reported in ``failed_workers`` (which the pipeline plans around).
+# A batch past its deadline or a cancelled one is 57014: slow is not dead, so it fails the
+# statement and leaves the worker in the plan.
 RETRYABLE_SQLSTATES = frozenset({"08006", "08001", "08000", "57P01", "57P03"})
 
 

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import signal
 import threading
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -23,7 +24,13 @@ from czar.merge import MergeEngine
 from czar.pgwire.handler import QueryResult, SessionInfo
 from czar.pgwire.server import start as start_pgwire
 from czar.pipeline import Pipeline
-from czar.session import SessionState, explain_target, handle_session_statement
+from czar.session import (
+    STATEMENT_TIMEOUT,
+    SessionState,
+    explain_target,
+    format_duration_ms,
+    handle_session_statement,
+)
 from czar.view import ViewCache
 from qserv.config import Config
 from qserv.errors import QueryCanceled, WorkerUnavailable
@@ -100,9 +107,13 @@ class Czar:
         conn = self._connections.get(session.process_id)
         if conn is None:
             conn = self._connections[session.process_id] = _Connection(
-                SessionState(user=session.user, database=session.database)
+                SessionState(user=session.user, database=session.database, defaults=self._session_defaults())
             )
         return conn
+
+    def _session_defaults(self) -> dict[str, str]:
+        timeout_ms = round(self.config.czar.statement_timeout * 1000)
+        return {STATEMENT_TIMEOUT: format_duration_ms(timeout_ms)}
 
     async def execute(self, session: SessionInfo, sql: str) -> QueryResult:
         conn = self._connection(session)
@@ -115,10 +126,21 @@ class Czar:
         if target is not None:
             text = await asyncio.to_thread(self.pipeline.explain, target, conn.state.database)
             return _rows("QUERY PLAN", text.splitlines())
-        task = asyncio.ensure_future(self.pipeline.run(sql, conn.state.database))
+        query_id = uuid.uuid4().hex[:16]
+        timeout_ms = conn.state.statement_timeout_ms()
+        task = asyncio.ensure_future(self.pipeline.run(sql, conn.state.database, query_id))
         conn.running = task
+        # past the timeout the task is cancelled exactly as a CancelRequest cancels it: its
+        # worker calls are cancelled and the workers interrupt DuckDB
+        deadline = asyncio.timeout(timeout_ms / 1000 if timeout_ms else None)
         try:
-            answer = await task
+            async with deadline:
+                answer = await task
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            event(log, "statement timeout", query_id=query_id, statement_timeout_ms=timeout_ms)
+            raise QueryCanceled("canceling statement due to statement timeout") from None
         except asyncio.CancelledError:
             if task.cancelled():
                 raise QueryCanceled("canceling statement due to user request") from None

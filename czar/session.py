@@ -7,7 +7,9 @@ and shown back by SHOW. Everything else goes through the query pipeline.
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from qserv.errors import InvalidParameter
@@ -26,17 +28,85 @@ DEFAULT_SETTINGS: dict[str, str] = {
     "search_path": '"$user", public',
     "integer_datetimes": "on",
     "max_identifier_length": "63",
+    "statement_timeout": "0",
 }
+
+
+STATEMENT_TIMEOUT = "statement_timeout"
+
+# PostgreSQL's units of a time setting whose base unit is the millisecond (guc.c), and its
+# range: an int4 of milliseconds
+_TIME_UNITS_MS: dict[str, float] = {
+    "us": 0.001,
+    "ms": 1,
+    "s": 1000,
+    "min": 60_000,
+    "h": 3_600_000,
+    "d": 86_400_000,
+}
+_MAX_MS = 2**31 - 1
+_DURATION = re.compile(r"^\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*([A-Za-z]*)\s*$")
+
+
+def parse_duration_ms(value: str, name: str = STATEMENT_TIMEOUT) -> int:
+    """A time setting in PostgreSQL's forms, in milliseconds: ``5000``, ``'5s'``, ``'1.5 min'``.
+
+    A bare number is milliseconds; units are us, ms, s, min, h, d; ``0`` means no limit.
+    Fractions are rounded to the millisecond, as PostgreSQL does.
+    """
+    m = _DURATION.match(value)
+    unit = m.group(2) if m else ""
+    if m is None or (unit and unit not in _TIME_UNITS_MS):
+        raise InvalidParameter(
+            f'invalid value for parameter "{name}": "{value}"',
+            hint='Valid units for this parameter are "us", "ms", "s", "min", "h", and "d".',
+        )
+    exact = float(m.group(1)) * _TIME_UNITS_MS[unit or "ms"]
+    ms = round(exact) if math.isfinite(exact) else _MAX_MS + 1
+    if not 0 <= ms <= _MAX_MS:
+        raise InvalidParameter(
+            f'{m.group(1)}{unit or " ms"} is outside the valid range for parameter "{name}" (0 ms .. {_MAX_MS} ms)'
+        )
+    return ms
+
+
+def format_duration_ms(ms: int) -> str:
+    """How SHOW prints a time setting: in the largest unit that divides it (``5s``, ``1500ms``)."""
+    if ms == 0:
+        return "0"
+    for unit in ("d", "h", "min", "s"):
+        size = int(_TIME_UNITS_MS[unit])
+        if ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms}ms"
+
+
+# settings whose values are checked and shown in a canonical form, as PostgreSQL does
+_CANONICAL = {STATEMENT_TIMEOUT: lambda value: format_duration_ms(parse_duration_ms(value))}
 
 
 @dataclass
 class SessionState:
-    """Mutable per-connection state: the default database and SET parameters."""
+    """Mutable per-connection state: the default database and SET parameters.
+
+    ``defaults`` are this server's values of settings (from its configuration, such as
+    ``statement_timeout``); RESET returns a setting to them.
+    """
 
     user: str
     database: str
     settings: dict[str, str] = field(default_factory=dict)
     in_transaction: bool = False
+    defaults: Mapping[str, str] = field(default_factory=dict)
+
+    def setting(self, name: str) -> str | None:
+        """The current value of ``name``: SET in this session, else the server's default."""
+        return self.settings.get(name, self.defaults.get(name, DEFAULT_SETTINGS.get(name)))
+
+    def statement_timeout_ms(self) -> int:
+        """Milliseconds a statement may run before it is cancelled (0: no limit)."""
+        value = self.setting(STATEMENT_TIMEOUT)
+        return parse_duration_ms(value) if value else 0
 
 
 @dataclass(frozen=True)
@@ -100,7 +170,13 @@ def handle_session_statement(sql: str, state: SessionState) -> SessionReply | No
             name = m.group(1).lower()
             if name in {"transaction", "session"}:  # SET TRANSACTION READ ONLY, SET SESSION CHARACTERISTICS
                 return SessionReply("SET")
-            state.settings[name] = _unquote(m.group(2))
+            raw = m.group(2)
+            if raw.upper() == "DEFAULT":  # SET name TO DEFAULT is RESET name
+                state.settings.pop(name, None)
+                return SessionReply("SET")
+            value = _unquote(raw)
+            canonical = _CANONICAL.get(name)
+            state.settings[name] = canonical(value) if canonical else value
             return SessionReply("SET")
         raise InvalidParameter(f"cannot parse SET statement: {text[:80]!r}", hint="use SET name = value")
     if first == "RESET":
@@ -115,10 +191,10 @@ def handle_session_statement(sql: str, state: SessionState) -> SessionReply | No
     if first == "SHOW":
         if m := _SHOW.match(text):
             name = m.group(1).lower()
-            value = state.settings.get(name, DEFAULT_SETTINGS.get(name))
-            if value is None:
+            shown = state.setting(name)
+            if shown is None:
                 raise InvalidParameter(f'unrecognized configuration parameter "{name}"')
-            return SessionReply("SHOW", column=name, value=value)
+            return SessionReply("SHOW", column=name, value=shown)
         return None
     if first == "DISCARD":
         state.settings.clear()

@@ -39,6 +39,43 @@ def _add_cluster_args(p: argparse.ArgumentParser, data_dir: str) -> None:
         help="replicas of every chunk, capped at --workers (default: %(default)s)",
     )
     p.add_argument("--metadata", default="", help="metadata store URL (default: SQLite file in the data dir)")
+    _add_timeout_args(p)
+
+
+def _duration(text: str) -> float:
+    """An argparse type: a PostgreSQL time setting (``5000`` ms, ``'30s'``, ``'2min'``) in seconds."""
+    from czar.session import parse_duration_ms
+    from qserv.errors import InvalidParameter
+
+    try:
+        return parse_duration_ms(text) / 1000
+    except InvalidParameter as exc:
+        raise argparse.ArgumentTypeError(f"{exc.message} ({exc.hint or 'e.g. 30s, 5min'})") from None
+
+
+def _add_timeout_args(p: argparse.ArgumentParser) -> None:
+    defaults = CzarConfig()
+    p.add_argument(
+        "--statement-timeout",
+        type=_duration,
+        default=defaults.statement_timeout,
+        metavar="DURATION",
+        help="default statement_timeout of every session, as PostgreSQL's: 5000 (ms), 30s, 5min; "
+        "0 means none (default: 0)",
+    )
+    p.add_argument(
+        "--worker-timeout",
+        type=float,
+        default=defaults.worker_timeout,
+        metavar="SECONDS",
+        help="seconds a worker batch may run before the statement fails with 57014 (default: %(default)s)",
+    )
+
+
+def _add_supervision_args(p: argparse.ArgumentParser) -> None:
+    # set by `qserv up` for its children (qserv/lifeline.py), not by users
+    p.add_argument("--lifeline", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--supervisor-pid", type=int, default=None, help=argparse.SUPPRESS)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -80,6 +117,8 @@ def _parser() -> argparse.ArgumentParser:
     czar.add_argument("--http-port", type=int, default=4048, help="HTTP API port (default: %(default)s)")
     czar.add_argument("--replicas", type=int, default=2, help="replication level for new chunks")
     czar.add_argument("--metadata", default="", help="metadata store URL (default: SQLite in the data dir)")
+    _add_timeout_args(czar)
+    _add_supervision_args(czar)
 
     worker = sub.add_parser("worker", help="run one worker (gRPC server over a DuckDB database)")
     worker.add_argument("--name", required=True, help="unique worker name, e.g. worker-1")
@@ -96,6 +135,7 @@ def _parser() -> argparse.ArgumentParser:
         choices=["uncompressed", "auto"],
         help="storage compression: uncompressed scans fastest, auto makes smaller files (default: %(default)s)",
     )
+    _add_supervision_args(worker)
 
     replicad = sub.add_parser("replicad", help="run the replication controller (worker health)")
     replicad.add_argument("--data-dir", type=Path, default=Path("data"), help="cluster data dir")
@@ -103,6 +143,7 @@ def _parser() -> argparse.ArgumentParser:
         "--metadata", default="", help="metadata store URL (default: SQLite in the data dir)"
     )
     replicad.add_argument("--interval", type=float, default=2.0, help="seconds between health probes")
+    _add_supervision_args(replicad)
 
     load = sub.add_parser(
         "load",
@@ -124,6 +165,8 @@ def _config(args: argparse.Namespace) -> Config:
             pg_port=getattr(args, "port", 4040),
             http_port=getattr(args, "http_port", 4048),
             data_dir=data_dir / "czar",
+            statement_timeout=getattr(args, "statement_timeout", CzarConfig.statement_timeout),
+            worker_timeout=getattr(args, "worker_timeout", CzarConfig.worker_timeout),
         ),
         replication=replace(
             ReplicationConfig(),
@@ -153,6 +196,8 @@ def _cluster_spec(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         worker_port=args.worker_port,
         replicas=min(args.replicas, args.workers),
         metadata_url=args.metadata,
+        statement_timeout=args.statement_timeout,
+        worker_timeout=args.worker_timeout,
     )
 
 
@@ -184,7 +229,17 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     qlog.setup(args.command, args.log_level)
     if args.command in ("up", "demo"):
-        return _run_cluster(args, demo=args.command == "demo")
+        from qserv.cluster import DataDirInUse
+
+        try:
+            return _run_cluster(args, demo=args.command == "demo")
+        except DataDirInUse as exc:
+            print(f"qserv {args.command}: {exc}", file=sys.stderr, flush=True)
+            return 1
+    if args.command in ("czar", "worker", "replicad"):
+        from qserv.lifeline import follow
+
+        follow(args.lifeline, args.supervisor_pid)  # no-op unless started by `qserv up`
     if args.command == "czar":
         from czar.service import serve
 

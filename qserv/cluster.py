@@ -4,10 +4,17 @@ Each service runs as its own child process with its own log file under ``DATA_DI
 the supervisor registers the workers in the metadata store, starts the services in order
 (workers, then czar, then the replication controller), waits until each is ready, and on
 SIGINT/SIGTERM stops them all (SIGTERM, then SIGKILL after a grace period).
+
+The children die with the supervisor however it dies (qserv/lifeline.py). One data dir serves
+one cluster at a time: the supervisor holds ``DATA_DIR/supervisor.lock`` (``fcntl.flock``) for
+its lifetime and its children inherit that lock, so it is free again only once the supervisor
+and every service it started are gone; a second ``qserv up`` on the same data dir meanwhile
+fails with :class:`DataDirInUse`, naming the holder's pid.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import socket
@@ -17,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from qserv.lifeline import Lifeline
 from qserv.log import event
 from qserv.metadata import WorkerInfo, open_store
 
@@ -34,6 +42,8 @@ class ClusterSpec:
     replicas: int = 2
     metadata_url: str = ""
     worker_threads: int = 0  # DuckDB threads per worker; 0: as many as the machine has cores
+    statement_timeout: float = 0.0  # the czar's default statement_timeout, seconds (0: none)
+    worker_timeout: float = 600.0  # seconds a worker batch may run
 
     def threads_per_worker(self) -> int:
         """Every worker may use every core: measured on 2 cores with 3 workers, one thread each
@@ -63,25 +73,88 @@ def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen[b
     raise TimeoutError(f"nothing listening on {host}:{port} after {timeout:.0f}s")
 
 
+class DataDirInUse(RuntimeError):
+    """Another live cluster holds the data dir (``qserv up`` exits non-zero with this message)."""
+
+
+LOCK_FILE = "supervisor.lock"
+
+
+class DataDirLock:
+    """``DATA_DIR/supervisor.lock``, held (``flock``) by one supervisor and its children."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / LOCK_FILE
+        self.fd: int | None = None
+
+    def acquire(self) -> None:
+        """Take the lock, or raise :class:`DataDirInUse` naming the pid that holds it."""
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise DataDirInUse(_in_use_message(self.path.parent, holder)) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # the lock goes once the children that inherited it are gone too
+            self.fd = None
+
+
+def _in_use_message(data_dir: Path, holder: str) -> str:
+    alive = holder.isdigit() and _pid_alive(int(holder))
+    who = (
+        f"a running qserv cluster (supervisor pid {holder})"
+        if alive
+        else f"the services of a qserv cluster whose supervisor (pid {holder}) is gone; they are stopping"
+    )
+    return f"data dir {data_dir} is in use by {who}: stop it first, or choose another --data-dir"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @dataclass
 class LocalCluster:
     """Starts and stops the processes of a :class:`ClusterSpec`."""
 
     spec: ClusterSpec
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    _lock: DataDirLock | None = field(default=None, init=False, repr=False)
+    _lifeline: Lifeline | None = field(default=None, init=False, repr=False)
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
         logs = self.spec.data_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
+        if self._lifeline is None:
+            self._lifeline = Lifeline()
+        lifeline = self._lifeline
+        inherited = lifeline.pass_fds
+        if self._lock is not None and self._lock.fd is not None:
+            inherited += (self._lock.fd,)  # the data dir stays locked while any child lives
         out = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child for its lifetime
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "qserv.cli", *args],
+            [sys.executable, "-m", "qserv.cli", *args, *lifeline.child_args()],
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=env,
+            # a terminal's Ctrl-C reaches the supervisor only, which stops the services in order
             start_new_session=True,
+            pass_fds=inherited,
         )
         out.close()
         self.procs[name] = proc
@@ -112,8 +185,13 @@ class LocalCluster:
         wait_for_port(host, port, timeout, proc)
 
     def start(self, timeout: float = 60.0) -> None:
+        """Start every service; raises :class:`DataDirInUse` if another cluster holds the data dir."""
         spec = self.spec
         spec.data_dir.mkdir(parents=True, exist_ok=True)
+        if self._lock is None:
+            lock = DataDirLock(spec.data_dir)
+            lock.acquire()
+            self._lock = lock
         store = open_store(spec.metadata())
         try:
             for name in spec.worker_names():
@@ -139,6 +217,10 @@ class LocalCluster:
                 str(spec.replicas),
                 "--metadata",
                 spec.metadata(),
+                "--statement-timeout",
+                f"{round(spec.statement_timeout * 1000)}ms",
+                "--worker-timeout",
+                str(spec.worker_timeout),
             ],
         )
         wait_for_port(spec.host, spec.http_port, timeout, czar)
@@ -167,6 +249,12 @@ class LocalCluster:
                 proc.kill()
                 proc.wait()
         self.procs.clear()
+        if self._lifeline is not None:
+            self._lifeline.close()
+            self._lifeline = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def failed(self) -> list[str]:
         return [n for n, p in self.procs.items() if p.poll() is not None]

@@ -21,7 +21,16 @@ class CzarConfig:
     pg_port: int = _help(4040, "PostgreSQL wire protocol port.")  # type: ignore[assignment]
     http_port: int = _help(4048, "HTTP port (admin and ingest API).")  # type: ignore[assignment]
     data_dir: Path = _help(Path("data/czar"), "Czar state: director index, spill files.")  # type: ignore[assignment]
-    worker_timeout: float = _help(600.0, "Seconds a worker batch may run before it is retried elsewhere.")  # type: ignore[assignment]
+    worker_timeout: float = _help(
+        600.0,
+        "Seconds a worker batch may run; past it the statement fails with 57014 and its work on the "
+        "workers is cancelled (a slow worker is not a dead one: it is neither retried nor marked down).",
+    )  # type: ignore[assignment]
+    statement_timeout: float = _help(
+        0.0,
+        "Default seconds a statement may run before it is cancelled with 57014, as PostgreSQL's "
+        "statement_timeout (0: no limit); a session changes it with SET statement_timeout.",
+    )  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """A real cluster of processes on loopback for tests: workers, czar, replication controller.
 
-Ports are picked free at start; the sample catalog is loaded through the real ``qserv load``
+Ports are picked free at start, below the ephemeral range and apart from other test processes
+(tests/ports.py); the sample catalog is loaded through the real ``qserv load``
 command, and a single-node DuckDB holding the same Parquet files serves as the reference for
 differential checks.
 """
@@ -8,8 +9,6 @@ differential checks.
 from __future__ import annotations
 
 import os
-import random
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -23,25 +22,9 @@ import psycopg
 from qserv.cluster import ClusterSpec, LocalCluster
 from qserv.sample import SampleSpec, load_arguments, write
 from qserv.sphere.scisql import install_macros
+from tests.ports import free_ports
 
-
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` consecutive free ports (workers use consecutive ports)."""
-    for _ in range(200):
-        base = random.randint(20000, 60000)
-        ports = list(range(base, base + count))
-        if all(_free(p) for p in ports):
-            return ports
-    raise RuntimeError("no free port range")
+__all__ = ["LiveCluster", "free_ports", "load_sample", "running_cluster"]
 
 
 @dataclass
@@ -102,11 +85,14 @@ def running_cluster(
     objects: int = 20_000,
     env: dict[str, str] | None = None,
     metadata_url: str = "",
+    statement_timeout: float = 0.0,
+    worker_timeout: float = 600.0,
 ) -> Iterator[LiveCluster]:
     """Start a cluster in ``tmp``, load the sample catalog, yield it, and stop it.
 
     ``objects=0`` starts an empty cluster (no sample is written or loaded); ``metadata_url``
-    selects the metadata store (default: SQLite in the data dir).
+    selects the metadata store (default: SQLite in the data dir); ``statement_timeout`` and
+    ``worker_timeout`` (seconds) configure the czar.
     """
     ports = free_ports(workers + 2)
     spec = ClusterSpec(
@@ -117,6 +103,8 @@ def running_cluster(
         worker_port=ports[2],
         replicas=replicas,
         metadata_url=metadata_url,
+        statement_timeout=statement_timeout,
+        worker_timeout=worker_timeout,
     )
     sample = write(SampleSpec(objects=objects, seed=7), tmp / "sample") if objects else {}
     old_env = dict(os.environ)

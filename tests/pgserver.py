@@ -17,7 +17,6 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -27,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+
+from tests.ports import free_ports
 
 SUPERUSER = "qserv"  # the cluster's superuser role (trust authentication, loopback only)
 FALLBACK_OS_USER = "qserv-pg"
@@ -66,12 +67,6 @@ def _has_server(bin_dir: Path) -> bool:
 
 def _version_key(name: str) -> tuple[int, ...]:
     return tuple(int(part) for part in name.split(".") if part.isdigit())
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _server_os_user() -> str | None:
@@ -208,9 +203,10 @@ def running_postgres(database: str = "qserv_test") -> Iterator[PostgresServer]:
             os_user,
             base,
         )
-        # A free port can be taken between probing and binding: retry with another.
+        # a program outside the tests may still take the port before the server binds it: retry
         for attempt in range(3):
-            server = PostgresServer(bin_dir, base, _free_port(), os_user, database)
+            # below the ephemeral range and given to no other test process (tests/ports.py)
+            server = PostgresServer(bin_dir, base, free_ports(1)[0], os_user, database)
             try:
                 _start(server)
                 break

@@ -7,7 +7,9 @@ lazily inside the running loop, because an aio channel belongs to the loop that 
 
 Every failure is raised as a typed :class:`~qserv.errors.QservError` (``codec.rpc_error``):
 the worker's own error with its SQLSTATE, or :class:`~qserv.errors.WorkerUnavailable` when
-the worker cannot be reached.
+the worker cannot be reached. An ``execute`` that runs past its deadline is a
+:class:`~qserv.errors.QueryCanceled` (57014), not an unreachable worker: a long scan is slow,
+not dead.
 
 Example::
 
@@ -30,6 +32,7 @@ import grpc.aio
 import pyarrow as pa
 
 from qserv.catalog import Column, TableKind
+from qserv.errors import QueryCanceled
 from qserv.rpc import codec
 from qserv.rpc.v1 import common_pb2, worker_pb2, worker_pb2_grpc
 
@@ -199,6 +202,15 @@ class WorkerClient:
                 for batch in batches:
                     yield batch
         except grpc.RpcError as exc:
+            if codec.status_code(exc) is grpc.StatusCode.DEADLINE_EXCEEDED:
+                # slow is not dead: a batch past its deadline fails the statement (the worker
+                # interrupts DuckDB when the deadline passes) and is neither retried on other
+                # replicas nor taken for a lost worker
+                raise QueryCanceled(
+                    f"canceling statement due to worker timeout: worker {self.address} did not finish "
+                    f"its batch of {len(chunk_ids)} chunk queries within {timeout:g} s",
+                    hint="narrow the query, or raise the czar's worker_timeout (qserv czar --worker-timeout)",
+                ) from exc
             raise codec.rpc_error(exc, self.address) from exc
         finally:
             # no-op when the call finished; otherwise stops the worker's query

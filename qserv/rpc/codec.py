@@ -117,11 +117,16 @@ def abort(context: grpc.ServicerContext, exc: BaseException) -> NoReturn:
     raise AssertionError("unreachable: context.abort raises")  # pragma: no cover
 
 
-def rpc_error(err: grpc.RpcError, address: str = "") -> QservError:
-    """Client side: the typed qserv error for a failed call (use as ``raise rpc_error(e) from e``)."""
+def status_code(err: grpc.RpcError) -> grpc.StatusCode | None:
+    """The status code of a failed call, sync or aio."""
     # sync errors are grpc.Call objects, aio errors (AioRpcError) only share its methods
     code_fn = getattr(err, "code", None)
-    code: grpc.StatusCode | None = code_fn() if callable(code_fn) else None
+    return code_fn() if callable(code_fn) else None
+
+
+def rpc_error(err: grpc.RpcError, address: str = "") -> QservError:
+    """Client side: the typed qserv error for a failed call (use as ``raise rpc_error(e) from e``)."""
+    code = status_code(err)
     md: dict[str, str | bytes] = {}
     trailing_fn = getattr(err, "trailing_metadata", None)
     for key, value in (trailing_fn() if callable(trailing_fn) else None) or ():
@@ -145,7 +150,8 @@ def rpc_error(err: grpc.RpcError, address: str = "") -> QservError:
             f"{where} is unreachable: {details}", hint="the query is retried on another replica"
         )
     if code is grpc.StatusCode.DEADLINE_EXCEEDED:
-        # the czar treats a batch that overran its deadline like a lost worker: retry elsewhere
+        # an admin call or health probe unanswered in time (Execute maps its own deadline in
+        # client.py: a slow query is not a lost worker)
         return WorkerUnavailable(f"{where} did not answer before the deadline: {details}")
     if code is grpc.StatusCode.CANCELLED:
         return from_sqlstate("57014", f"call to {where} was cancelled: {details}")

@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -39,6 +40,9 @@ from qserv.errors import (
 from qserv.rpc.codec import encode_ipc
 
 DELAY_ENV = "QSERV_LOADER_BATCH_DELAY"  # seconds to sleep after each batch (tests only)
+# "DIR:N" (tests only): before committing, wait until N loaders are ready to commit (each marks
+# itself with a file in DIR), so a test can send concurrent commits at the same moment
+COMMIT_BARRIER_ENV = "QSERV_LOADER_COMMIT_BARRIER"
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 
@@ -294,6 +298,7 @@ def load(spec: LoadSpec, czar: CzarClient, show_progress: bool | None = None) ->
         with Progress(f"{db.name}.{table.name}", enabled=show_progress) as progress:
             rows, chunk_rows = stream(spec, db, table, schema, czar, begun.transaction_id, progress)
             progress.note("committing")
+            _commit_barrier(os.environ.get(COMMIT_BARRIER_ENV, ""))
             czar.commit(begun.transaction_id, chunk_rows, rows)
     except BaseException:
         try:
@@ -302,6 +307,18 @@ def load(spec: LoadSpec, czar: CzarClient, show_progress: bool | None = None) ->
             pass  # the next run with the same input aborts it
         raise
     return LoadReport(begun.transaction_id, rows, False, len(chunk_rows))
+
+
+def _commit_barrier(setting: str, timeout: float = 120.0) -> None:
+    """The test hook of ``COMMIT_BARRIER_ENV``: wait for the other loaders (or ``timeout``)."""
+    if not setting:
+        return
+    directory, _, count = setting.rpartition(":")
+    marks = Path(directory)
+    (marks / f"{os.getpid()}.ready").touch()
+    deadline = time.monotonic() + timeout
+    while len(list(marks.glob("*.ready"))) < int(count) and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 def stream(

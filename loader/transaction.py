@@ -59,6 +59,7 @@ class Begun:
 
     transaction_id: int
     already_loaded: bool
+    workers: tuple[Worker, ...] = ()  # active workers; a regular table's rows go to each
 
 
 def _ipc(table: pa.Table) -> bytes:
@@ -162,7 +163,8 @@ class CzarClient:
         doc = self._json(
             "POST", "/transactions", {"database": database, "table": table, "fingerprint": fingerprint}
         )
-        return Begun(int(doc["transaction_id"]), bool(doc["already_loaded"]))
+        workers = tuple(Worker(w["name"], w["address"]) for w in doc.get("workers", ()))
+        return Begun(int(doc["transaction_id"]), bool(doc["already_loaded"]), workers)
 
     def placement(self, transaction_id: int, chunk_ids: Sequence[int]) -> dict[int, tuple[Worker, ...]]:
         doc = self._json("POST", f"/transactions/{transaction_id}/placement", {"chunks": list(chunk_ids)})
@@ -296,7 +298,7 @@ def load(spec: LoadSpec, czar: CzarClient, show_progress: bool | None = None) ->
         return LoadReport(begun.transaction_id, 0, True)
     try:
         with Progress(f"{db.name}.{table.name}", enabled=show_progress) as progress:
-            rows, chunk_rows = stream(spec, db, table, schema, czar, begun.transaction_id, progress)
+            rows, chunk_rows = stream(spec, db, table, schema, czar, begun, progress)
             progress.note("committing")
             _commit_barrier(os.environ.get(COMMIT_BARRIER_ENV, ""))
             czar.commit(begun.transaction_id, chunk_rows, rows)
@@ -327,11 +329,16 @@ def stream(
     table: Table,
     schema: pa.Schema,
     czar: CzarClient,
-    transaction_id: int,
+    begun: Begun,
     progress: Progress,
 ) -> tuple[int, dict[int, int]]:
-    """Read, validate, partition and send every row; (rows, rows per chunk)."""
-    workers = {w.name: w.address for w in czar.workers()}
+    """Read, validate, partition and send every row; (rows, rows per chunk).
+
+    A regular table's rows go to the workers ``begin`` named (the table was created on each),
+    a partitioned table's to the workers ``placement`` names for each chunk.
+    """
+    transaction_id = begun.transaction_id
+    workers = {w.name: w.address for w in begun.workers}
     if not workers:
         raise WorkerUnavailable("no active worker to load into", hint="start the cluster's workers first")
     uploader = Uploader(transaction_id, db.name, table.name, workers)

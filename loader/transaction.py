@@ -62,6 +62,12 @@ class Begun:
     workers: tuple[Worker, ...] = ()  # active workers; a regular table's rows go to each
 
 
+def _database_of(doc: dict[str, Any]) -> Database:
+    return Database(
+        doc["name"], Partitioning(int(doc["order"]), int(doc["sub_order"]), float(doc["overlap"]))
+    )
+
+
 def _ipc(table: pa.Table) -> bytes:
     return encode_ipc(table, table.schema)
 
@@ -130,15 +136,23 @@ class CzarClient:
 
     # catalog
 
+    def databases(self) -> list[Database]:
+        """Every database, by name."""
+        return [_database_of(d) for d in self._json("GET", "/databases")["databases"]]
+
     def database(self, name: str) -> Database | None:
-        for d in self._json("GET", "/databases")["databases"]:
-            if d["name"].lower() == name.lower():
-                return Database(d["name"], Partitioning(d["order"], d["sub_order"], d["overlap"]))
+        for d in self.databases():
+            if d.name.lower() == name.lower():
+                return d
         return None
 
-    def create_database(self, name: str) -> Database:
-        d = self._json("POST", "/databases", {"name": name})
-        return Database(d["name"], Partitioning(d["order"], d["sub_order"], d["overlap"]))
+    def create_database(self, name: str, partitioning: Partitioning | None = None) -> Database:
+        """Create a database (default partitioning unless given); the same again: no-op."""
+        doc: dict[str, Any] = {"name": name}
+        if partitioning is not None:
+            p = partitioning
+            doc.update(order=p.order, sub_order=p.sub_order, overlap=p.overlap)
+        return _database_of(self._json("POST", "/databases", doc))
 
     def table(self, database: str, name: str) -> Table | None:
         for t in self._json("GET", f"/databases/{quote(database, safe='')}/tables")["tables"]:

@@ -54,6 +54,7 @@ from qserv.metadata.store import (
 )
 from qserv.replica.placement import place_chunks
 from qserv.rpc.client import WorkerClient
+from qserv.sphere.overlap import check_overlap
 
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -144,13 +145,26 @@ class Ingest:
         if not isinstance(name, str) or not name:
             raise InvalidParameter("a database needs a name")
         default = Partitioning()
-        p = Partitioning(
-            order=int(doc.get("order", default.order)),
-            sub_order=int(doc.get("sub_order", default.sub_order)),
-            overlap=float(doc.get("overlap", default.overlap)),
-        )
+        try:
+            p = Partitioning(
+                order=int(doc.get("order", default.order)),
+                sub_order=int(doc.get("sub_order", default.sub_order)),
+                overlap=float(doc.get("overlap", default.overlap)),
+            )
+        except (TypeError, ValueError) as e:
+            raise InvalidParameter(
+                f"database {name!r}: order and sub_order must be integers, overlap a number: {e}"
+            ) from e
         if not 0 <= p.order < p.sub_order <= 13:
-            raise InvalidParameter(f"invalid partitioning {p}: need 0 <= order < sub_order <= 13")
+            raise InvalidParameter(
+                f"invalid partitioning of database {name!r}: chunk order {p.order}, sub-chunk order "
+                f"{p.sub_order}; need 0 <= chunk order < sub-chunk order <= 13"
+            )
+        if p.overlap != 0.0:  # 0: no overlap rows (no near-neighbour joins)
+            try:
+                check_overlap(p.order, p.overlap)
+            except InvalidParameter as e:
+                raise InvalidParameter(f"database {name!r}: {e.message}") from e
         self.store.create_database(Database(name, p))
         self._on_change()
         db = self.store.catalog().database(name)

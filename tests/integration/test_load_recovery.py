@@ -21,13 +21,14 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
+import psycopg
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from loader.transaction import COMMIT_BARRIER_ENV, CzarClient
 from qserv.errors import QservError
 from qserv.sample import SampleSpec, filters, objects
-from tests.cluster import LiveCluster, running_cluster
+from tests.cluster import LiveCluster, free_ports, running_cluster
 
 DIRECTOR = ["--director", "--id", "objectId", "--lon", "ra", "--lat", "decl"]
 
@@ -72,9 +73,9 @@ def _wait_for(what: str, cond, timeout: float = 60.0) -> None:  # type: ignore[n
         time.sleep(0.05)
 
 
-def _table_exists(tc: LiveCluster, name: str) -> bool:
+def _table_exists(url: str, name: str) -> bool:
     try:
-        return CzarClient(tc.url).table("sky", name) is not None
+        return CzarClient(url).table("sky", name) is not None
     except QservError:  # the database does not exist yet
         return False
 
@@ -94,7 +95,9 @@ def test_rerun_succeeds_after_a_worker_died_during_table_creation(tmp_path: Path
         assert first.returncode != 0, first.stderr
         first = _load(tc, "Obj2", objects_path, *DIRECTOR)
         assert first.returncode != 0, first.stderr
-        assert _table_exists(tc, "Filter2") and _table_exists(tc, "Obj2")  # recorded before the failure
+        assert _table_exists(tc.url, "Filter2") and _table_exists(
+            tc.url, "Obj2"
+        )  # recorded before the failure
 
         tc.cluster.start_worker("worker-2")
         for table, path, kind in (("Filter2", filters_path, ["--regular"]), ("Obj2", objects_path, DIRECTOR)):
@@ -137,7 +140,7 @@ def test_rerun_succeeds_after_the_loader_or_the_czar_is_killed(tmp_path: Path) -
                     proc.wait()
 
         # 1. SIGKILL as soon as the table exists (the new database and table were just created)
-        interrupted(signal.SIGKILL, lambda: _table_exists(tc, "Obj3"))
+        interrupted(signal.SIGKILL, lambda: _table_exists(tc.url, "Obj3"))
         # 2. SIGINT (Ctrl-C) in the middle of the batches
         rows_staged = _staged_marker(tc)
         interrupted(signal.SIGINT, rows_staged)
@@ -207,3 +210,53 @@ def test_two_loads_of_one_director_with_overlapping_keys_leave_one_winner(tmp_pa
             twice = tc.query(f"SELECT objectId, COUNT(*) FROM {table} GROUP BY objectId HAVING COUNT(*) > 1")
             assert twice == [], f"attempt {attempt}: keys stored twice: {twice[:5]}"
             _assert_once(tc, table, "objectId", (a, b)[winner])
+
+
+def test_demo_interrupted_while_loading_then_rerun_serves_the_sample_once(tmp_path: Path) -> None:
+    """Ctrl-C of the first ``qserv demo`` while it loads, then ``qserv demo`` again: it comes up."""
+    ports = free_ports(5)
+    data = tmp_path / "demo"
+    argv = [sys.executable, "-m", "qserv.cli", "demo", "--data-dir", str(data), "--workers", "3",
+            "--replicas", "2", "--port", str(ports[0]), "--http-port", str(ports[1]),
+            "--worker-port", str(ports[2]), "--objects", "20000"]  # fmt: skip
+    url = f"http://127.0.0.1:{ports[1]}"
+
+    first = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for(
+            "the demo loads Source", lambda: _table_exists(url, "Source") or first.poll() is not None, 180
+        )
+        assert first.poll() is None, "the demo ended before it could be interrupted"
+        first.send_signal(signal.SIGINT)
+        first.wait(timeout=120)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+
+    second = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert second.stdout is not None
+        output = []
+        for line in second.stdout:
+            output.append(line)
+            if "qserv demo is running" in line:
+                break
+        assert second.poll() is None, "".join(output)
+        sample = data / "sample"
+        dsn = f"host=127.0.0.1 port={ports[0]} user=qserv dbname=sky"
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            for table, key in (("Object", "objectId"), ("Source", "sourceId"), ("Filter", "filterId")):
+                want = _reference(sample / f"{table}.parquet", f"SELECT COUNT(*), SUM({key}) FROM t")
+                assert conn.execute(f"SELECT COUNT(*), SUM({key}) FROM {table}").fetchall() == want, table
+                twice = conn.execute(
+                    f"SELECT {key}, COUNT(*) FROM {table} GROUP BY {key} HAVING COUNT(*) > 1"
+                ).fetchall()
+                assert twice == [], table
+    finally:
+        second.send_signal(signal.SIGINT)
+        try:
+            second.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            second.kill()
+            second.communicate()

@@ -336,8 +336,11 @@ class Ingest:
             for c in fresh:
                 mine[c] = result[c]
         # the table exists on every worker before it is told to send rows there
-        needed = sorted({w for ws in result.values() for w in ws})
-        self._ensure_table(transaction_id, self.table(t.database, t.table), [active[w] for w in needed])
+        with self._lock:
+            ready = self._ready.get(transaction_id, set())
+            needed = sorted({w for ws in result.values() for w in ws} - ready)
+        if needed:
+            self._ensure_table(transaction_id, self.table(t.database, t.table), [active[w] for w in needed])
         return {
             c: [{"name": w, "address": active[w].address} for w in workers] for c, workers in result.items()
         }

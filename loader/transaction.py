@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -39,6 +40,9 @@ from qserv.errors import (
 from qserv.rpc.codec import encode_ipc
 
 DELAY_ENV = "QSERV_LOADER_BATCH_DELAY"  # seconds to sleep after each batch (tests only)
+# "DIR:N" (tests only): before committing, wait until N loaders are ready to commit (each marks
+# itself with a file in DIR), so a test can send concurrent commits at the same moment
+COMMIT_BARRIER_ENV = "QSERV_LOADER_COMMIT_BARRIER"
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 
@@ -55,6 +59,13 @@ class Begun:
 
     transaction_id: int
     already_loaded: bool
+    workers: tuple[Worker, ...] = ()  # active workers; a regular table's rows go to each
+
+
+def _database_of(doc: dict[str, Any]) -> Database:
+    return Database(
+        doc["name"], Partitioning(int(doc["order"]), int(doc["sub_order"]), float(doc["overlap"]))
+    )
 
 
 def _ipc(table: pa.Table) -> bytes:
@@ -125,15 +136,23 @@ class CzarClient:
 
     # catalog
 
+    def databases(self) -> list[Database]:
+        """Every database, by name."""
+        return [_database_of(d) for d in self._json("GET", "/databases")["databases"]]
+
     def database(self, name: str) -> Database | None:
-        for d in self._json("GET", "/databases")["databases"]:
-            if d["name"].lower() == name.lower():
-                return Database(d["name"], Partitioning(d["order"], d["sub_order"], d["overlap"]))
+        for d in self.databases():
+            if d.name.lower() == name.lower():
+                return d
         return None
 
-    def create_database(self, name: str) -> Database:
-        d = self._json("POST", "/databases", {"name": name})
-        return Database(d["name"], Partitioning(d["order"], d["sub_order"], d["overlap"]))
+    def create_database(self, name: str, partitioning: Partitioning | None = None) -> Database:
+        """Create a database (default partitioning unless given); the same again: no-op."""
+        doc: dict[str, Any] = {"name": name}
+        if partitioning is not None:
+            p = partitioning
+            doc.update(order=p.order, sub_order=p.sub_order, overlap=p.overlap)
+        return _database_of(self._json("POST", "/databases", doc))
 
     def table(self, database: str, name: str) -> Table | None:
         for t in self._json("GET", f"/databases/{quote(database, safe='')}/tables")["tables"]:
@@ -158,7 +177,8 @@ class CzarClient:
         doc = self._json(
             "POST", "/transactions", {"database": database, "table": table, "fingerprint": fingerprint}
         )
-        return Begun(int(doc["transaction_id"]), bool(doc["already_loaded"]))
+        workers = tuple(Worker(w["name"], w["address"]) for w in doc.get("workers", ()))
+        return Begun(int(doc["transaction_id"]), bool(doc["already_loaded"]), workers)
 
     def placement(self, transaction_id: int, chunk_ids: Sequence[int]) -> dict[int, tuple[Worker, ...]]:
         doc = self._json("POST", f"/transactions/{transaction_id}/placement", {"chunks": list(chunk_ids)})
@@ -292,8 +312,9 @@ def load(spec: LoadSpec, czar: CzarClient, show_progress: bool | None = None) ->
         return LoadReport(begun.transaction_id, 0, True)
     try:
         with Progress(f"{db.name}.{table.name}", enabled=show_progress) as progress:
-            rows, chunk_rows = stream(spec, db, table, schema, czar, begun.transaction_id, progress)
+            rows, chunk_rows = stream(spec, db, table, schema, czar, begun, progress)
             progress.note("committing")
+            _commit_barrier(os.environ.get(COMMIT_BARRIER_ENV, ""))
             czar.commit(begun.transaction_id, chunk_rows, rows)
     except BaseException:
         try:
@@ -304,17 +325,34 @@ def load(spec: LoadSpec, czar: CzarClient, show_progress: bool | None = None) ->
     return LoadReport(begun.transaction_id, rows, False, len(chunk_rows))
 
 
+def _commit_barrier(setting: str, timeout: float = 120.0) -> None:
+    """The test hook of ``COMMIT_BARRIER_ENV``: wait for the other loaders (or ``timeout``)."""
+    if not setting:
+        return
+    directory, _, count = setting.rpartition(":")
+    marks = Path(directory)
+    (marks / f"{os.getpid()}.ready").touch()
+    deadline = time.monotonic() + timeout
+    while len(list(marks.glob("*.ready"))) < int(count) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def stream(
     spec: LoadSpec,
     db: Database,
     table: Table,
     schema: pa.Schema,
     czar: CzarClient,
-    transaction_id: int,
+    begun: Begun,
     progress: Progress,
 ) -> tuple[int, dict[int, int]]:
-    """Read, validate, partition and send every row; (rows, rows per chunk)."""
-    workers = {w.name: w.address for w in czar.workers()}
+    """Read, validate, partition and send every row; (rows, rows per chunk).
+
+    A regular table's rows go to the workers ``begin`` named (the table was created on each),
+    a partitioned table's to the workers ``placement`` names for each chunk.
+    """
+    transaction_id = begun.transaction_id
+    workers = {w.name: w.address for w in begun.workers}
     if not workers:
         raise WorkerUnavailable("no active worker to load into", hint="start the cluster's workers first")
     uploader = Uploader(transaction_id, db.name, table.name, workers)

@@ -18,6 +18,8 @@ examples:
   qserv demo                                       # the same with a sample sky catalog loaded
   qserv load --url http://127.0.0.1:4048 --database sky --table Object \\
       --director --id objectId --lon ra --lat decl Object.csv
+  qserv database create sky --chunk-order 5 --subchunk-order 8 --overlap 0.016667
+  qserv database list
   psql -h 127.0.0.1 -p 4040 -U qserv sky -c 'SELECT COUNT(*) FROM Object'
 """
 
@@ -153,6 +155,15 @@ def _parser() -> argparse.ArgumentParser:
     from loader.cli import add_arguments
 
     add_arguments(load)
+
+    database = sub.add_parser(
+        "database",
+        help="create a database with its partitioning, or list the databases",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    from loader.database_cli import add_arguments as add_database_arguments
+
+    add_database_arguments(database)
     return parser
 
 
@@ -269,6 +280,10 @@ def main(argv: list[str] | None = None) -> int:
         from loader.cli import run as run_load
 
         return run_load(args)
+    if args.command == "database":
+        from loader.database_cli import run as run_database
+
+        return run_database(args)
     return 2
 
 

@@ -7,6 +7,7 @@ fluxes have NULLs as real catalogs do.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,14 +102,25 @@ def sample_paths(out_dir: Path) -> dict[str, Path]:
 
 
 def write(spec: SampleSpec, out_dir: Path) -> dict[str, Path]:
-    """Write Object, Source and Filter as Parquet files; return their paths by table name."""
+    """Write Object, Source and Filter as Parquet files; return their paths by table name.
+
+    Each file appears whole or not at all (written aside, then renamed), Filter last: an
+    interrupted run (Ctrl-C of ``qserv demo``) leaves no Filter file, so the next writes all
+    again instead of loading a truncated file.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = sample_paths(out_dir)
     obj = objects(spec)
-    pq.write_table(obj, paths["Object"])
-    pq.write_table(sources(spec, obj), paths["Source"])
-    pq.write_table(filters(), paths["Filter"])
+    _write_whole(obj, paths["Object"])
+    _write_whole(sources(spec, obj), paths["Source"])
+    _write_whole(filters(), paths["Filter"])
     return paths
+
+
+def _write_whole(table: pa.Table, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
 
 
 def load_arguments(paths: dict[str, Path]) -> dict[str, list[str]]:

@@ -12,6 +12,21 @@ finished by :func:`resume_transactions` when the czar starts again (worker commi
 index publication are idempotent). A rerun of a load finds its predecessor by fingerprint:
 COMMITTED means "already loaded" (nothing to do), STARTED means a killed loader (its
 staged rows are dropped and a new transaction begins).
+
+Tables on workers. Recording a table and creating it on the workers cannot be one atomic
+step (a crash, or a worker that is down, falls between them), so a worker never relies on an
+earlier creation: every transaction creates its table (idempotently: same columns, no-op) on
+each worker before that worker may receive its rows, on every active worker at ``begin``
+for a regular table (``begin`` answers those workers: the loader sends to them and no
+other), and on each worker of a chunk when :meth:`Ingest.placement` hands the chunk out.
+Whatever an interrupted load or a worker that was down left behind, the next load is whole.
+
+Uniqueness of director keys. The duplicate check and the publication of a load's keys in
+the director index are one step per table, under a per-table lock: a commit checks, records
+COMMITTING and publishes its keys before the next commit of the table checks (keys of a
+COMMITTING transaction left by a crash are published first). Of two loads with a common key
+exactly one commits. The lock is in this czar process: the director index is a file of the
+czar, so two czars never see each other's keys anyway (see DESIGN §2, several czars).
 """
 
 from __future__ import annotations
@@ -20,7 +35,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 
@@ -39,8 +54,10 @@ from qserv.metadata.store import (
 )
 from qserv.replica.placement import place_chunks
 from qserv.rpc.client import WorkerClient
+from qserv.sphere.overlap import check_overlap
 
 _log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def transaction_to_json(t: Transaction) -> dict[str, Any]:
@@ -67,6 +84,21 @@ class WorkerClients:
             if client is None:
                 client = self._clients[worker.address] = WorkerClient(worker.address)
             return client
+
+    def call(self, worker: WorkerInfo, fn: Callable[[WorkerClient], T]) -> T:
+        """``fn(client)``, once more on a new channel if the worker was unreachable.
+
+        A channel that failed to connect waits out a reconnect backoff (seconds, growing) and
+        fails every call meanwhile: a worker that came back would look dead until it ends.
+        """
+        try:
+            return fn(self.get(worker))
+        except WorkerUnavailable:
+            with self._lock:
+                stale = self._clients.pop(worker.address, None)
+            if stale is not None:
+                stale.close()
+            return fn(self.get(worker))
 
     def close(self) -> None:
         with self._lock:
@@ -95,6 +127,12 @@ class Ingest:
         # chunks placed under transactions not yet committed (txn -> (family, placement)):
         # concurrent transactions reuse them so a family chunk never splits across workers
         self._pending: dict[int, tuple[str, dict[int, tuple[str, ...]]]] = {}
+        # workers on which a transaction's table was created (txn -> worker names)
+        self._ready: dict[int, set[str]] = {}
+        # one lock per table (lower-case db, table): begin, commit and abort of its
+        # transactions; taken before ``_lock``, never while holding it
+        self._table_locks: dict[tuple[str, str], threading.Lock] = {}
+        self._table_locks_lock = threading.Lock()
 
     # catalog
 
@@ -107,13 +145,26 @@ class Ingest:
         if not isinstance(name, str) or not name:
             raise InvalidParameter("a database needs a name")
         default = Partitioning()
-        p = Partitioning(
-            order=int(doc.get("order", default.order)),
-            sub_order=int(doc.get("sub_order", default.sub_order)),
-            overlap=float(doc.get("overlap", default.overlap)),
-        )
+        try:
+            p = Partitioning(
+                order=int(doc.get("order", default.order)),
+                sub_order=int(doc.get("sub_order", default.sub_order)),
+                overlap=float(doc.get("overlap", default.overlap)),
+            )
+        except (TypeError, ValueError) as e:
+            raise InvalidParameter(
+                f"database {name!r}: order and sub_order must be integers, overlap a number: {e}"
+            ) from e
         if not 0 <= p.order < p.sub_order <= 13:
-            raise InvalidParameter(f"invalid partitioning {p}: need 0 <= order < sub_order <= 13")
+            raise InvalidParameter(
+                f"invalid partitioning of database {name!r}: chunk order {p.order}, sub-chunk order "
+                f"{p.sub_order}; need 0 <= chunk order < sub-chunk order <= 13"
+            )
+        if p.overlap != 0.0:  # 0: no overlap rows (no near-neighbour joins)
+            try:
+                check_overlap(p.order, p.overlap)
+            except InvalidParameter as e:
+                raise InvalidParameter(f"database {name!r}: {e.message}") from e
         self.store.create_database(Database(name, p))
         self._on_change()
         db = self.store.catalog().database(name)
@@ -137,13 +188,52 @@ class Ingest:
         return t
 
     def create_table(self, table: Table) -> dict[str, Any]:
-        """Record the table and create it on every active worker (idempotent)."""
+        """Record the table and create it on the active workers that answer (idempotent).
+
+        A worker that does not answer gets the table from the first load that sends it rows
+        (see the module docstring), so it does not fail the creation.
+        """
         self.store.create_table(table)
         self._on_change()
         table = self.table(table.database, table.name)
         for w in self._active_workers():
-            self.clients.get(w).create_table(table.database, table.name, table.kind, table.columns)
+            try:
+                self._create_on(w, table)
+            except WorkerUnavailable as e:
+                _log.warning("table %s.%s not created on worker %s yet: %s", table.database, table.name,
+                             w.name, e.message)  # fmt: skip
         return table_to_json(table)
+
+    def _ensure_table(self, transaction_id: int, table: Table, workers: Sequence[WorkerInfo]) -> None:
+        """Create the transaction's table on ``workers`` (once per transaction and worker)."""
+        with self._lock:
+            ready = set(self._ready.get(transaction_id, ()))
+        for w in workers:
+            if w.name in ready:
+                continue
+            try:
+                self._create_on(w, table)
+            except WorkerUnavailable as e:
+                raise WorkerUnavailable(
+                    f"cannot create table {table.database}.{table.name} on worker {w.name} ({w.address}): "
+                    f"{e.message}",
+                    hint="start the worker (or let the replication controller mark it down) and load again",
+                ) from e
+            with self._lock:
+                self._ready.setdefault(transaction_id, set()).add(w.name)
+
+    def _create_on(self, worker: WorkerInfo, table: Table) -> None:
+        self.clients.call(
+            worker, lambda c: c.create_table(table.database, table.name, table.kind, table.columns)
+        )
+
+    def _table_lock(self, database: str, table: str) -> threading.Lock:
+        key = (database.lower(), table.lower())
+        with self._table_locks_lock:
+            lock = self._table_locks.get(key)
+            if lock is None:
+                lock = self._table_locks[key] = threading.Lock()
+            return lock
 
     def workers(self) -> list[dict[str, Any]]:
         return [
@@ -178,10 +268,11 @@ class Ingest:
         """Begin a transaction, unless the same input was loaded already.
 
         Returns ``already_loaded: true`` with the committed transaction when one has the same
-        fingerprint; a STARTED one (a killed loader) is aborted first.
+        fingerprint; a STARTED one (a killed loader) is aborted first. ``workers`` are the
+        active workers, the ones a regular table's rows go to (it was created on each).
         """
         t = self.table(database, table)
-        with self._lock:
+        with self._table_lock(t.database, t.name), self._lock:
             for old in self.store.transactions(t.database):
                 if old.table.lower() != t.name.lower() or old.fingerprint != fingerprint:
                     continue
@@ -194,7 +285,19 @@ class Ingest:
                     _log.info("aborting transaction %d left by an earlier run", old.transaction_id)
                     self._abort(old.transaction_id)
             new = self.store.begin_transaction(t.database, t.name, fingerprint)
-        return {**transaction_to_json(new), "already_loaded": False}
+        workers = self._active_workers()
+        if t.kind is TableKind.REGULAR:
+            try:
+                self._ensure_table(new.transaction_id, t, workers)
+            except QservError:
+                with self._table_lock(t.database, t.name):
+                    self._abort(new.transaction_id)
+                raise
+        return {
+            **transaction_to_json(new),
+            "already_loaded": False,
+            "workers": [{"name": w.name, "address": w.address} for w in workers],
+        }
 
     def placement(self, transaction_id: int, chunk_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
         """Workers of each chunk: existing family replicas, else newly placed ones."""
@@ -232,6 +335,12 @@ class Ingest:
             mine = self._pending.setdefault(transaction_id, (family, {}))[1]
             for c in fresh:
                 mine[c] = result[c]
+        # the table exists on every worker before it is told to send rows there
+        with self._lock:
+            ready = self._ready.get(transaction_id, set())
+            needed = sorted({w for ws in result.values() for w in ws} - ready)
+        if needed:
+            self._ensure_table(transaction_id, self.table(t.database, t.table), [active[w] for w in needed])
         return {
             c: [{"name": w, "address": active[w].address} for w in workers] for c, workers in result.items()
         }
@@ -256,25 +365,42 @@ class Ingest:
         t = self._transaction(transaction_id)
         if t.state is TransactionState.COMMITTED:
             return transaction_to_json(t)
-        if t.state is TransactionState.STARTED:
-            try:
-                self.index.check(transaction_id)
-            except QservError:
-                self._abort(transaction_id)
-                raise
-            self.store.add_chunk_rows(
-                transaction_id, [ChunkRows(t.database, t.table, c, n) for c, n in sorted(chunk_rows.items())]
-            )
-            self.store.set_transaction_state(transaction_id, TransactionState.COMMITTING, rows)
+        # check, COMMITTING and the index publication: one step per table (module docstring)
+        with self._table_lock(t.database, t.table):
+            t = self._transaction(transaction_id)
+            if t.state is TransactionState.STARTED:
+                self._publish_committing(t)
+                try:
+                    self.index.check(transaction_id)
+                except QservError:
+                    self._abort(transaction_id)
+                    raise
+                self.store.add_chunk_rows(
+                    transaction_id,
+                    [ChunkRows(t.database, t.table, c, n) for c, n in sorted(chunk_rows.items())],
+                )
+                self.store.set_transaction_state(transaction_id, TransactionState.COMMITTING, rows)
+                self.index.publish(transaction_id)
+            elif t.state is not TransactionState.COMMITTING:
+                raise InvalidParameter(
+                    f"transaction {transaction_id} is {t.state.value}; it cannot be committed",
+                    hint="begin a new transaction",
+                )
         self._finish(transaction_id)
         return transaction_to_json(self._transaction(transaction_id))
+
+    def _publish_committing(self, t: Transaction) -> None:
+        """Publish the keys of the table's other COMMITTING transactions (a crash left them)."""
+        for other in self.store.transactions(t.database, TransactionState.COMMITTING):
+            if other.transaction_id != t.transaction_id and other.table.lower() == t.table.lower():
+                self.index.publish(other.transaction_id)
 
     def _finish(self, transaction_id: int) -> None:
         """Publish a COMMITTING transaction: index, every worker, then COMMITTED (idempotent)."""
         workers = self._active_workers()
         # Workers publish in parallel (each sorts its staged rows), and so does the index.
         with ThreadPoolExecutor(max_workers=len(workers) + 1, thread_name_prefix="commit") as pool:
-            futures = [pool.submit(self.clients.get(w).commit, transaction_id) for w in workers]
+            futures = [pool.submit(self.clients.call, w, lambda c: c.commit(transaction_id)) for w in workers]
             futures.append(pool.submit(self.index.publish, transaction_id))
             for f in futures:
                 f.result()
@@ -284,15 +410,19 @@ class Ingest:
 
     def abort(self, transaction_id: int) -> dict[str, Any]:
         t = self._transaction(transaction_id)
-        if t.state in (TransactionState.COMMITTING, TransactionState.COMMITTED):
-            raise InvalidParameter(f"transaction {transaction_id} is {t.state.value}; it cannot be aborted")
-        self._abort(transaction_id)
+        with self._table_lock(t.database, t.table):  # not while its commit is checking
+            t = self._transaction(transaction_id)
+            if t.state in (TransactionState.COMMITTING, TransactionState.COMMITTED):
+                raise InvalidParameter(
+                    f"transaction {transaction_id} is {t.state.value}; it cannot be aborted"
+                )
+            self._abort(transaction_id)
         return transaction_to_json(self._transaction(transaction_id))
 
     def _abort(self, transaction_id: int) -> None:
         for w in self._active_workers():
             try:
-                self.clients.get(w).abort(transaction_id)
+                self.clients.call(w, lambda c: c.abort(transaction_id))
             except WorkerUnavailable:
                 _log.warning("worker %s unreachable while aborting transaction %d", w.name, transaction_id)
         self.index.abort(transaction_id)
@@ -303,6 +433,7 @@ class Ingest:
         # Once a transaction ends its replicas are committed (store) or gone (aborted).
         with self._lock:
             self._pending.pop(transaction_id, None)
+            self._ready.pop(transaction_id, None)
 
 
 def resume_transactions(

@@ -165,7 +165,7 @@ class Reference:
         if not isinstance(tree, exp.Select) or (
             tree.args.get("order") is None and tree.args.get("limit") is None
         ):
-            rows = [tuple(r.values()) for r in table.to_pylist()]
+            rows = rows_of(table)
             return Answer(sql, table=table, full=rows)
         offset = _constant_int(tree.args.get("offset"), sql)
         limit = _constant_int(tree.args.get("limit"), sql, none=True)
@@ -176,7 +176,7 @@ class Reference:
         from tests.differential.harness import assert_valid_answer
 
         try:
-            assert_valid_answer([tuple(r.values()) for r in table.to_pylist()], answer)
+            assert_valid_answer(rows_of(table), answer)
         except AssertionError as e:
             raise ReferenceUnavailable(f"test-side ORDER BY binding disagrees with DuckDB: {e}") from None
         return answer
@@ -424,6 +424,11 @@ def _spatial_value(
 
 
 # -- small helpers -----------------------------------------------------------------------------
+
+
+def rows_of(table: pa.Table) -> list[tuple[object, ...]]:
+    """A table's rows as tuples (by position: result columns may share a name)."""
+    return list(zip(*(c.to_pylist() for c in table.columns), strict=True)) if table.num_columns else []
 
 
 def _floats(data: pa.Table, column: str) -> np.ndarray:

@@ -143,7 +143,7 @@ class Reference:
                 sql, error=str(e), sqlstate="42P10" if "ORDER term out of range" in str(e) else None
             )
         if (refusal := _postgres_refusal(tree)) is not None:
-            return Answer(sql, error=refusal, sqlstate="42P10")
+            return Answer(sql, error=refusal[1], sqlstate=refusal[0])
         created: list[str] = []
         try:
             if (refusal := self._rewrite_spatial(tree, created)) is not None:
@@ -458,22 +458,26 @@ def _constant_int(node: exp.Expr | None, sql: str, none: bool = False) -> int | 
     raise ReferenceUnavailable(f"{sql}\nLIMIT/OFFSET {node.sql()} is not a constant")
 
 
-def _postgres_refusal(tree: exp.Query) -> str | None:
-    """What PostgreSQL refuses (42P10) where DuckDB answers: DISTINCT ordered by an expression
-    that is not in the select list."""
-    if not isinstance(tree, exp.Select) or not tree.args.get("distinct") or tree.args.get("order") is None:
+def _postgres_refusal(tree: exp.Query) -> tuple[str, str] | None:
+    """What PostgreSQL refuses where DuckDB answers, as (SQLSTATE, message): an ORDER BY name
+    that two output columns carry (42702), and DISTINCT ordered by an expression that is not
+    in the select list (42P10); ORDER BY items are checked left to right, as PostgreSQL does."""
+    if not isinstance(tree, exp.Select) or tree.args.get("order") is None:
         return None
     outputs = [_output_name(e) for e in tree.expressions]
     selected = [e.this if isinstance(e, exp.Alias) else e for e in tree.expressions]
+    distinct = bool(tree.args.get("distinct"))
     for ordered in tree.args["order"].expressions:
         key = ordered.this
         if isinstance(key, exp.Literal) and key.is_int:
             continue
         if isinstance(key, exp.Column) and not key.table and key.name.lower() in outputs:
+            same_name = [s for s, o in zip(selected, outputs, strict=True) if o == key.name.lower()]
+            if any(not _same(same_name[0], s) for s in same_name[1:]):
+                return "42702", f'ORDER BY "{key.name}" is ambiguous'
             continue
-        if any(_same(key, s) for s in selected):
-            continue
-        return "for SELECT DISTINCT, ORDER BY expressions must appear in select list"
+        if distinct and not any(_same(key, s) for s in selected):
+            return "42P10", "for SELECT DISTINCT, ORDER BY expressions must appear in select list"
     return None
 
 

@@ -162,11 +162,10 @@ class Reference:
         if table.num_columns != len(names):
             raise ReferenceUnavailable(f"{sql}\n{table.column_names} vs names {names}")
         table = table.rename_columns(names)
-        if not isinstance(tree, exp.Select) or (
-            tree.args.get("order") is None and tree.args.get("limit") is None
-        ):
-            rows = rows_of(table)
-            return Answer(sql, table=table, full=rows)
+        if tree.args.get("order") is None and tree.args.get("limit") is None:
+            return Answer(sql, table=table, full=rows_of(table))
+        if not isinstance(tree, exp.Select):
+            raise ReferenceUnavailable(f"{sql}\nno tie groups for an ordered/limited set operation")
         offset = _constant_int(tree.args.get("offset"), sql)
         limit = _constant_int(tree.args.get("limit"), sql, none=True)
         full, ranks = self._ranked(sql, tree, names)
@@ -193,7 +192,7 @@ class Reference:
         n = len(names)
         keys: list[exp.Ordered] = []
         extra = 0
-        outputs = [_output_name(e) for e in tree.expressions]
+        outputs = [name.lower() for name in names]  # after any * is expanded, as ordinals count
         for ordered in order.expressions if order is not None else []:
             key = ordered.this
             if isinstance(key, exp.Literal) and key.is_int:

@@ -77,6 +77,7 @@ QUERIES = [
     "SELECT flags AS n, COUNT(*) AS c FROM Object GROUP BY flags HAVING COUNT(*) > 200 ORDER BY n DESC",
     "SELECT objectId, rMag FROM Object ORDER BY flags, rMag - 1 DESC, objectId LIMIT 8",
     "SELECT objectId FROM Object ORDER BY flags LIMIT 3",  # ties: any three of the first group
+    "SELECT *, rFlux / gFlux AS ratio FROM Object WHERE flags = 3 ORDER BY ratio DESC, 1 LIMIT 4",
     # DISTINCT with ORDER BY on what it selects
     "SELECT DISTINCT flags AS f FROM Object ORDER BY f DESC",
     "SELECT DISTINCT flags, name FROM Object WHERE flags < 3 ORDER BY name, 1 LIMIT 10",

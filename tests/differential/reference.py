@@ -139,15 +139,13 @@ class Reference:
         try:
             names = self.names.sql(tree.sql(dialect="duckdb")).columns
         except duckdb.Error as e:
-            return Answer(
-                sql, error=str(e), sqlstate="42P10" if "ORDER term out of range" in str(e) else None
-            )
+            return Answer(sql, error=str(e), sqlstate="42P10" if "term out of range" in str(e) else None)
         if (refusal := _postgres_refusal(tree)) is not None:
             return Answer(sql, error=refusal[1], sqlstate=refusal[0])
         created: list[str] = []
         try:
-            if (refusal := self._rewrite_spatial(tree, created)) is not None:
-                return Answer(sql, error=refusal)
+            if (region_refusal := self._rewrite_spatial(tree, created)) is not None:
+                return Answer(sql, error=region_refusal)
             return self._run(sql, tree, names)
         finally:
             for name in created:

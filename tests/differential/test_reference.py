@@ -123,3 +123,9 @@ def test_a_cut_tie_group_takes_any_of_its_rows() -> None:
         assert_valid_answer([(2, "b"), (1, "a"), (2, "c")], answer)  # out of order
     with pytest.raises(AssertionError):
         assert_valid_answer([(1, "a"), (2, "b"), (3, "e")], answer)  # skips the tie group
+
+
+def test_rowid_is_the_generated_row_position(ref: Reference) -> None:
+    """Spatial values are looked up by ``rowid``: it must be the Arrow row's position."""
+    ids = ref.conn.execute('SELECT objectId FROM "sky"."Object" ORDER BY rowid').fetchall()
+    assert [i for (i,) in ids] == ref.generated.rows("Object").column("objectId").to_pylist()

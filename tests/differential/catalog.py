@@ -1,5 +1,9 @@
 """A generated sky catalog for differential tests: Object (director), Source (child), Filter.
 
+A second database, ``other``, has another partitioning (another family: a chunk order one
+below ``sky``'s, so its chunks live elsewhere): a director ``Star`` and a regular ``Band``
+keyed like ``Filter``, for queries that span two databases.
+
 Positions are drawn to stress the partitioning: rows right at chunk boundaries, dense clumps,
 rows at both poles and across ra = 0/360, plus a uniform background.  Flux columns carry NULLs.
 Everything is seeded: the same (seed, size) gives the same rows.
@@ -16,17 +20,27 @@ import pyarrow as pa
 from qserv.catalog import Catalog, Column, Database, Partitioning, Table, TableKind
 
 DATABASE = "sky"
+OTHER = "other"
 
 
 @dataclass(frozen=True)
 class GeneratedCatalog:
-    database: Database
+    databases: tuple[Database, ...]  # the session's database first
     tables: tuple[Table, ...]  # catalog definitions (user columns only)
-    data: dict[str, pa.Table]  # table name -> rows
+    data: dict[tuple[str, str], pa.Table]  # (database, table name) -> rows
+
+    @property
+    def database(self) -> Database:
+        """The session's (default) database."""
+        return self.databases[0]
 
     @property
     def catalog(self) -> Catalog:
-        return Catalog(databases=(self.database,), tables=self.tables)
+        return Catalog(databases=self.databases, tables=self.tables)
+
+    def rows(self, name: str, database: str = DATABASE) -> pa.Table:
+        """The rows of one table."""
+        return self.data[(database, name)]
 
 
 def _positions(rng: np.random.Generator, n: int, order: int) -> tuple[np.ndarray, np.ndarray]:
@@ -66,8 +80,9 @@ def _with_nulls(rng: np.random.Generator, values: np.ndarray, fraction: float) -
     return pa.array(values, mask=mask)
 
 
-def generate(seed: int = 1, n_objects: int = 2000, order: int = 4) -> GeneratedCatalog:
-    """Object/Source/Filter rows and their qserv table definitions."""
+def generate(seed: int = 1, n_objects: int = 2000, order: int = 4, other: bool = True) -> GeneratedCatalog:
+    """Object/Source/Filter rows (and ``other``'s Star/Band unless not ``other``) with their
+    qserv table definitions."""
     rng = np.random.default_rng(seed)
     ra, decl = _positions(rng, n_objects, order)
     object_id = rng.permutation(n_objects).astype(np.int64) * 3 + 1000
@@ -127,4 +142,41 @@ def generate(seed: int = 1, n_objects: int = 2000, order: int = 4) -> GeneratedC
               key_column="objectId"),
         Table(DATABASE, "Filter", TableKind.REGULAR, cols(flt, types)),
     )  # fmt: skip
-    return GeneratedCatalog(database, tables, {"Object": obj, "Source": src, "Filter": flt})
+    data = {(DATABASE, "Object"): obj, (DATABASE, "Source"): src, (DATABASE, "Filter"): flt}
+    if not other:
+        return GeneratedCatalog((database,), tables, data)
+    other_db, other_tables, other_data = _other(np.random.default_rng(seed + 1000), n_objects // 4, order - 1)
+    return GeneratedCatalog((database, other_db), tables + other_tables, {**data, **other_data})
+
+
+def _other(
+    rng: np.random.Generator, n_stars: int, order: int
+) -> tuple[Database, tuple[Table, ...], dict[tuple[str, str], pa.Table]]:
+    """Database ``other`` (chunk order ``order``): director Star and regular Band."""
+    ra, decl = _positions(rng, n_stars, order)
+    star = pa.table(
+        {
+            "starId": pa.array(rng.permutation(n_stars).astype(np.int64) * 5 + 7, pa.int64()),
+            "ra": pa.array(ra),
+            "decl": pa.array(decl),
+            "vMag": _with_nulls(rng, rng.normal(15, 2, n_stars), 0.1),
+            "flags": pa.array(rng.integers(0, 4, n_stars).astype(np.int32), pa.int32()),
+        }
+    )
+    band = pa.table(
+        {
+            "filterId": pa.array(np.arange(0, 8, dtype=np.int32), pa.int32()),
+            "band": _with_nulls(rng, np.array(list("ugrizyUV"), dtype=object), 0.2),
+            "width": pa.array(rng.uniform(50, 150, 8)),
+        }
+    )
+    db = Database(OTHER, Partitioning(order=order, sub_order=order + 3))
+    tables = (
+        Table(OTHER, "Star", TableKind.DIRECTOR,
+              (Column("starId", "BIGINT"), Column("ra", "DOUBLE"), Column("decl", "DOUBLE"),
+               Column("vMag", "DOUBLE"), Column("flags", "INTEGER")),
+              id_column="starId", lon_column="ra", lat_column="decl"),
+        Table(OTHER, "Band", TableKind.REGULAR,
+              (Column("filterId", "INTEGER"), Column("band", "VARCHAR"), Column("width", "DOUBLE"))),
+    )  # fmt: skip
+    return db, tables, {(OTHER, "Star"): star, (OTHER, "Band"): band}

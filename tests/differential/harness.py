@@ -1,10 +1,12 @@
-"""An in-process cluster of DuckDB "workers" and a single-DuckDB reference, for differential tests.
+"""An in-process cluster of DuckDB "workers" and an independent reference, for differential tests.
 
 ``FakeCluster`` stores a generated catalog with the worker storage layout (director tables with
 ``_chunk``/``_subchunk``, children with their director row's ``_chunk``, regular tables whole),
-each chunk on two of N in-memory DuckDB connections.  ``run(sql)`` goes parse -> analyze ->
-plan -> (each batch on its worker) -> merge; ``reference(sql)`` runs the analyzed query on one
-DuckDB holding the plain tables; ``check(sql)`` compares the two.
+each chunk on two of N in-memory DuckDB connections, one placement per partitioning family.
+``run(sql)`` goes parse -> analyze -> plan -> (each batch on its worker) -> merge;
+``reference(sql)`` is :class:`tests.differential.reference.Reference`'s answer (one plain
+DuckDB running the query as written, spatial functions computed with numpy); ``check(sql)``
+compares the two, and :func:`assert_matches` is the one comparison both harnesses use.
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ from czar.merge import merge
 from czar.parse import parse
 from czar.plan import PlanContext, QueryPlan, plan
 from qserv.catalog import CHUNK_COLUMN, SUBCHUNK_COLUMN, Catalog, TableKind
+from qserv.errors import QservError
 from qserv.sphere.healpix import chunk_ids
 from qserv.sphere.scisql import install_macros
 from tests.differential.catalog import GeneratedCatalog, generate
+from tests.differential.reference import Answer, Reference, rows_of
 
 
 @dataclass(frozen=True)
@@ -55,66 +59,69 @@ class FakeCluster:
         self.generated = generated or generate()
         self.catalog: Catalog = self.generated.catalog
         self.database = self.generated.database.name
-        order = self.generated.database.partitioning.order
-        sub_order = self.generated.database.partitioning.sub_order
         self.workers = tuple(f"worker-{i + 1}" for i in range(n_workers))
         self.conns = {w: self._connect() for w in self.workers}
-        self.reference_conn = self._connect()
         self.nonempty: dict[tuple[str, str], frozenset[int]] = {}
-        index: dict[int | str, int] = {}
-        director = next(t for t in self.generated.tables if t.kind is TableKind.DIRECTOR)
-        child_tables = [t for t in self.generated.tables if t.kind is TableKind.CHILD]
-        dir_data = self.generated.data[director.name]
-        lon = dir_data.column(director.lon_column or "").to_numpy()
-        lat = dir_data.column(director.lat_column or "").to_numpy()
-        dir_chunks = chunk_ids(lon, lat, order)
-        keys = dir_data.column(director.id_column or "").to_pylist()
-        index = dict(zip(keys, (int(c) for c in dir_chunks), strict=True))
-        stored = {
-            director.name: dir_data.append_column(CHUNK_COLUMN, pa.array(dir_chunks)).append_column(
-                SUBCHUNK_COLUMN, pa.array(chunk_ids(lon, lat, sub_order))
-            )
-        }
-        for child in child_tables:
-            data = self.generated.data[child.name]
-            ck = [index[k] for k in data.column(child.key_column or "").to_pylist()]
-            stored[child.name] = data.append_column(CHUNK_COLUMN, pa.array(ck, pa.int64()))
-        all_chunks = sorted({int(c) for c in dir_chunks})
-        self.placement = {
-            c: tuple(self.workers[(c + k) % n_workers] for k in range(min(replicas, n_workers)))
-            for c in all_chunks
-        }
-        for table in self.generated.tables:
-            plain = self.generated.data[table.name]
-            self._create(self.reference_conn, table.name, plain)
-            if table.kind is TableKind.REGULAR:
-                for conn in self.conns.values():
-                    self._create(conn, table.name, plain)
-                continue
-            rows = stored[table.name]
-            chunk_col = rows.column(CHUNK_COLUMN).to_numpy()
-            self.nonempty[(self.database.lower(), table.name.lower())] = frozenset(
-                int(c) for c in np.unique(chunk_col)
-            )
-            for w, conn in self.conns.items():
-                mine = np.array([c for c, ws in self.placement.items() if w in ws], dtype=np.int64)
-                self._create(conn, table.name, rows.filter(pa.array(np.isin(chunk_col, mine))))
-        self.director_index = DictDirectorIndex({(self.database.lower(), director.name.lower()): index})
+        self.placements: dict[str, dict[int, tuple[str, ...]]] = {}  # family -> chunk -> workers
+        index: dict[tuple[str, str], dict[int | str, int]] = {}
+        for shift, db in enumerate(self.generated.databases):
+            tables = [t for t in self.generated.tables if t.database == db.name]
+            stored: dict[str, pa.Table] = {}
+            keys: dict[int | str, int] = {}
+            for director in (t for t in tables if t.kind is TableKind.DIRECTOR):
+                rows = self.generated.rows(director.name, db.name)
+                lon = rows.column(director.lon_column or "").to_numpy()
+                lat = rows.column(director.lat_column or "").to_numpy()
+                chunks = chunk_ids(lon, lat, db.partitioning.order)
+                ids = rows.column(director.id_column or "").to_pylist()
+                keys = dict(zip(ids, (int(c) for c in chunks), strict=True))
+                index[(db.name.lower(), director.name.lower())] = keys
+                stored[director.name] = rows.append_column(CHUNK_COLUMN, pa.array(chunks)).append_column(
+                    SUBCHUNK_COLUMN, pa.array(chunk_ids(lon, lat, db.partitioning.sub_order))
+                )
+            for child in (t for t in tables if t.kind is TableKind.CHILD):
+                rows = self.generated.rows(child.name, db.name)
+                ck = [keys[k] for k in rows.column(child.key_column or "").to_pylist()]
+                stored[child.name] = rows.append_column(CHUNK_COLUMN, pa.array(ck, pa.int64()))
+            # each family its own placement (shifted), as a real cluster places families apart
+            all_chunks = sorted({int(c) for t in stored.values() for c in t.column(CHUNK_COLUMN).to_pylist()})
+            placement = {
+                c: tuple(self.workers[(c + k + shift) % n_workers] for k in range(min(replicas, n_workers)))
+                for c in all_chunks
+            }
+            self.placements.setdefault(db.partitioning.family, {}).update(placement)
+            for table in tables:
+                if table.kind is TableKind.REGULAR:
+                    for conn in self.conns.values():
+                        self._create(conn, db.name, table.name, self.generated.rows(table.name, db.name))
+                    continue
+                rows = stored[table.name]
+                chunk_col = rows.column(CHUNK_COLUMN).to_numpy()
+                self.nonempty[(db.name.lower(), table.name.lower())] = frozenset(
+                    int(c) for c in np.unique(chunk_col)
+                )
+                for w, conn in self.conns.items():
+                    mine = np.array([c for c, ws in placement.items() if w in ws], dtype=np.int64)
+                    self._create(conn, db.name, table.name, rows.filter(pa.array(np.isin(chunk_col, mine))))
+        self.placement = self.placements[self.generated.database.partitioning.family]
+        self.director_index = DictDirectorIndex(index)
+        self.ref = Reference(self.generated)
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
         conn = duckdb.connect(":memory:", config={"threads": 1})
         install_macros(conn)
-        conn.execute(f'CREATE SCHEMA "{self.database}"')
+        for db in self.generated.databases:
+            conn.execute(f'CREATE SCHEMA "{db.name}"')
         return conn
 
-    def _create(self, conn: duckdb.DuckDBPyConnection, name: str, data: pa.Table) -> None:
+    def _create(self, conn: duckdb.DuckDBPyConnection, db: str, name: str, data: pa.Table) -> None:
         conn.register("__load", data)
-        conn.execute(f'CREATE TABLE "{self.database}"."{name}" AS SELECT * FROM __load')
+        conn.execute(f'CREATE TABLE "{db}"."{name}" AS SELECT * FROM __load')
         conn.unregister("__load")
 
-    def context(self, workers: Sequence[str] | None = None) -> PlanContext:
+    def context(self, workers: Sequence[str] | None = None, family: str | None = None) -> PlanContext:
         return PlanContext(
-            placement=self.placement,
+            placement=self.placements[family] if family else self.placement,
             nonempty_chunks=self.nonempty,
             workers=tuple(workers if workers is not None else self.workers),
             director_index=self.director_index,
@@ -124,10 +131,18 @@ class FakeCluster:
     def analyze(self, sql: str) -> AnalyzedQuery:
         return analyze(parse(sql), self.catalog, self.database)
 
+    def _family(self, analyzed: AnalyzedQuery) -> str | None:
+        """The family of the query's partitioned tables (the placement a real czar uses)."""
+        for ref in analyzed.tables:
+            if ref.table.kind is not TableKind.REGULAR:
+                db = self.catalog.database(ref.table.database)
+                return db.partitioning.family if db is not None else None
+        return None
+
     def run(self, sql: str, workers: Sequence[str] | None = None) -> Outcome:
         """The distributed answer: every batch on its fake worker, then the merge."""
         analyzed = self.analyze(sql)
-        query_plan = plan(analyzed, self.context(workers))
+        query_plan = plan(analyzed, self.context(workers, self._family(analyzed)))
         batches: list[pa.RecordBatch] = []
         schema: pa.Schema | None = None
         for batch in query_plan.batches:
@@ -137,18 +152,101 @@ class FakeCluster:
         assert schema is not None
         return Outcome(analyzed, query_plan, merge(query_plan, batches, schema))
 
-    def reference(self, sql: str) -> pa.Table:
-        """The single-DuckDB answer over the plain tables."""
-        return self.reference_conn.sql(self.analyze(sql).reference_sql()).to_arrow_table()
+    def reference(self, sql: str) -> Answer:
+        """The independent single-DuckDB answer (or refusal)."""
+        return self.ref.answer(sql)
 
-    def check(self, sql: str) -> Outcome:
-        """Run ``sql`` both ways and assert equal names, types and rows."""
-        outcome = self.run(sql)
+    def check(self, sql: str, seed: int | None = None) -> Outcome | None:
+        """Run ``sql`` both ways and assert agreement: equal names, types and valid rows, or
+        both refuse (the czar with a clean error; PostgreSQL's SQLSTATE where it is known)."""
+        where = f"[seed {seed}] " if seed is not None else ""
         expected = self.reference(sql)
-        assert_same(
-            outcome.table, expected, ordered=outcome.analyzed.tree.args.get("order") is not None, sql=sql
+        try:
+            outcome = self.run(sql)
+        except QservError as e:
+            assert expected.refused, f"{where}{sql}\nthe czar refuses ({e.sqlstate} {e}) what DuckDB answers"
+            assert_clean_refusal(e.sqlstate, str(e), expected, sql=f"{where}{sql}")
+            return None
+        except duckdb.Error as e:
+            raise AssertionError(
+                f"{where}{sql}\nthe czar fails inside DuckDB (leaks its wording): {e}"
+            ) from None
+        assert not expected.refused, (
+            f"{where}{sql}\nthe czar answers what the reference refuses: {expected.error}"
         )
+        assert_matches(outcome.table, expected, sql=f"{where}{sql}")
         return outcome
+
+
+_INTERNAL = ("_q_", "Binder Error", "Catalog Error", "Parser Error", "<class", "Traceback", "sqlglot")
+
+
+def assert_clean_refusal(sqlstate: str | None, message: str, expected: Answer, *, sql: str) -> None:
+    """A refusal a client may see: a SQLSTATE (PostgreSQL's, where the reference knows it), no
+    internal error, no internal name or another engine's wording."""
+    assert sqlstate and not sqlstate.startswith("XX"), f"{sql}\ninternal error {sqlstate}: {message}"
+    assert not any(w in message for w in _INTERNAL), f"{sql}\nthe refusal leaks internals: {message}"
+    if expected.sqlstate is not None:
+        assert sqlstate == expected.sqlstate, (
+            f"{sql}\nrefused with {sqlstate} ({message}); PostgreSQL says {expected.sqlstate}: {expected.error}"
+        )
+
+
+def assert_matches(got: pa.Table, expected: Answer, *, sql: str) -> None:
+    """The czar's table against the reference: names, types, then a valid set/order of rows."""
+    assert expected.table is not None
+    assert got.column_names == expected.table.column_names, (
+        f"{sql}\nnames {got.column_names} != DuckDB's {expected.table.column_names}"
+    )
+    assert got.schema.types == expected.table.schema.types, (
+        f"{sql}\ntypes {got.schema} != {expected.table.schema}"
+    )
+    assert_valid_answer(rows_of(got), expected, sql=sql)
+
+
+def assert_valid_answer(got: Sequence[tuple[Any, ...]], expected: Answer, *, sql: str = "") -> None:
+    """``got`` is a valid answer: the reference's rows, in an order the ORDER BY allows.
+
+    Rows tied on the ORDER BY keys may come in any order; where LIMIT cuts through a tie group,
+    the rows kept from it may be any of the group's rows (a sub-multiset of the whole group,
+    which is why the reference ranks its rows without LIMIT).
+    """
+    sql = sql or expected.sql
+    if expected.ranks is None:
+        assert_same_rows(got, expected.full, ordered=False, sql=sql)
+        return
+    stop = len(expected.full) if expected.limit is None else expected.offset + expected.limit
+    window = range(expected.offset, min(stop, len(expected.full)))
+    assert len(got) == len(window), f"{sql}\n{len(got)} rows != {len(window)} expected"
+    groups: dict[int, list[int]] = {}
+    for i, rank in enumerate(expected.ranks):
+        groups.setdefault(rank, []).append(i)
+    kept: dict[int, int] = {}  # rank -> rows of its group inside the window (in order)
+    for i in window:
+        kept[expected.ranks[i]] = kept.get(expected.ranks[i], 0) + 1
+    start = 0
+    for rank, count in kept.items():
+        members = [expected.full[i] for i in groups[rank]]
+        segment = list(got[start : start + count])
+        start += count
+        if count == len(members) == 1:
+            assert _same_row(segment[0], members[0]), f"{sql}\nrow {start - 1}: {segment[0]} != {members[0]}"
+        elif count == len(members):
+            assert_same_rows(segment, members, ordered=False, sql=sql)
+        else:  # LIMIT/OFFSET cut this tie group: any of its rows will do
+            _assert_sub_multiset(segment, members, sql=sql)
+
+
+def _assert_sub_multiset(got: list[tuple[Any, ...]], pool: list[tuple[Any, ...]], *, sql: str) -> None:
+    left = list(pool)
+    for row in got:
+        match = next((j for j, r in enumerate(left) if _same_row(row, r)), None)
+        assert match is not None, f"{sql}\nrow {row} is not among the tied rows the ORDER BY allows"
+        left.pop(match)
+
+
+def _same_row(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
+    return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b, strict=True))
 
 
 def _norm(v: Any) -> Any:
@@ -169,20 +267,6 @@ def _close(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def assert_same(got: pa.Table, expected: pa.Table, *, ordered: bool, sql: str = "") -> None:
-    """Equal column names, types and rows (order-insensitive unless ``ordered``; floats ~)."""
-    assert got.column_names == expected.column_names, (
-        f"{sql}\nnames {got.column_names} != {expected.column_names}"
-    )
-    assert got.schema.types == expected.schema.types, f"{sql}\ntypes {got.schema} != {expected.schema}"
-    assert_same_rows(
-        [tuple(r.values()) for r in got.to_pylist()],
-        [tuple(r.values()) for r in expected.to_pylist()],
-        ordered=ordered,
-        sql=sql,
-    )
-
-
 def assert_same_rows(
     got: Sequence[tuple[Any, ...]], expected: Sequence[tuple[Any, ...]], *, ordered: bool, sql: str = ""
 ) -> None:
@@ -197,6 +281,4 @@ def assert_same_rows(
         g.sort(key=_sort_key)
         e.sort(key=_sort_key)
     for i, (rg, re_) in enumerate(zip(g, e, strict=True)):
-        assert len(rg) == len(re_) and all(_close(a, b) for a, b in zip(rg, re_, strict=True)), (
-            f"{sql}\nrow {i}: {rg} != {re_}"
-        )
+        assert _same_row(rg, re_), f"{sql}\nrow {i}: {rg} != {re_}"

@@ -1,27 +1,30 @@
 """The differential suite against a real cluster: every query shape, through psycopg, equals DuckDB.
 
 The generated catalog of ``tests/differential/catalog.py`` (rows on chunk edges, in the
-overlap, at the poles, across ra = 0/360, in dense clumps, with NULLs) is written to Parquet
-(Object, Filter) and CSV (Source, with ``--schema``), loaded into a 3-worker, 2-replica
-cluster through the real ``qserv load`` command, and every hand-written shape of the
-differential suite plus the seeded generated queries run through psycopg.
+overlap, at the poles, across ra = 0/360, in dense clumps, with NULLs; a second database
+``other`` of another partitioning family) is written to Parquet (Object, Filter, Star, Band)
+and CSV (Source, with ``--schema``), loaded into a 3-worker, 2-replica cluster through the real
+``qserv load`` command, and every hand-written shape of the differential suite plus the seeded
+generated queries run through psycopg.
 
-The reference is one DuckDB holding the generated Arrow tables (not the loaded files, so a
-lossy load path shows up as a difference). It runs the query as the user wrote it, with the
-few qserv/ADQL-only spellings (areaspec restrictors, TOP, DIV, MOD, ``<=>``) translated by
-:func:`duckdb_spelling` here, independently of the czar's analyzer; only what that cannot
-translate falls back to the analyzer's ``reference_sql``. Names, PostgreSQL types and rows
-must all match, with results in text and in binary format.
+The reference is :class:`tests.differential.reference.Reference`: one plain DuckDB holding the
+generated Arrow tables (not the loaded files, so a lossy load path shows up as a difference),
+running the query as the user wrote it, transpiled by sqlglot from the session dialect, with
+spatial functions computed by numpy in the test - nothing of the czar's analyzer, planner,
+macros or region code, and no fallback to them. Names, PostgreSQL types and rows must all
+match (any valid answer where ORDER BY leaves ties), in text and in binary format; where the
+reference refuses (PostgreSQL's refusals included), the cluster must refuse cleanly.
 """
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Iterator
+import urllib.request
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import psycopg
 import pyarrow as pa
@@ -29,14 +32,12 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from czar.analyze import analyze
-from czar.parse import parse
 from czar.pgwire.types import pg_type_for
-from qserv.sphere.scisql import install_macros
 from tests.cluster import LiveCluster, running_cluster
-from tests.differential.catalog import DATABASE, GeneratedCatalog, generate
-from tests.differential.harness import assert_same, assert_same_rows
-from tests.differential.test_differential import QUERIES
+from tests.differential.catalog import DATABASE, OTHER, GeneratedCatalog, generate
+from tests.differential.harness import assert_clean_refusal, assert_matches, assert_valid_answer
+from tests.differential.reference import Answer, Reference
+from tests.differential.test_differential import QUERIES, REFUSED
 from tests.differential.test_generated import generate_query
 
 # the cluster's default partitioning (order 5): generated boundary rows sit on its chunk edges
@@ -50,21 +51,49 @@ SOURCE_SCHEMA = """CREATE TABLE Source (
 
 def _write(generated: GeneratedCatalog, out: Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"Object": out / "object.parquet", "Source": out / "source.csv", "Filter": out / "filter.parquet"}
-    pq.write_table(generated.data["Object"], paths["Object"])
-    pq.write_table(generated.data["Filter"], paths["Filter"])
-    pacsv.write_csv(generated.data["Source"], paths["Source"])
+    paths = {
+        "Object": out / "object.parquet",
+        "Source": out / "source.csv",
+        "Filter": out / "filter.parquet",
+        "Star": out / "star.parquet",
+        "Band": out / "band.parquet",
+    }
+    for name in ("Object", "Filter"):
+        pq.write_table(generated.rows(name), paths[name])
+    for name in ("Star", "Band"):
+        pq.write_table(generated.rows(name, OTHER), paths[name])
+    pacsv.write_csv(generated.rows("Source"), paths["Source"])
     (out / "source.sql").write_text(SOURCE_SCHEMA)
     return paths
 
 
-def _load(tc: LiveCluster, paths: dict[str, Path]) -> None:
+def _create_database(tc: LiveCluster, generated: GeneratedCatalog, name: str) -> None:
+    """Create a database with the generated catalog's partitioning (HTTP API)."""
+    db = next(d for d in generated.databases if d.name == name)
+    body = {"name": name, "order": db.partitioning.order, "sub_order": db.partitioning.sub_order}
+    request = urllib.request.Request(
+        f"{tc.url}/api/v1/databases",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.status == 200, response.read()
+
+
+def _load(tc: LiveCluster, generated: GeneratedCatalog, paths: dict[str, Path]) -> None:
+    for name in (DATABASE, OTHER):
+        _create_database(tc, generated, name)
     db = ["--database", DATABASE, "--no-progress"]
     tc.load(*db, "--table", "Object", "--director", "--id", "objectId", "--lon", "ra", "--lat", "decl",
             str(paths["Object"]))  # fmt: skip
     tc.load(*db, "--table", "Source", "--child-of", "Object", "--key", "objectId",
             "--schema", str(paths["Source"].parent / "source.sql"), str(paths["Source"]))  # fmt: skip
     tc.load(*db, "--table", "Filter", "--regular", str(paths["Filter"]))
+    other = ["--database", OTHER, "--no-progress"]
+    tc.load(*other, "--table", "Star", "--director", "--id", "starId", "--lon", "ra", "--lat", "decl",
+            str(paths["Star"]))  # fmt: skip
+    tc.load(*other, "--table", "Band", "--regular", str(paths["Band"]))
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +107,7 @@ def diff_cluster(
 ) -> Iterator[LiveCluster]:
     tmp = tmp_path_factory.mktemp("differential")
     with running_cluster(tmp, workers=3, replicas=2, objects=0) as tc:
-        _load(tc, _write(generated, tmp / "input"))
+        _load(tc, generated, _write(generated, tmp / "input"))
         yield tc
 
 
@@ -89,121 +118,106 @@ def conn(diff_cluster: LiveCluster) -> Iterator[psycopg.Connection]:
 
 
 @pytest.fixture(scope="module")
-def single(generated: GeneratedCatalog) -> Iterator[duckdb.DuckDBPyConnection]:
-    """One DuckDB holding the generated tables in schema ``sky`` (also the search path)."""
-    ref = duckdb.connect()
-    install_macros(ref)
-    ref.execute(f'CREATE SCHEMA "{DATABASE}"')
-    for name, data in generated.data.items():
-        ref.register("__load", data)
-        ref.execute(f'CREATE TABLE "{DATABASE}"."{name}" AS SELECT * FROM __load')
-        ref.unregister("__load")
-    ref.execute(f"USE {DATABASE}")
-    yield ref
-    ref.close()
+def single(generated: GeneratedCatalog) -> Reference:
+    """The independent reference: one DuckDB holding the generated tables (session db ``sky``)."""
+    return Reference(generated)
 
 
-_AREASPEC = re.compile(r"qserv_areaspec_(box|circle)\(((?:[^()]|\([^()]*\))*)\)", re.I)
-_DIRECTOR_ALIAS = re.compile(r"\bObject\s+(?:AS\s+)?(?!WHERE|JOIN|LEFT|GROUP|ORDER|LIMIT)(\w+)", re.I)
-_TOP = re.compile(r"^\s*SELECT\s+TOP\s+(\d+)\s+", re.I)
-
-
-def duckdb_spelling(sql: str) -> str:
-    """``sql`` with qserv/ADQL-only forms in DuckDB's words (a test-side, independent rewrite).
-
-    >>> duckdb_spelling("SELECT TOP 2 ra DIV 10 FROM Object o WHERE qserv_areaspec_circle(1, 2, 3)")
-    'SELECT ra // 10 FROM Object o WHERE (scisql_s2PtInCircle(o.ra, o.decl, 1, 2, 3) = 1) LIMIT 2'
-    """
-    alias = _DIRECTOR_ALIAS.search(sql)
-    prefix = f"{alias.group(1)}." if alias else ""
-
-    def region(m: re.Match[str]) -> str:
-        name = "scisql_s2PtInBox" if m.group(1).lower() == "box" else "scisql_s2PtInCircle"
-        return f"({name}({prefix}ra, {prefix}decl, {m.group(2)}) = 1)"
-
-    out = _AREASPEC.sub(region, sql)
-    out = re.sub(r"\bDIV\b", "//", out, flags=re.I)
-    out = re.sub(r"\bMOD\b(?!\s*\()", "%", out, flags=re.I)
-    out = out.replace("<=>", "IS NOT DISTINCT FROM")
-    if top := _TOP.match(out):
-        out = f"SELECT {out[top.end() :]} LIMIT {top.group(1)}"
-    return out
-
-
-def reference(single: duckdb.DuckDBPyConnection, generated: GeneratedCatalog, sql: str) -> pa.Table:
-    """DuckDB's answer to ``sql`` (in DuckDB's spelling), else to the analyzer's reference SQL."""
+def check(conn: psycopg.Connection, expected: Answer, sql: str, binary: bool = False) -> None:
+    """Run ``sql`` on the cluster through psycopg: the reference's names, types and rows, or a
+    clean refusal where the reference refuses."""
     try:
-        return single.sql(duckdb_spelling(sql)).to_arrow_table()
-    except duckdb.Error:
-        pass  # a form the test-side rewrite does not know: trust the analyzer's spelling
-    analyzed = analyze(parse(sql), generated.catalog, DATABASE)
-    return single.sql(analyzed.reference_sql()).to_arrow_table()
-
-
-def check(
-    conn: psycopg.Connection,
-    single: duckdb.DuckDBPyConnection | pa.Table,
-    generated: GeneratedCatalog,
-    sql: str,
-    binary: bool = False,
-) -> None:
-    """Run ``sql`` on the cluster through psycopg and on DuckDB: same names, types and rows.
-
-    ``single`` may be the reference's answer itself (computed beforehand, for threads).
-    """
-    expected = single if isinstance(single, pa.Table) else reference(single, generated, sql)
-    cur = conn.cursor(binary=binary).execute(sql)
-    assert cur.description is not None, sql
+        cur = conn.cursor(binary=binary).execute(sql)
+        rows = cur.fetchall()
+    except psycopg.Error as e:
+        message = e.diag.message_primary or str(e)
+        assert expected.refused, f"{sql}\nthe cluster refuses ({e.sqlstate} {message}) what DuckDB answers"
+        assert_clean_refusal(e.sqlstate, message, expected, sql=sql)
+        return
+    assert not expected.refused, f"{sql}\nthe cluster answers what the reference refuses: {expected.error}"
+    assert expected.table is not None and cur.description is not None, sql
     names = [d.name for d in cur.description]
-    oids = [d.type_code for d in cur.description]
-    assert names == expected.column_names, f"{sql}\nnames {names} != {expected.column_names}"
-    want_oids = [pg_type_for(t).oid for t in expected.schema.types]
-    assert oids == want_oids, f"{sql}\ntype oids {oids} != {want_oids} ({expected.schema})"
-    rows = cur.fetchall()
-    columns: list[list[object]] = [[row[i] for row in rows] for i in range(len(names))]
-    got = pa.Table.from_arrays(
-        [pa.array(list(c), type=t) for c, t in zip(columns, expected.schema.types, strict=True)],
-        schema=expected.schema,
+    assert names == expected.table.column_names, (
+        f"{sql}\nnames {names} != DuckDB's {expected.table.column_names}"
     )
-    ordered = analyze(parse(sql), generated.catalog, DATABASE).tree.args.get("order") is not None
-    assert_same(got, expected, ordered=ordered, sql=sql)
+    want_oids = [pg_type_for(t).oid for t in expected.table.schema.types]
+    oids = [d.type_code for d in cur.description]
+    assert oids == want_oids, f"{sql}\ntype oids {oids} != {want_oids} ({expected.table.schema})"
+    columns = [[row[i] for row in rows] for i in range(len(names))]
+    got = pa.Table.from_arrays(
+        [pa.array(c, type=t) for c, t in zip(columns, expected.table.schema.types, strict=True)],
+        schema=expected.table.schema,
+    )
+    assert_matches(got, expected, sql=sql)
+
+
+def literal_sql(sql: str, params: Sequence[object]) -> str:
+    """``sql`` with each ``%s`` replaced by its parameter as an SQL literal (the reference's
+    spelling of a bound query)."""
+
+    def literal(v: object) -> str:
+        if v is None:
+            return "NULL"
+        if isinstance(v, str):
+            return "'" + v.replace("'", "''") + "'"
+        return repr(v)
+
+    parts = sql.split("%s")
+    assert len(parts) == len(params) + 1, sql
+    return "".join(p + literal(v) for p, v in zip(parts, params, strict=False)) + parts[-1]
 
 
 @pytest.mark.parametrize("binary", [False, True], ids=["text", "binary"])
 @pytest.mark.parametrize("sql", QUERIES)
 def test_shape_matches_single_duckdb(
-    conn: psycopg.Connection,
-    single: duckdb.DuckDBPyConnection,
-    generated: GeneratedCatalog,
-    sql: str,
-    binary: bool,
+    conn: psycopg.Connection, single: Reference, sql: str, binary: bool
 ) -> None:
-    check(conn, single, generated, sql, binary)
+    expected = single.answer(sql)
+    assert not expected.refused, sql  # the corpus holds answerable queries
+    check(conn, expected, sql, binary)
+
+
+@pytest.mark.parametrize("sql", REFUSED)
+def test_refused_as_postgresql_refuses(conn: psycopg.Connection, single: Reference, sql: str) -> None:
+    expected = single.answer(sql)
+    assert expected.refused and expected.sqlstate, sql
+    check(conn, expected, sql)
 
 
 @pytest.mark.parametrize("seed", GENERATED_SEEDS)
 def test_generated_query_matches_single_duckdb(
-    conn: psycopg.Connection, single: duckdb.DuckDBPyConnection, generated: GeneratedCatalog, seed: int
+    conn: psycopg.Connection, single: Reference, seed: int
 ) -> None:
-    check(conn, single, generated, generate_query(seed))
+    sql = generate_query(seed)
+    try:
+        check(conn, single.answer(sql), sql)
+    except AssertionError as e:
+        raise AssertionError(f"[seed {seed}] {sql}\n{e}") from None
 
 
 def test_every_row_was_loaded(conn: psycopg.Connection, generated: GeneratedCatalog) -> None:
-    for name, data in generated.data.items():
-        assert conn.execute(f"SELECT COUNT(*) FROM {name}").fetchone() == (data.num_rows,)
+    for (db, name), data in generated.data.items():
+        assert conn.execute(f"SELECT COUNT(*) FROM {db}.{name}").fetchone() == (data.num_rows,)
 
 
-def test_concurrent_clients_get_their_own_answers(
-    diff_cluster: LiveCluster, single: duckdb.DuckDBPyConnection, generated: GeneratedCatalog
+def test_two_families_plan_on_the_partitioned_tables_family(
+    conn: psycopg.Connection, single: Reference
 ) -> None:
+    """A query over sky.Object and other.Band (alphabetically first, another family) counts
+    every Object row once: it is planned on sky's chunk placement, not other's."""
+    sql = "SELECT COUNT(*), COUNT(b.band) FROM Object o JOIN other.Band b ON b.filterId = o.flags"
+    check(conn, single.answer(sql), sql)
+
+
+def test_concurrent_clients_get_their_own_answers(diff_cluster: LiveCluster, single: Reference) -> None:
     """Six connections at once, each its own queries: shared merge engine, dispatch, sessions."""
     queries = [*QUERIES[:30], *(generate_query(seed) for seed in range(200, 230))]
-    expected = {sql: reference(single, generated, sql) for sql in queries}
+    expected = {sql: single.answer(sql) for sql in queries}
 
     def client(part: list[str]) -> None:
         with diff_cluster.connect() as c:
             for i, sql in enumerate(part):
-                check(c, expected[sql], generated, sql, binary=i % 2 == 1)
+                check(c, expected[sql], sql, binary=i % 2 == 1)
 
     parts = [queries[i::6] for i in range(6)]
     with ThreadPoolExecutor(len(parts)) as pool:
@@ -226,29 +240,25 @@ PARAMETERIZED: list[tuple[str, tuple[object, ...]]] = [
 @pytest.mark.parametrize("prepare", [False, True], ids=["unnamed", "prepared"])
 @pytest.mark.parametrize(("sql", "params"), PARAMETERIZED)
 def test_parameters_match_single_duckdb(
-    conn: psycopg.Connection,
-    single: duckdb.DuckDBPyConnection,
-    sql: str,
-    params: tuple[object, ...],
-    prepare: bool,
+    conn: psycopg.Connection, single: Reference, sql: str, params: tuple[object, ...], prepare: bool
 ) -> None:
     """Extended protocol (Parse/Bind with typed parameters), unnamed and named statements."""
-    expected = single.execute(duckdb_spelling(sql.replace("%s", "?")), list(params)).fetchall()
+    expected = single.answer(literal_sql(sql, params))
     got = conn.execute(sql, params, prepare=prepare).fetchall()
-    assert_same_rows(got, expected, ordered="ORDER BY" in sql, sql=f"{sql} {params}")
+    assert_valid_answer(got, expected, sql=f"{sql} {params}")
 
 
 def test_lookups_and_cones_reuse_their_shapes_plan(
     diff_cluster: LiveCluster,
     conn: psycopg.Connection,
-    single: duckdb.DuckDBPyConnection,
+    single: Reference,
     generated: GeneratedCatalog,
 ) -> None:
     """Point lookups and cone searches by bound parameters: right rows for each, planned from
     the first query of each shape (czar/generic.py)."""
     lookup = "SELECT objectId, ra, name FROM Object WHERE objectId = %s AND flags >= 0"
     cone = "SELECT objectId, decl FROM Object WHERE qserv_areaspec_circle(%s, %s, %s) AND flags >= 0"
-    ids = generated.data["Object"].column("objectId").to_pylist()[:30] + [7, 10**12]
+    ids = generated.rows("Object").column("objectId").to_pylist()[:30] + [7, 10**12]
     rng = np.random.default_rng(5)
     cones = [
         (float(rng.uniform(0, 360)), float(rng.uniform(0, 80)), float(rng.uniform(0.1, 5))) for _ in range(20)
@@ -256,8 +266,7 @@ def test_lookups_and_cones_reuse_their_shapes_plan(
     queries = [(lookup, (key,)) for key in ids] + [(cone, c) for c in cones]
     for i, (sql, params) in enumerate(queries):
         got = conn.execute(sql, params, binary=i % 2 == 1).fetchall()
-        expected = single.execute(duckdb_spelling(sql).replace("%s", "?"), list(params)).fetchall()
-        assert_same_rows(got, expected, ordered=False, sql=f"{sql} {params}")
+        assert_valid_answer(got, single.answer(literal_sql(sql, params)), sql=f"{sql} {params}")
     log = (diff_cluster.spec.data_dir / "logs" / "czar.log").read_text()
     planned = re.findall(r"query done .*?planning=(\w+)", log)[-len(queries) :]
     # the first of each shape plans in full, and so does each metadata snapshot refresh

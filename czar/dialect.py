@@ -5,8 +5,10 @@ Accepted on top of PostgreSQL: backtick identifiers (`` `db`.`Object` ``), ``a D
 ``qserv_areaspec_*``/``scisql_*`` call (they parse as ordinary functions; the analyzer gives
 them meaning).
 
-Semantics follow DuckDB, because answers must equal a single DuckDB holding the same rows:
-``/`` is float division and NULLs sort last in both directions.
+The meaning of a query is its PostgreSQL meaning as sqlglot transpiles it to DuckDB (DESIGN §4):
+NULLs sort last under ASC and first under DESC, as in PostgreSQL (the generated DuckDB SQL says
+``NULLS FIRST`` where DuckDB's default differs); ``/`` stays DuckDB's float division, as
+sqlglot writes it (it cannot know the operand types).
 
 >>> import sqlglot
 >>> sqlglot.parse_one("SELECT TOP 2 a DIV 2 FROM `t`", dialect=Qserv).sql("duckdb")
@@ -22,10 +24,9 @@ from sqlglot.tokens import TokenType
 
 
 class Qserv(Postgres):
-    """PostgreSQL + MySQL/Qserv + ADQL TOP, with DuckDB semantics for division and NULL order."""
+    """PostgreSQL + MySQL/Qserv + ADQL TOP; ``/`` is DuckDB's float division (see module doc)."""
 
     TYPED_DIVISION = False
-    NULL_ORDERING = "nulls_are_last"
 
     class Tokenizer(Postgres.Tokenizer):
         IDENTIFIERS = ['"', "`"]

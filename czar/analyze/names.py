@@ -5,7 +5,8 @@ on the clause. The rules below are DuckDB's (the reference), which agree with Po
 wherever PostgreSQL answers at all::
 
     clause     a bare key (the whole item)          a name inside an expression
-    ORDER BY   alias, else input column              input column, else alias (PG: input only)
+    ORDER BY   output name (alias or bare column),   input column, else alias (PG: input only)
+               else input column
     GROUP BY   input column, else alias              input column only
     HAVING     input column if it is a GROUP BY key, else alias, else input column
                (inside an aggregate's arguments: input column only)
@@ -84,15 +85,21 @@ class _Names:
         self.tree = tree
         self.refs = refs
         self.aliases: dict[str, list[int]] = {}
+        # output names: aliases and the names of bare columns (what ORDER BY binds to first)
+        self.outputs: dict[str, list[int]] = {}
         for i, p in enumerate(tree.expressions):
             if isinstance(p, exp.Alias):
                 self.aliases.setdefault(p.alias.lower(), []).append(i)
+                self.outputs.setdefault(p.alias.lower(), []).append(i)
+            elif isinstance(p, exp.Column) and not isinstance(p.this, exp.Star):
+                self.outputs.setdefault(p.name.lower(), []).append(i)
 
-    def alias_index(self, col: exp.Column, clause: str) -> int | None:
-        """The projection an unqualified name is the alias of (None: no such alias)."""
+    def alias_index(self, col: exp.Column, clause: str, outputs: bool = False) -> int | None:
+        """The projection an unqualified name is the alias (or, with ``outputs``, the output
+        name) of; None: no such name. Two different projections of that name: 42702, as PG."""
         if col.table:
             return None
-        indices = self.aliases.get(col.name.lower(), [])
+        indices = (self.outputs if outputs else self.aliases).get(col.name.lower(), [])
         if not indices:
             return None
         first = _inner(self.tree.expressions[indices[0]])
@@ -182,7 +189,7 @@ class _Names:
         index = self.position(key, "ORDER BY")
         node = _unparen(key)
         if index is None and isinstance(node, exp.Column):
-            index = self.alias_index(node, "ORDER BY")
+            index = self.alias_index(node, "ORDER BY", outputs=True)
         if index is not None:
             return exp.Literal.number(index + 1)
         self._bind_all(key, alias_fallback="ORDER BY")

@@ -1,7 +1,7 @@
 """The independent reference answer: one plain DuckDB running the query as the user wrote it.
 
 The query text is parsed in the session dialect (PostgreSQL, plus the MySQL/ADQL spellings
-DESIGN §4 lists, with the czar's documented DuckDB NULL order) and transpiled by sqlglot to
+DESIGN §4 lists) and transpiled by sqlglot to
 DuckDB. The only rewriting is done here, by the test: every ``qserv_areaspec_box/circle``
 restrictor and every ``scisql_angSep / s2PtInCircle / s2PtInBox`` call is replaced by a lookup
 of values computed with numpy (unit vectors and ``atan2``, not the project's haversine macros,
@@ -44,11 +44,8 @@ class SessionDialect(Postgres):
     """PostgreSQL as a czar session reads it (DESIGN §4).
 
     MySQL-only forms keep their MySQL meaning (backticks, ``DIV``, ``MOD``, ``<=>``), ADQL
-    ``TOP n`` is a LIMIT, and NULLs sort last in both directions (czar/dialect.py documents
-    DuckDB's NULL order as the contract, where PostgreSQL sorts them first under DESC).
+    ``TOP n`` is a LIMIT; NULLs sort as PostgreSQL sorts them (first under DESC).
     """
-
-    NULL_ORDERING = "nulls_are_last"
 
     class Tokenizer(Postgres.Tokenizer):
         IDENTIFIERS = ['"', "`"]

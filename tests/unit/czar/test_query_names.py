@@ -13,11 +13,12 @@ from collections.abc import Iterator
 
 import duckdb
 import psycopg
+import pyarrow as pa
 import pytest
 import sqlglot
 
 from qserv.errors import QservError
-from tests.differential.harness import FakeCluster, assert_same
+from tests.differential.harness import FakeCluster, assert_same_rows, rows_of
 from tests.pgserver import running_postgres
 
 
@@ -30,10 +31,10 @@ def fake() -> FakeCluster:
 def plain(fake: FakeCluster) -> Iterator[duckdb.DuckDBPyConnection]:
     """One DuckDB holding the plain tables, unqualified names resolving to the catalog's database."""
     conn = duckdb.connect(":memory:")
-    conn.execute(f'CREATE SCHEMA "{fake.database}"')
-    for table in fake.generated.tables:
-        conn.register("__rows", fake.generated.data[table.name])
-        conn.execute(f'CREATE TABLE "{fake.database}"."{table.name}" AS SELECT * FROM __rows')
+    for (database, name), rows in fake.generated.data.items():
+        conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{database}"')
+        conn.register("__rows", rows)
+        conn.execute(f'CREATE TABLE "{database}"."{name}" AS SELECT * FROM __rows')
         conn.unregister("__rows")
     conn.execute(f"SET search_path = '{fake.database}'")
     yield conn
@@ -42,6 +43,13 @@ def plain(fake: FakeCluster) -> Iterator[duckdb.DuckDBPyConnection]:
 
 def reference(plain: duckdb.DuckDBPyConnection, sql: str) -> duckdb.DuckDBPyRelation:
     return plain.sql(sqlglot.transpile(sql, read="postgres", write="duckdb")[0])
+
+
+def assert_same(got: pa.Table, want: pa.Table, *, ordered: bool, sql: str) -> None:
+    """Equal names, types and rows (in order where ``ordered``; floats to 1e-9)."""
+    assert got.column_names == want.column_names, f"{sql}\nnames {got.column_names} != {want.column_names}"
+    assert got.schema.types == want.schema.types, f"{sql}\ntypes {got.schema} != {want.schema}"
+    assert_same_rows(rows_of(got), rows_of(want), ordered=ordered, sql=sql)
 
 
 # (query, whether its ORDER BY fixes the order of every row it returns)

@@ -6,7 +6,7 @@ import argparse
 import signal
 import sys
 import threading
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 from qserv import log as qlog
@@ -20,6 +20,14 @@ examples:
       --director --id objectId --lon ra --lat decl Object.csv
   psql -h 127.0.0.1 -p 4040 -U qserv sky -c 'SELECT COUNT(*) FROM Object'
 """
+# CzarConfig bounds on what clients can make the czar hold: `qserv czar --max-connections ...`
+CZAR_LIMITS = (
+    "max_connections",
+    "startup_timeout",
+    "max_message_bytes",
+    "max_statement_length",
+    "max_http_body_bytes",
+)
 
 
 def _add_cluster_args(p: argparse.ArgumentParser, data_dir: str) -> None:
@@ -80,6 +88,14 @@ def _parser() -> argparse.ArgumentParser:
     czar.add_argument("--http-port", type=int, default=4048, help="HTTP API port (default: %(default)s)")
     czar.add_argument("--replicas", type=int, default=2, help="replication level for new chunks")
     czar.add_argument("--metadata", default="", help="metadata store URL (default: SQLite in the data dir)")
+    for f in fields(CzarConfig):
+        if f.name in CZAR_LIMITS:
+            czar.add_argument(
+                "--" + f.name.replace("_", "-"),
+                type=type(f.default),
+                default=f.default,
+                help=f"{f.metadata['help']} (default: %(default)s)",
+            )
 
     worker = sub.add_parser("worker", help="run one worker (gRPC server over a DuckDB database)")
     worker.add_argument("--name", required=True, help="unique worker name, e.g. worker-1")
@@ -124,6 +140,7 @@ def _config(args: argparse.Namespace) -> Config:
             pg_port=getattr(args, "port", 4040),
             http_port=getattr(args, "http_port", 4048),
             data_dir=data_dir / "czar",
+            **{name: getattr(args, name) for name in CZAR_LIMITS if hasattr(args, name)},
         ),
         replication=replace(
             ReplicationConfig(),

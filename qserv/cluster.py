@@ -34,6 +34,7 @@ class ClusterSpec:
     replicas: int = 2
     metadata_url: str = ""
     worker_threads: int = 0  # DuckDB threads per worker; 0: as many as the machine has cores
+    czar_args: tuple[str, ...] = ()  # extra `qserv czar` options (limits: --max-connections ...)
 
     def threads_per_worker(self) -> int:
         """Every worker may use every core: measured on 2 cores with 3 workers, one thread each
@@ -139,6 +140,7 @@ class LocalCluster:
                 str(spec.replicas),
                 "--metadata",
                 spec.metadata(),
+                *spec.czar_args,
             ],
         )
         wait_for_port(spec.host, spec.http_port, timeout, czar)

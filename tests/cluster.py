@@ -102,11 +102,13 @@ def running_cluster(
     objects: int = 20_000,
     env: dict[str, str] | None = None,
     metadata_url: str = "",
+    czar_args: tuple[str, ...] = (),
 ) -> Iterator[LiveCluster]:
     """Start a cluster in ``tmp``, load the sample catalog, yield it, and stop it.
 
     ``objects=0`` starts an empty cluster (no sample is written or loaded); ``metadata_url``
-    selects the metadata store (default: SQLite in the data dir).
+    selects the metadata store (default: SQLite in the data dir); ``czar_args`` are extra
+    ``qserv czar`` options.
     """
     ports = free_ports(workers + 2)
     spec = ClusterSpec(
@@ -117,6 +119,7 @@ def running_cluster(
         worker_port=ports[2],
         replicas=replicas,
         metadata_url=metadata_url,
+        czar_args=czar_args,
     )
     sample = write(SampleSpec(objects=objects, seed=7), tmp / "sample") if objects else {}
     old_env = dict(os.environ)

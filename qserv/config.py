@@ -40,10 +40,10 @@ class CzarConfig:
         "08P01 and the connection closed, without reading it.",
     )  # type: ignore[assignment]
     max_statement_length: int = _help(
-        128 << 10,
+        64 << 10,
         "Longest SQL statement in characters; a longer one is refused with 54001 'statement "
-        "too complex'. Planning holds ~1.5 KB per character at worst (IN (1,1,...)): ~200 MB "
-        "at the default, which takes ~14k 8-digit keys. Split longer key lists.",
+        "too complex'. Planning holds up to ~1.5 KB per character (IN (1,1,...)): ~100 MB at "
+        "the default, which takes ~7k 8-digit keys. Split longer key lists.",
     )  # type: ignore[assignment]
     max_http_body_bytes: int = _help(
         128 << 20,

@@ -10,6 +10,7 @@ at the start plus :data:`RSS_HEADROOM`. ``pytest -s`` prints the probes with RSS
 
 from __future__ import annotations
 
+import contextlib
 import random
 import socket
 import struct
@@ -29,7 +30,7 @@ from tests.unit.pgwire.pgwire_helpers import RawClient, cstr
 MAX_CONNECTIONS = 20
 STARTUP_TIMEOUT = 3.0  # seconds; PostgreSQL's default is 60
 RSS_HEADROOM = 300 << 20
-MAX_STATEMENT_LENGTH = 128 << 10  # CzarConfig default
+MAX_STATEMENT_LENGTH = 64 << 10  # CzarConfig default
 
 
 def _status_kib(pid: int, field_name: str) -> int:
@@ -285,8 +286,8 @@ def test_bind_value_lengths_out_of_bounds(czar: Czar) -> None:
         ("((((1)))) 100k deep", "SELECT " + "(" * 100_000 + "1" + ")" * 100_000),
         ("((((1)))) 20k deep", "SELECT " + "(" * 20_000 + "1" + ")" * 20_000),
         ("NOT NOT ... 100k", "SELECT objectId FROM Object WHERE " + "NOT " * 100_000 + "objectId = 1"),
-        ("NOT NOT ... 20k", "SELECT objectId FROM Object WHERE " + "NOT " * 20_000 + "objectId = 1"),
-        ("-(-(-1)) 20k deep", "SELECT " + "-(" * 20_000 + "1" + ")" * 20_000),
+        ("NOT NOT ... 10k", "SELECT objectId FROM Object WHERE " + "NOT " * 10_000 + "objectId = 1"),
+        ("-(-(-1)) 10k deep", "SELECT " + "-(" * 10_000 + "1" + ")" * 10_000),
     ],
 )
 def test_deep_nesting_is_refused(czar: Czar, name: str, sql: str) -> None:
@@ -324,9 +325,9 @@ def test_a_200k_key_in_list_is_refused_naming_the_limit(czar: Czar) -> None:
         _still_usable(client)
 
 
-def test_a_15k_key_in_list_is_answered_in_bounded_memory(czar: Czar) -> None:
-    with czar.probe("IN list of 15k keys (answered)"):
-        sql = _key_list(15_000)
+def test_a_7k_key_in_list_is_answered_in_bounded_memory(czar: Czar) -> None:
+    with czar.probe("IN list of 7k keys (answered)"):
+        sql = _key_list(7_000)
         assert len(sql) <= MAX_STATEMENT_LENGTH
         ref = czar.tc.reference()
         try:
@@ -338,8 +339,8 @@ def test_a_15k_key_in_list_is_answered_in_bounded_memory(czar: Czar) -> None:
 
 @pytest.mark.parametrize(
     ("name", "body"),
-    [("IN (1,1,...) at the length limit", "objectId IN (1" + ",1" * 65_000 + ")")]
-    + [("1+1+... at the length limit", "objectId = 1" + "+1" * 65_000)],
+    [("IN (1,1,...) at the length limit", "objectId IN (1" + ",1" * 32_000 + ")")]
+    + [("1+1+... at the length limit", "objectId = 1" + "+1" * 32_000)],
 )
 def test_the_densest_accepted_statements_stay_bounded(czar: Czar, name: str, body: str) -> None:
     """The most elements a statement under the length limit can hold (2 characters each):
@@ -376,7 +377,7 @@ def test_a_long_statement_does_not_block_other_sessions(czar: Czar) -> None:
         big.send(b"Q", cstr(sql))
         thread = threading.Thread(target=answer_big)
         thread.start()
-        time.sleep(0.2)  # let the czar read the long statement first (no timing is asserted)
+        time.sleep(0.1)  # let the czar read the long statement first (no timing is asserted)
         _still_usable(other)
         order.append("SELECT 1")
         thread.join(timeout=300)
@@ -427,11 +428,11 @@ def _http(czar: Czar, content_length: str) -> bytes:
         sock.sendall(
             b"POST /api/v1/databases HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             + f"Content-Length: {content_length}\r\n\r\n".encode()
-            + b"{}"
-        )
+        )  # no body follows: the server must answer from the header alone, not wait for it
         data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := sock.recv(65536):
+                data += chunk
         return data
 
 

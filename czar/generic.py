@@ -48,6 +48,7 @@ MARKER = "__QSERV_KEY_{}__"
 _MARKERS = re.compile(r"__QSERV_KEY_([0-9]+|R)__")
 _REGION = "R"
 _CONSTANTS = frozenset({TokenType.NUMBER, TokenType.STRING})
+MAX_TEMPLATE_KEYS = 256  # longer key lists get no template (see template)
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,10 @@ def template(q: AnalyzedQuery, shape: Shape) -> Template | None:
             return None
         terms.append(tuple(i for i in indices if i is not None))
     slots = {i for term in terms for i in term}
+    if len(slots) > MAX_TEMPLATE_KEYS:
+        # marking costs O(keys^2) in sqlglot (each replace re-parents the whole IN list): 19 s
+        # for 10k keys. A shape of that many keys is rarely repeated; plan it in full each time.
+        return None
     marked = q.tree.copy()
     for literal in list(marked.find_all(exp.Literal)):
         i = _constant_index(literal, by_start)

@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 PLAN_CACHE_ENTRIES = 256
 REFRESH_ON_MISS_SECONDS = 1.0
+# Statements longer than this are planned off the event loop (~10 ms of parsing and planning)
+INLINE_PLANNING_CHARS = 4096
 
 
 @dataclass(frozen=True)
@@ -130,8 +132,13 @@ class Pipeline:
         """Answer ``sql``; raises a QservError for anything the client should see."""
         query_id = query_id or uuid.uuid4().hex[:16]
         started = time.perf_counter()
-        # planning is a few ms of CPU under the GIL: a thread hop would only add latency
-        prepared = self.prepare(sql, default_db)
+        if len(sql) <= INLINE_PLANNING_CHARS:
+            # planning is a few ms of CPU under the GIL: a thread hop would only add latency
+            prepared = self.prepare(sql, default_db)
+        else:
+            # a long statement (a key list of thousands) plans for up to seconds: in a thread,
+            # the GIL's switch interval lets the event loop serve the other sessions meanwhile
+            prepared = await asyncio.to_thread(self.prepare, sql, default_db)
         planned = time.perf_counter()
         plan = prepared.plan
         dispatched = await dispatch(plan, self._execute, query_id, prepared.placement, prepared.live_workers)

@@ -22,6 +22,7 @@ from czar.http.app import make_http_server
 from czar.http.ingest import resume_transactions
 from czar.merge import MergeEngine
 from czar.pgwire.handler import QueryResult, SessionInfo
+from czar.pgwire.server import Limits
 from czar.pgwire.server import start as start_pgwire
 from czar.pipeline import Pipeline
 from czar.session import (
@@ -33,7 +34,7 @@ from czar.session import (
 )
 from czar.view import ViewCache
 from qserv.config import Config
-from qserv.errors import QueryCanceled, WorkerUnavailable
+from qserv.errors import QueryCanceled, StatementTooComplex, WorkerUnavailable
 from qserv.log import event
 from qserv.metadata import MetadataStore, open_store
 from qserv.rpc.client import WorkerClient
@@ -116,6 +117,24 @@ class Czar:
         return {STATEMENT_TIMEOUT: format_duration_ms(timeout_ms)}
 
     async def execute(self, session: SessionInfo, sql: str) -> QueryResult:
+        limit = self.config.czar.max_statement_length
+        if len(sql) > limit:
+            # refused before any parsing: sqlglot holds ~150 bytes per character of an IN list
+            raise StatementTooComplex(
+                f"statement too complex: {len(sql)} characters, above max_statement_length ({limit})",
+                hint="split a long key list into several queries, or raise czar.max_statement_length",
+            )
+        try:
+            return await self._execute(session, sql)
+        except RecursionError:
+            # sqlglot parses and walks trees recursively: a statement nested thousands deep
+            # (``((((1))))``, ``NOT NOT ... x``) ends there, a clean refusal as PostgreSQL's
+            raise StatementTooComplex(
+                "stack depth limit exceeded: the statement is nested too deeply",
+                hint="simplify the expression nesting",
+            ) from None
+
+    async def _execute(self, session: SessionInfo, sql: str) -> QueryResult:
         conn = self._connection(session)
         reply = handle_session_statement(sql, conn.state)
         if reply is not None:
@@ -180,6 +199,7 @@ def serve(config: Config) -> None:
         director_index,
         config.replication.level,
         on_change=czar.views.invalidate,
+        max_body_bytes=config.czar.max_http_body_bytes,
     )
     http_thread = threading.Thread(target=http.serve_forever, name="http", daemon=True)
     http_thread.start()
@@ -189,7 +209,12 @@ def serve(config: Config) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        server = await start_pgwire(czar, config.czar.host, config.czar.pg_port)
+        limits = Limits(
+            max_connections=config.czar.max_connections,
+            startup_timeout=config.czar.startup_timeout,
+            max_message_length=config.czar.max_message_bytes,
+        )
+        server = await start_pgwire(czar, config.czar.host, config.czar.pg_port, limits=limits)
         event(
             log,
             "czar ready",

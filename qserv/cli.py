@@ -6,7 +6,7 @@ import argparse
 import signal
 import sys
 import threading
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 from qserv import log as qlog
@@ -22,6 +22,14 @@ examples:
   qserv database list
   psql -h 127.0.0.1 -p 4040 -U qserv sky -c 'SELECT COUNT(*) FROM Object'
 """
+# CzarConfig bounds on what clients can make the czar hold: `qserv czar --max-connections ...`
+CZAR_LIMITS = (
+    "max_connections",
+    "startup_timeout",
+    "max_message_bytes",
+    "max_statement_length",
+    "max_http_body_bytes",
+)
 
 
 def _add_cluster_args(p: argparse.ArgumentParser, data_dir: str) -> None:
@@ -121,6 +129,14 @@ def _parser() -> argparse.ArgumentParser:
     czar.add_argument("--metadata", default="", help="metadata store URL (default: SQLite in the data dir)")
     _add_timeout_args(czar)
     _add_supervision_args(czar)
+    for f in fields(CzarConfig):
+        if f.name in CZAR_LIMITS:
+            czar.add_argument(
+                "--" + f.name.replace("_", "-"),
+                type=type(f.default),
+                default=f.default,
+                help=f"{f.metadata['help']} (default: %(default)s)",
+            )
 
     worker = sub.add_parser("worker", help="run one worker (gRPC server over a DuckDB database)")
     worker.add_argument("--name", required=True, help="unique worker name, e.g. worker-1")
@@ -178,6 +194,7 @@ def _config(args: argparse.Namespace) -> Config:
             data_dir=data_dir / "czar",
             statement_timeout=getattr(args, "statement_timeout", CzarConfig.statement_timeout),
             worker_timeout=getattr(args, "worker_timeout", CzarConfig.worker_timeout),
+            **{name: getattr(args, name) for name in CZAR_LIMITS if hasattr(args, name)},
         ),
         replication=replace(
             ReplicationConfig(),

@@ -44,6 +44,7 @@ class ClusterSpec:
     worker_threads: int = 0  # DuckDB threads per worker; 0: as many as the machine has cores
     statement_timeout: float = 0.0  # the czar's default statement_timeout, seconds (0: none)
     worker_timeout: float = 600.0  # seconds a worker batch may run
+    czar_args: tuple[str, ...] = ()  # extra `qserv czar` options (limits: --max-connections ...)
 
     def threads_per_worker(self) -> int:
         """Every worker may use every core: measured on 2 cores with 3 workers, one thread each
@@ -221,6 +222,7 @@ class LocalCluster:
                 f"{round(spec.statement_timeout * 1000)}ms",
                 "--worker-timeout",
                 str(spec.worker_timeout),
+                *spec.czar_args,
             ],
         )
         wait_for_port(spec.host, spec.http_port, timeout, czar)

@@ -31,6 +31,35 @@ class CzarConfig:
         "Default seconds a statement may run before it is cancelled with 57014, as PostgreSQL's "
         "statement_timeout (0: no limit); a session changes it with SET statement_timeout.",
     )  # type: ignore[assignment]
+    # Bounds on what one client can make the czar hold (issue 5): each is checked before the
+    # czar reads or allocates what a client announces.
+    max_connections: int = _help(
+        100,
+        "PostgreSQL sessions at once; one more is refused with 53300 'sorry, too many clients "
+        "already' (sockets still in startup do not count; startup_timeout ends them).",
+    )  # type: ignore[assignment]
+    startup_timeout: float = _help(
+        60.0,
+        "Seconds a new PostgreSQL connection may take to send its startup packet and "
+        "authenticate before it is closed (PostgreSQL's authentication_timeout).",
+    )  # type: ignore[assignment]
+    max_message_bytes: int = _help(
+        64 << 20,
+        "Largest PostgreSQL frontend message (length field); a bigger one is refused with "
+        "08P01 and the connection closed, without reading it.",
+    )  # type: ignore[assignment]
+    max_statement_length: int = _help(
+        64 << 10,
+        "Longest SQL statement in characters; a longer one is refused with 54001 'statement "
+        "too complex'. Planning holds up to ~1.5 KB per character (IN (1,1,...)): ~100 MB at "
+        "the default, which takes ~7k 8-digit keys. Split longer key lists.",
+    )  # type: ignore[assignment]
+    max_http_body_bytes: int = _help(
+        128 << 20,
+        "Largest HTTP API request body (Content-Length); a bigger one is answered 413 unread. "
+        "The loader sends ~16 bytes per row per director-index batch (4 MiB at its default "
+        "256k-row batches).",
+    )  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)

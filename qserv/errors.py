@@ -97,6 +97,22 @@ class ProtocolViolation(QservError):
     sqlstate = "08P01"
 
 
+class UndefinedParameter(QservError):
+    """A ``$n`` no Bind can supply (PostgreSQL: "there is no parameter $n")."""
+
+    sqlstate = "42P02"
+
+
+class StatementTooComplex(QservError):
+    """A statement past a configured size limit, or nested deeper than the parser recurses."""
+
+    sqlstate = "54001"
+
+
+class TooManyConnections(QservError):
+    sqlstate = "53300"
+
+
 class InternalError(QservError):
     sqlstate = "XX000"
 

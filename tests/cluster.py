@@ -87,12 +87,14 @@ def running_cluster(
     metadata_url: str = "",
     statement_timeout: float = 0.0,
     worker_timeout: float = 600.0,
+    czar_args: tuple[str, ...] = (),
 ) -> Iterator[LiveCluster]:
     """Start a cluster in ``tmp``, load the sample catalog, yield it, and stop it.
 
     ``objects=0`` starts an empty cluster (no sample is written or loaded); ``metadata_url``
     selects the metadata store (default: SQLite in the data dir); ``statement_timeout`` and
-    ``worker_timeout`` (seconds) configure the czar.
+    ``worker_timeout`` (seconds) configure the czar; ``czar_args`` are extra ``qserv czar``
+    options (its limits: ``--max-connections`` ...).
     """
     ports = free_ports(workers + 2)
     spec = ClusterSpec(
@@ -105,6 +107,7 @@ def running_cluster(
         metadata_url=metadata_url,
         statement_timeout=statement_timeout,
         worker_timeout=worker_timeout,
+        czar_args=czar_args,
     )
     sample = write(SampleSpec(objects=objects, seed=7), tmp / "sample") if objects else {}
     old_env = dict(os.environ)

@@ -4,6 +4,8 @@ A stdlib ``ThreadingHTTPServer`` run in a thread of the czar process (the caller
 ``serve_forever``). Bodies are JSON, except where row data flows: director index staging and
 lookups carry Arrow IPC streams (``Content-Type: application/vnd.apache.arrow.stream``).
 Errors are JSON ``{"sqlstate", "message", "detail", "hint"}`` with a 4xx/5xx status.
+A body longer than ``max_body_bytes`` is answered 413 and a bad Content-Length 400, both
+unread and with the connection closed (its framing cannot be trusted).
 
 =====  ==================================================  =========================================
 verb   path                                                 body -> answer
@@ -47,7 +49,7 @@ from qserv.rpc.codec import decode_ipc, encode_ipc
 _log = logging.getLogger(__name__)
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
-MAX_JSON_BYTES = 64 << 20
+MAX_BODY_BYTES = 128 << 20  # the default of CzarConfig.max_http_body_bytes
 
 
 @dataclass(frozen=True)
@@ -171,7 +173,26 @@ def routes(ingest: Ingest) -> list[tuple[str, re.Pattern[str], Handler]]:
     return [(verb, re.compile(f"/api/v1{path}"), h) for verb, path, h in table]
 
 
-def make_handler(ingest: Ingest) -> type[BaseHTTPRequestHandler]:
+def body_length(header: str | None, limit: int) -> int | Response:
+    """The body length a Content-Length header announces, or the refusal to send unread."""
+    if header is None or not header.strip():
+        return 0
+    text = header.strip()
+    if not text.isdigit() or len(text) > 20:  # no sign, no blanks inside, no 1000-digit number
+        doc = {"sqlstate": "22023", "message": f"invalid Content-Length {text[:40]!r}"}
+        return json_response(doc, status=400)
+    length = int(text)
+    if length > limit:
+        doc = {
+            "sqlstate": "54000",
+            "message": f"request body of {length} bytes is larger than the limit of {limit} bytes",
+            "hint": "raise czar.max_http_body_bytes, or send smaller batches (qserv load --batch-rows)",
+        }
+        return json_response(doc, status=413)
+    return length
+
+
+def make_handler(ingest: Ingest, max_body_bytes: int = MAX_BODY_BYTES) -> type[BaseHTTPRequestHandler]:
     """A request handler class bound to ``ingest`` (no global state)."""
     table = routes(ingest)
 
@@ -184,7 +205,11 @@ def make_handler(ingest: Ingest) -> type[BaseHTTPRequestHandler]:
 
         def _dispatch(self, verb: str) -> None:
             path = self.path.split("?", 1)[0]
-            length = int(self.headers.get("Content-Length") or 0)
+            length = body_length(self.headers.get("Content-Length"), max_body_bytes)
+            if isinstance(length, Response):
+                self.close_connection = True  # the unread body would be taken for a request
+                self._send(length)
+                return
             body = self.rfile.read(length) if length else b""
             try:
                 response = self._route(verb, path, body)
@@ -194,9 +219,14 @@ def make_handler(ingest: Ingest) -> type[BaseHTTPRequestHandler]:
                 err = InternalError(f"{verb} {path} failed")
                 _log.exception("incident %s: %s", err.incident, e)
                 response = self._error(err)
+            self._send(response)
+
+        def _send(self, response: Response) -> None:
             self.send_response(response.status)
             self.send_header("Content-Type", response.content_type)
             self.send_header("Content-Length", str(len(response.body)))
+            if self.close_connection:
+                self.send_header("Connection", "close")
             self.end_headers()
             self.wfile.write(response.body)
 
@@ -236,12 +266,14 @@ def make_http_server(
     director_index: DirectorIndex,
     replication_level: int,
     on_change: Callable[[], None] | None = None,
+    max_body_bytes: int = MAX_BODY_BYTES,
 ) -> ThreadingHTTPServer:
     """The czar's HTTP server (port 0 picks a free port); call ``serve_forever`` in a thread.
 
-    ``on_change`` runs after anything queries can see changed (a commit, a new table).
+    ``on_change`` runs after anything queries can see changed (a commit, a new table);
+    ``max_body_bytes`` caps request bodies (CzarConfig.max_http_body_bytes).
     """
     ingest = Ingest(store, director_index, replication_level, on_change=on_change)
-    server = ThreadingHTTPServer((host, port), make_handler(ingest))
+    server = ThreadingHTTPServer((host, port), make_handler(ingest, max_body_bytes))
     server.daemon_threads = True
     return server

@@ -15,6 +15,7 @@ and flushed on Sync, Flush, ReadyForQuery and every ~256 KiB of rows. Extended p
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import operator
 import re
@@ -27,9 +28,23 @@ import pyarrow as pa
 from czar.pgwire import protocol as pw
 from czar.pgwire.handler import QueryHandler, QueryResult, SessionInfo
 from czar.pgwire.params import decode_binary, render_literal
-from czar.pgwire.sqltext import first_keyword, max_param_index, split_statements, substitute_params
+from czar.pgwire.sqltext import (
+    HUGE_PARAM_NUMBER,
+    MAX_PARAM_NUMBER,
+    first_keyword,
+    iter_statements,
+    max_param_index,
+    substitute_params,
+)
 from czar.pgwire.types import PgType, encode_batch, pg_type_for
-from qserv.errors import InternalError, ProtocolViolation, QservError, Unsupported, from_sqlstate
+from qserv.errors import (
+    InternalError,
+    ProtocolViolation,
+    QservError,
+    UndefinedParameter,
+    Unsupported,
+    from_sqlstate,
+)
 
 log = logging.getLogger(__name__)
 
@@ -273,10 +288,11 @@ class Connection:
         self.skipping = False
         self.statements.pop("", None)
         await self._drop_portals()
-        statements = split_statements(sql)
-        if not statements:
-            self.send(pw.encode_empty_query_response())
-        for stmt in statements:
+        empty = True
+        for stmt in iter_statements(sql):
+            empty = False
+            if len(self.buffer) >= _FLUSH_BYTES:  # thousands of statements: replies go as they come
+                await self.flush()
             shift = functools.partial(operator.add, stmt.offset)  # positions count from the whole text
             portal = Portal(PreparedStatement(stmt.sql, ()), stmt.sql, shift, ())
             try:
@@ -292,6 +308,8 @@ class Connection:
                 await _close_batches(portal.result)
                 self._fail(exc, portal.position)
                 break
+        if empty:
+            self.send(pw.encode_empty_query_response())
         await self.ready()
 
     # --- extended query -------------------------------------------------------------------
@@ -321,11 +339,20 @@ class Connection:
     def _parse(self, msg: pw.Parse) -> None:
         if msg.statement and msg.statement in self.statements:
             raise from_sqlstate("42P05", f'prepared statement "{msg.statement}" already exists')
-        parts = split_statements(msg.sql)
+        parts = list(itertools.islice(iter_statements(msg.sql), 2))
         if len(parts) > 1:
             raise from_sqlstate("42601", "cannot insert multiple commands into a prepared statement")
         sql = parts[0].sql if parts else ""
-        count = max(len(msg.param_oids), max_param_index(sql))
+        highest = max_param_index(sql)
+        if highest > MAX_PARAM_NUMBER:
+            # checked before the parameter types are sized by it: ``$2000000000`` once made a
+            # tuple of two billion OIDs. PostgreSQL answers the same for a ``$n`` it cannot hold.
+            number = str(highest) if highest < HUGE_PARAM_NUMBER else "n: parameter number too large"
+            raise UndefinedParameter(
+                f"there is no parameter ${number}",
+                detail=f"a statement takes at most {MAX_PARAM_NUMBER} parameters",
+            )
+        count = max(len(msg.param_oids), highest)
         oids = msg.param_oids + (0,) * (count - len(msg.param_oids))
         self.statements[msg.statement] = PreparedStatement(sql, oids)
         self.send(pw.encode_parse_complete())

@@ -18,8 +18,9 @@ PROTOCOL_3_0 = 3 << 16
 SSL_REQUEST = 80877103
 GSSENC_REQUEST = 80877104
 CANCEL_REQUEST = 80877102
-# PostgreSQL caps startup packets at 10000 bytes; other messages here at 64 MiB, far above any
-# SQL text or parameter a client sends to a read-mostly catalog.
+# PostgreSQL caps startup packets at 10000 bytes; other messages here at 64 MiB by default
+# (CzarConfig.max_message_bytes), far above any SQL text or parameter a client sends to a
+# read-mostly catalog. Counts are unsigned 16-bit on the wire: at most 65535 parameters.
 MAX_STARTUP_LENGTH = 10_000
 MAX_MESSAGE_LENGTH = 64 << 20
 
@@ -168,11 +169,16 @@ class _Body:
         except UnicodeDecodeError as exc:
             raise self._fail("string is not valid UTF-8") from exc
 
+    def count(self, item_size: int) -> int:
+        """An unsigned 16-bit count of items of at least ``item_size`` bytes, checked against
+        the bytes left before anything is allocated for them."""
+        count = int(struct.unpack("!H", self.take(2))[0])
+        if count * item_size > len(self.data) - self.pos:
+            raise self._fail(f"count {count} exceeds the message length")
+        return count
+
     def int16_list(self) -> tuple[int, ...]:
-        count = self.int16()
-        if count < 0:
-            raise self._fail("negative count")
-        return tuple(self.int16() for _ in range(count))
+        return tuple(self.int16() for _ in range(self.count(2)))
 
     def done(self) -> None:
         if self.pos != len(self.data):
@@ -220,19 +226,15 @@ def parse_message(type_code: bytes, body: bytes) -> FrontendMessage:
         msg = Query(b.cstring())
     elif t == "P":
         name, sql = b.cstring(), b.cstring()
-        count = b.int16()
-        if count < 0:
-            raise b._fail("negative count")
-        msg = Parse(name, sql, tuple(b.int32() & 0xFFFFFFFF for _ in range(count)))
+        msg = Parse(name, sql, tuple(b.int32() & 0xFFFFFFFF for _ in range(b.count(4))))
     elif t == "B":
         portal, statement = b.cstring(), b.cstring()
         formats = b.int16_list()
-        count = b.int16()
-        if count < 0:
-            raise b._fail("negative count")
         params: list[bytes | None] = []
-        for _ in range(count):
+        for _ in range(b.count(4)):
             length = b.int32()
+            if length < -1:
+                raise b._fail(f"invalid parameter length {length}")
             params.append(None if length == -1 else b.take(length))
         msg = Bind(portal, statement, formats, tuple(params), b.int16_list())
     elif t in ("D", "C"):
@@ -262,12 +264,15 @@ class Decoder:
     """Incremental framer: ``feed`` bytes, then iterate ``packets()``; pure and resumable.
 
     The first packet (and any after an SSL/GSS refusal) has no type byte; ``startup`` is True
-    until the caller switches it off after a StartupMessage.
+    until the caller switches it off after a StartupMessage. A length word past the limit
+    (``max_message_length``; 10000 bytes for startup packets) raises before its body is read,
+    so what a client announces is never allocated.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_message_length: int = MAX_MESSAGE_LENGTH) -> None:
         self.buffer = bytearray()
         self.startup = True
+        self.max_message_length = max_message_length
 
     def feed(self, data: bytes) -> None:
         self.buffer += data
@@ -292,8 +297,11 @@ class Decoder:
                 yield packet
             else:
                 length = int.from_bytes(self.buffer[1:5], "big", signed=True)
-                if not 4 <= length <= MAX_MESSAGE_LENGTH:
-                    raise ProtocolViolation("invalid message length")
+                if not 4 <= length <= self.max_message_length:
+                    raise ProtocolViolation(
+                        f"invalid message length {length}",
+                        detail=f"messages are limited to {self.max_message_length} bytes",
+                    )
                 if len(self.buffer) < length + 1:
                     return
                 type_code = bytes(self.buffer[0:1])

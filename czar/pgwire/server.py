@@ -5,6 +5,12 @@ answers SSL/GSS requests with 'N', authenticates, announces ParameterStatus and 
 then hands messages to a :class:`~.connection.Connection`. A CancelRequest (a fresh connection
 carrying a process id and secret key) calls ``handler.cancel``. Undecodable input gets an
 ErrorResponse (08P01) and closes that connection only; nothing a client sends stops the server.
+
+:class:`Limits` bound what one client can hold, as in PostgreSQL: a message length past
+``max_message_length`` is refused before its body is read; a connection that has not finished
+its startup within ``startup_timeout`` is closed (PostgreSQL's authentication_timeout); a
+session beyond ``max_connections`` is refused with 53300. Sockets still in startup are not
+sessions: they cost a small buffer each and the timeout ends them.
 """
 
 from __future__ import annotations
@@ -22,12 +28,21 @@ from czar.pgwire import protocol as pw
 from czar.pgwire.auth import Authenticator, TrustAuthenticator
 from czar.pgwire.connection import Connection, error_fields
 from czar.pgwire.handler import QueryHandler, SessionInfo
-from qserv.errors import ProtocolViolation, QservError, from_sqlstate
+from qserv.errors import ProtocolViolation, QservError, TooManyConnections, from_sqlstate
 
 log = logging.getLogger(__name__)
 
 SERVER_VERSION = "16.0 (qserv)"
 _READ_SIZE = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-server bounds (the czar fills them from :class:`qserv.config.CzarConfig`)."""
+
+    max_connections: int = 100
+    startup_timeout: float = 60.0
+    max_message_length: int = pw.MAX_MESSAGE_LENGTH
 
 
 @dataclass
@@ -64,10 +79,12 @@ def parse_options(options: str) -> dict[str, str]:
 class _ClientStream:
     """Pulls decoded packets off one socket."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, max_message_length: int
+    ) -> None:
         self.reader = reader
         self.writer = writer
-        self.decoder = pw.Decoder()
+        self.decoder = pw.Decoder(max_message_length)
         self.pending: deque[pw.StartupPacket | pw.FrontendMessage] = deque()
 
     async def next(self) -> pw.StartupPacket | pw.FrontendMessage | None:
@@ -92,9 +109,10 @@ class _ClientStream:
 
 
 class _Server:
-    def __init__(self, handler: QueryHandler, authenticator: Authenticator) -> None:
+    def __init__(self, handler: QueryHandler, authenticator: Authenticator, limits: Limits) -> None:
         self.handler = handler
         self.authenticator = authenticator
+        self.limits = limits
         self.backends = _Backends()
         self.tasks: set[asyncio.Task[None]] = set()
 
@@ -105,7 +123,7 @@ class _Server:
         await asyncio.gather(*self.tasks, return_exceptions=True)
 
     async def client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        stream = _ClientStream(reader, writer)
+        stream = _ClientStream(reader, writer, self.limits.max_message_length)
         task = asyncio.current_task()
         if task is not None:
             self.tasks.add(task)
@@ -133,10 +151,14 @@ class _Server:
                 await writer.wait_closed()
 
     async def _converse(self, stream: _ClientStream) -> None:
-        startup = await self._startup(stream)
-        if startup is None:
-            return
-        session, secret = await self._open_session(stream, startup)
+        try:
+            async with asyncio.timeout(self.limits.startup_timeout):
+                startup = await self._startup(stream)
+                if startup is None:
+                    return
+                session, secret = await self._open_session(stream, startup)
+        except TimeoutError:
+            return  # as PostgreSQL: a client silent past the timeout is closed without a word
         conn = Connection(self.handler, session, stream.writer)
         try:
             conn.send(pw.encode_backend_key_data(session.process_id, secret))
@@ -183,6 +205,11 @@ class _Server:
         if minor > 0 or unknown:
             stream.send(pw.encode_negotiate_protocol_version(0, unknown))
         user = await self.authenticator.authenticate(startup, stream)
+        if len(self.backends.keys) >= self.limits.max_connections:
+            raise TooManyConnections(
+                "sorry, too many clients already",
+                detail=f"the server accepts {self.limits.max_connections} sessions at once (max_connections)",
+            )
         settings = {k: v for k, v in params.items() if k not in ("user", "database", "options")}
         settings.update(parse_options(params.get("options", "")))
         pid, secret = self.backends.register()
@@ -235,9 +262,10 @@ async def start(
     port: int = 4040,
     *,
     authenticator: Authenticator | None = None,
+    limits: Limits | None = None,
 ) -> PgServer:
     """Start listening for PostgreSQL clients (``port=0``: any free port)."""
-    server = _Server(handler, authenticator or TrustAuthenticator())
+    server = _Server(handler, authenticator or TrustAuthenticator(), limits or Limits())
     return PgServer(await asyncio.start_server(server.client, host, port), server)
 
 
@@ -255,11 +283,13 @@ async def serve(
 class ServerThread:
     """A server on its own event loop in a daemon thread (tests, embedding in sync code)."""
 
-    def __init__(self, handler: QueryHandler, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, handler: QueryHandler, host: str = "127.0.0.1", port: int = 0, limits: Limits | None = None
+    ) -> None:
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="pgwire", daemon=True)
         self._thread.start()
-        future = asyncio.run_coroutine_threadsafe(start(handler, host, port), self.loop)
+        future = asyncio.run_coroutine_threadsafe(start(handler, host, port, limits=limits), self.loop)
         self.server = future.result(timeout=10)
         self.host = host
         self.port = self.server.port
@@ -273,9 +303,11 @@ class ServerThread:
 
 
 @contextlib.contextmanager
-def running_server(handler: QueryHandler, host: str = "127.0.0.1", port: int = 0) -> Iterator[ServerThread]:
+def running_server(
+    handler: QueryHandler, host: str = "127.0.0.1", port: int = 0, limits: Limits | None = None
+) -> Iterator[ServerThread]:
     """``with running_server(handler) as srv: psycopg.connect(port=srv.port)``."""
-    srv = ServerThread(handler, host, port)
+    srv = ServerThread(handler, host, port, limits)
     try:
         yield srv
     finally:

@@ -31,6 +31,7 @@ from czar.session import (
     explain_target,
     format_duration_ms,
     handle_session_statement,
+    session_defaults,
 )
 from czar.view import ViewCache
 from qserv.config import Config
@@ -107,14 +108,19 @@ class Czar:
     def _connection(self, session: SessionInfo) -> _Connection:
         conn = self._connections.get(session.process_id)
         if conn is None:
-            conn = self._connections[session.process_id] = _Connection(
-                SessionState(user=session.user, database=session.database, defaults=self._session_defaults())
-            )
+            # the client's startup settings (``options='-c statement_timeout=5s'``, PGOPTIONS)
+            # are its session's defaults: RESET returns to them, as in PostgreSQL
+            defaults = session_defaults(self._server_defaults(), session.parameters)
+            state = SessionState(user=session.user, database=session.database, defaults=defaults)
+            conn = self._connections[session.process_id] = _Connection(state)
         return conn
 
-    def _session_defaults(self) -> dict[str, str]:
+    def _server_defaults(self) -> dict[str, str]:
         timeout_ms = round(self.config.czar.statement_timeout * 1000)
         return {STATEMENT_TIMEOUT: format_duration_ms(timeout_ms)}
+
+    async def open_session(self, session: SessionInfo) -> None:
+        self._connection(session)  # checks the startup settings (22023 refuses the session)
 
     async def execute(self, session: SessionInfo, sql: str) -> QueryResult:
         limit = self.config.czar.max_statement_length

@@ -85,6 +85,20 @@ def format_duration_ms(ms: int) -> str:
 _CANONICAL = {STATEMENT_TIMEOUT: lambda value: format_duration_ms(parse_duration_ms(value))}
 
 
+def session_defaults(server: Mapping[str, str], client: Mapping[str, str]) -> dict[str, str]:
+    """A session's defaults: the server's, overridden by the client's startup settings.
+
+    Startup settings (the startup packet's parameters and its ``options='-c name=value'``)
+    are checked as SET checks them: a bad value raises (22023), refusing the session.
+    """
+    out = dict(server)
+    for name, value in client.items():
+        key = name.lower()
+        canonical = _CANONICAL.get(key)
+        out[key] = canonical(value) if canonical else value
+    return out
+
+
 @dataclass
 class SessionState:
     """Mutable per-connection state: the default database and SET parameters.

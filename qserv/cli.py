@@ -75,11 +75,22 @@ def _add_timeout_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--worker-timeout",
-        type=float,
+        type=_positive_seconds,
         default=defaults.worker_timeout,
         metavar="SECONDS",
-        help="seconds a worker batch may run before the statement fails with 57014 (default: %(default)s)",
+        help="the server's upper bound on one worker batch, whatever a session's statement_timeout: "
+        "past it the statement fails with 57014 (default: %(default)s)",
     )
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0:  # also refuses NaN
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds: {text!r}")
+    return value
 
 
 def _add_supervision_args(p: argparse.ArgumentParser) -> None:

@@ -11,8 +11,10 @@ wherever PostgreSQL answers at all::
     HAVING     input column if it is a GROUP BY key, else alias, else input column
                (inside an aggregate's arguments: input column only)
 
-    SELECT objectId, ra AS decl FROM Object ORDER BY decl, decl + 1 GROUP BY ...
+    SELECT objectId, ra AS decl FROM Object ORDER BY decl, decl + 1
     -> ... ORDER BY 2, "Object"."decl" + 1
+    SELECT flags AS ra, COUNT(*) FROM Object GROUP BY flags HAVING ra > 1
+    -> ... GROUP BY "Object"."flags" HAVING "Object"."flags" > 1
 
 Every name is bound here, once: an alias reference in ORDER BY becomes the ordinal of its
 projection; elsewhere it becomes a copy of the projection's expression, so later passes (the
@@ -154,15 +156,16 @@ class _Names:
             raise _aggregate_in_group_by(aggregate)
         index = self.position(key, "GROUP BY")
         node = _unparen(key)
+        # a key is matched structurally against the projections: without its parentheses
         if index is None and isinstance(node, exp.Column) and not isinstance(node.this, exp.Star):
             if bind_input(node, self.refs):
-                return key
+                return node
             index = self.alias_index(node, "GROUP BY")
             if index is None:
                 raise undefined_column(node.name, self.refs, node_position(node))
         if index is None:
-            self._bind_all(key, alias_fallback=None)
-            return key
+            self._bind_all(node, alias_fallback=None)
+            return node
         target = self.projection(index)
         if target.find(exp.AggFunc) is not None:
             raise _aggregate_in_group_by(_inner(self.tree.expressions[index]))
@@ -215,12 +218,12 @@ def _aggregate_in_group_by(node: exp.Expr) -> QservError:
 
 def _check_distinct(tree: exp.Select, order: exp.Order) -> None:
     """SELECT DISTINCT: every ORDER BY item is a select-list position or expression (PG 42P10)."""
-    projections = [_inner(p) for p in tree.expressions]
+    projections = [_unparen(_inner(p)) for p in tree.expressions]
     for item in order.expressions:
         key = _unparen(item.this)
         if isinstance(key, exp.Literal) and key.is_int:
             continue
-        if any(key == p or item.this == p for p in projections):
+        if any(key == p for p in projections):
             continue
         err = QservError(
             "for SELECT DISTINCT, ORDER BY expressions must appear in select list",

@@ -49,6 +49,10 @@ class QueryResult:
 class QueryHandler(Protocol):
     """What the czar implements; the front end calls it, one statement at a time per session."""
 
+    async def open_session(self, session: SessionInfo) -> None:
+        """A client has authenticated; raise a ``QservError`` to refuse its startup settings."""
+        ...
+
     async def execute(self, session: SessionInfo, sql: str) -> QueryResult:
         """Run one statement; raise a ``QservError`` subclass for any client-visible error."""
         ...

@@ -161,6 +161,7 @@ class _Server:
             return  # as PostgreSQL: a client silent past the timeout is closed without a word
         conn = Connection(self.handler, session, stream.writer)
         try:
+            await self.handler.open_session(session)  # a bad startup setting refuses the session
             conn.send(pw.encode_backend_key_data(session.process_id, secret))
             await conn.ready()
             while True:

@@ -162,3 +162,21 @@ def test_statement_timeout_default_comes_from_the_czar_config(tc: LiveCluster) -
             conn.execute("SET statement_timeout = '5 fortnights'")
         assert 'invalid value for parameter "statement_timeout"' in str(info.value)
         assert conn.execute("SHOW statement_timeout").fetchone() == ("10min",)
+
+
+def test_statement_timeout_from_the_startup_options(tc: LiveCluster) -> None:
+    # libpq's options='-c name=value' (PGOPTIONS): the session's default, RESET returns to it
+    with psycopg.connect(tc.dsn, autocommit=True, options="-c statement_timeout=1234") as conn:
+        assert conn.execute("SHOW statement_timeout").fetchone() == ("1234ms",)
+        conn.execute("SET statement_timeout = '2s'")
+        conn.execute("RESET statement_timeout")
+        assert conn.execute("SHOW statement_timeout").fetchone() == ("1234ms",)
+    with psycopg.connect(tc.dsn, autocommit=True, options="-c statement_timeout=400ms") as conn:
+        error = _slow_query_error(conn)
+        assert isinstance(error, psycopg.errors.QueryCanceled), error
+        assert error.diag.message_primary == "canceling statement due to statement timeout"
+    # a bad value refuses the session, as PostgreSQL does, and the czar goes on serving
+    with pytest.raises(psycopg.OperationalError) as info:
+        psycopg.connect(tc.dsn, autocommit=True, options="-c statement_timeout=5fortnights")
+    assert 'invalid value for parameter "statement_timeout"' in str(info.value)
+    assert tc.query("SELECT COUNT(*) FROM Filter") == [(6,)]

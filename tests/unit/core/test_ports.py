@@ -26,8 +26,11 @@ def test_a_port_in_use_is_skipped(tmp_path: Path) -> None:
     try:
         first = allocator.take(1)[0]
         with socket.socket() as busy:
-            busy.bind(("127.0.0.1", first + 1))
-            busy.listen()
+            try:
+                busy.bind(("127.0.0.1", first + 1))
+                busy.listen()
+            except OSError:
+                pass  # another program on this machine holds it already: just as busy
             assert not is_free(first + 1)
             got = allocator.take(2)
         assert first + 1 not in got and got == [got[0], got[0] + 1]

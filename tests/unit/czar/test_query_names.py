@@ -112,6 +112,20 @@ ANSWERED = [
     ("SELECT flags AS decl, COUNT(*) AS n FROM Object GROUP BY flags, decl HAVING decl > 80", False),
     ("SELECT COUNT(*) AS ra FROM Object HAVING ra > 1", False),
     ("SELECT flags AS x, COUNT(*) AS n FROM Object GROUP BY ALL HAVING x > 1 ORDER BY x", True),
+    # parentheses around a key change nothing
+    ("SELECT DISTINCT (flags) FROM Object ORDER BY flags", True),
+    ("SELECT flags, COUNT(*) FROM Object GROUP BY (flags) ORDER BY 1", True),
+    ("SELECT flags + 1 AS f, COUNT(*) FROM Object GROUP BY (flags + 1) ORDER BY 1", True),
+    # a bare column's own name is its output name: ORDER BY binds it even where inputs clash
+    ("SELECT o.ra FROM Object o JOIN Source s ON o.objectId = s.objectId ORDER BY ra LIMIT 5", True),
+    (
+        "SELECT s.filterId, COUNT(*) FROM Object o JOIN Source s ON o.objectId = s.objectId "
+        "GROUP BY s.filterId ORDER BY filterId",
+        True,
+    ),
+    # NULLs sort first under DESC, as in PostgreSQL
+    ("SELECT name AS x, objectId FROM Object ORDER BY x DESC, objectId LIMIT 3", True),
+    ("SELECT rMag, objectId FROM Object ORDER BY rMag DESC NULLS LAST, objectId LIMIT 3", True),
 ]
 
 
@@ -173,6 +187,7 @@ PG_REFUSES = [
     ("SELECT flags, COUNT(*) FROM Object GROUP BY 2", True),
     ("SELECT flags, COUNT(*) FROM Object GROUP BY 'x'", True),
     ("SELECT ra AS x, decl AS x FROM Object ORDER BY x", True),
+    ("SELECT objectId AS decl, decl FROM Object ORDER BY decl", True),
     ("SELECT flags AS x, ra AS x, COUNT(*) FROM Object GROUP BY x", True),
 ]
 

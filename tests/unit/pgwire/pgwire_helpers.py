@@ -63,6 +63,9 @@ class DuckHandler:
         if cur is not None:
             cur.interrupt()
 
+    async def open_session(self, session: SessionInfo) -> None:
+        pass
+
     async def close_session(self, session: SessionInfo) -> None:
         self.closed.append(session.process_id)
 

@@ -11,20 +11,34 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import psycopg
+import pytest
 
 from qserv.cluster import ClusterSpec, LocalCluster
 from qserv.sample import SampleSpec, load_arguments, write
 from qserv.sphere.scisql import install_macros
 from tests.ports import free_ports
 
-__all__ = ["LiveCluster", "free_ports", "load_sample", "running_cluster"]
+__all__ = ["LiveCluster", "free_ports", "load_sample", "running_cluster", "wait_until"]
+
+
+def wait_until(condition: Callable[[], object], timeout: float, what: str) -> None:
+    """Poll ``condition`` until it holds; fail the test naming ``what`` after ``timeout`` s.
+
+    A liveness wait, not a timing assertion: the deadline only bounds a hang.
+    """
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting until {what}")
+        time.sleep(0.05)
 
 
 @dataclass

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 
 import psycopg
-import pytest
 
 from qserv.rpc.client import WorkerClient
-from tests.cluster import LiveCluster
+from tests.cluster import LiveCluster, wait_until
 
 COPIES = 6
 SLOW_SQL = (
@@ -27,14 +25,6 @@ SLOW_SQL = (
     + " + ".join(f"f{i}.filterId" for i in range(COPIES))
     + ") * 10, f0.photClam / 100) < 3"
 )
-
-
-def _wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting until {what}")
-        time.sleep(0.05)
 
 
 def _running(clients: list[WorkerClient]) -> int:
@@ -58,7 +48,7 @@ def test_cancel_stops_the_query_everywhere(cluster: LiveCluster) -> None:
             thread = threading.Thread(target=run)
             thread.start()
             # the query really reached the workers before we cancel it
-            _wait_until(lambda: _running(clients) > 0, 30, "the workers run the query")
+            wait_until(lambda: _running(clients) > 0, 30, "the workers run the query")
             # let the workers get past binding their 3,000-chunk batch: a cancel landing inside
             # the bind is lost by the worker (tests/unit/worker/test_worker_interrupt_race.py)
             time.sleep(1.0)
@@ -69,7 +59,7 @@ def test_cancel_stops_the_query_everywhere(cluster: LiveCluster) -> None:
             assert isinstance(error, psycopg.errors.QueryCanceled), outcome
             assert error.diag.sqlstate == "57014"
             # the workers interrupted DuckDB: nothing keeps running there
-            _wait_until(lambda: _running(clients) == 0, 20, "the workers stop the cancelled query")
+            wait_until(lambda: _running(clients) == 0, 20, "the workers stop the cancelled query")
             # and the same connection answers the next query
             assert conn.execute("SELECT COUNT(*) FROM Filter").fetchone() == (6,)
             assert conn.execute("SELECT COUNT(*) FROM Object WHERE objectId = 1006").fetchone() == (1,)

@@ -16,7 +16,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import duckdb
@@ -28,7 +27,7 @@ import pyarrow.parquet as pq
 from loader.transaction import COMMIT_BARRIER_ENV, CzarClient
 from qserv.errors import QservError
 from qserv.sample import SampleSpec, filters, objects
-from tests.cluster import LiveCluster, free_ports, running_cluster
+from tests.cluster import LiveCluster, free_ports, running_cluster, wait_until
 
 DIRECTOR = ["--director", "--id", "objectId", "--lon", "ra", "--lat", "decl"]
 
@@ -64,13 +63,6 @@ def _director_file(path: Path, n: int, seed: int, first_id: int = 1) -> pa.Table
     rows = rows.set_column(0, "objectId", pa.array(np.arange(first_id, first_id + n, dtype=np.int64)))
     pq.write_table(rows, path)
     return rows
-
-
-def _wait_for(what: str, cond, timeout: float = 60.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"never happened: {what}"
-        time.sleep(0.05)
 
 
 def _table_exists(url: str, name: str) -> bool:
@@ -128,8 +120,10 @@ def test_rerun_succeeds_after_the_loader_or_the_czar_is_killed(tmp_path: Path) -
         def interrupted(sig: signal.Signals, when) -> None:  # type: ignore[no-untyped-def]
             proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             try:
-                _wait_for(
-                    "the loader reached the moment to interrupt", lambda: when() or proc.poll() is not None
+                wait_until(
+                    lambda: when() or proc.poll() is not None,
+                    60,
+                    "the loader reached the moment to interrupt",
                 )
                 assert proc.poll() is None, "the loader finished before it could be interrupted"
                 proc.send_signal(sig)
@@ -147,7 +141,7 @@ def test_rerun_succeeds_after_the_loader_or_the_czar_is_killed(tmp_path: Path) -
         # 3. SIGKILL of the czar in the middle of the batches; the loader fails, the czar restarts
         proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
-            _wait_for("rows staged", _staged_marker(tc))
+            wait_until(_staged_marker(tc), 60, "rows staged")
             tc.cluster.kill("czar")
             _, err = proc.communicate(timeout=120)
             assert proc.returncode != 0, err
@@ -223,8 +217,8 @@ def test_demo_interrupted_while_loading_then_rerun_serves_the_sample_once(tmp_pa
 
     first = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _wait_for(
-            "the demo loads Source", lambda: _table_exists(url, "Source") or first.poll() is not None, 180
+        wait_until(
+            lambda: _table_exists(url, "Source") or first.poll() is not None, 180, "the demo loads Source"
         )
         assert first.poll() is None, "the demo ended before it could be interrupted"
         first.send_signal(signal.SIGINT)

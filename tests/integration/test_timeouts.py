@@ -13,15 +13,14 @@ work, far beyond the timeouts used here.
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import psycopg
 import pytest
 
 from qserv.metadata import WorkerState, open_store
 from qserv.rpc.client import WorkerClient
-from tests.cluster import LiveCluster, running_cluster
+from tests.cluster import LiveCluster, running_cluster, wait_until
 
 COPIES = 7
 SLOW_SQL = (
@@ -44,15 +43,6 @@ def tc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveCluster]:
         statement_timeout=DEFAULT_STATEMENT_TIMEOUT,
     ) as live:
         yield live
-
-
-def _wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    # a liveness wait, not a timing assertion: the deadline only bounds a hang
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting until {what}")
-        time.sleep(0.05)
 
 
 def _clients(tc: LiveCluster) -> list[WorkerClient]:
@@ -91,7 +81,7 @@ def _czar_log(tc: LiveCluster) -> str:
 
 def _assert_every_worker_planned_and_up(tc: LiveCluster, clients: list[WorkerClient]) -> None:
     # the workers interrupted DuckDB: nothing keeps running there
-    _wait_until(lambda: _running(clients) == 0, 60, "the workers stop the timed-out query")
+    wait_until(lambda: _running(clients) == 0, 60, "the workers stop the timed-out query")
     # the czar retried nothing and marked nobody down
     assert "retrying on replicas" not in _czar_log(tc)
     with tc.connect() as conn:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -58,11 +59,13 @@ def test_parent_death_signal_only_from_the_main_thread() -> None:
 def test_the_write_end_is_not_inherited() -> None:
     lifeline = Lifeline()
     try:
-        # a child given only pass_fds cannot hold the pipe open after the supervisor dies
-        code = "import os, sys; os.fstat(int(sys.argv[1]))"
+        # no child can hold the pipe open after the supervisor dies, even one started without
+        # closing descriptors (close_fds=False: every inheritable descriptor goes along)
         write_end = lifeline._write
+        assert not os.get_inheritable(write_end)
+        code = "import os, sys; os.fstat(int(sys.argv[1]))"
         got = subprocess.run(
-            [sys.executable, "-c", code, str(write_end)], pass_fds=lifeline.pass_fds, capture_output=True
+            [sys.executable, "-c", code, str(write_end)], close_fds=False, capture_output=True
         )
         assert got.returncode != 0
     finally:

@@ -112,9 +112,12 @@ class SessionState:
     settings: dict[str, str] = field(default_factory=dict)
     in_transaction: bool = False
     defaults: Mapping[str, str] = field(default_factory=dict)
+    local: dict[str, str] = field(default_factory=dict)  # SET LOCAL: until the transaction ends
 
     def setting(self, name: str) -> str | None:
-        """The current value of ``name``: SET in this session, else the server's default."""
+        """The current value of ``name``: SET LOCAL, SET in this session, else the default."""
+        if name in self.local:
+            return self.local[name]
         return self.settings.get(name, self.defaults.get(name, DEFAULT_SETTINGS.get(name)))
 
     def statement_timeout_ms(self) -> int:
@@ -134,7 +137,7 @@ class SessionReply:
 
 _COMMENT = re.compile(r"(--[^\n]*\n?)|(/\*.*?\*/)", re.S)
 _SET = re.compile(
-    r"^SET\s+(?:SESSION\s+|LOCAL\s+)?([A-Za-z_][\w.]*)\s*(?:=|\s+TO\s+|\s+)\s*(.+?)\s*;?\s*$", re.I | re.S
+    r"^SET\s+(SESSION\s+|LOCAL\s+)?([A-Za-z_][\w.]*)\s*(?:=|\s+TO\s+|\s+)\s*(.+?)\s*;?\s*$", re.I | re.S
 )
 _SET_TZ = re.compile(r"^SET\s+(?:SESSION\s+|LOCAL\s+)?TIME\s+ZONE\s+(.+?)\s*;?\s*$", re.I | re.S)
 _SHOW = re.compile(r"^SHOW\s+([A-Za-z_][\w.]*)\s*;?\s*$", re.I)
@@ -175,22 +178,31 @@ def handle_session_statement(sql: str, state: SessionState) -> SessionReply | No
     if first in _TRANSACTION:
         tag, opens = _TRANSACTION[first]
         state.in_transaction = opens
+        state.local.clear()  # BEGIN, COMMIT or ROLLBACK: SET LOCAL values end with their transaction
         return SessionReply(tag)
     if first == "SET":
         if m := _SET_TZ.match(text):
             state.settings["timezone"] = _unquote(m.group(1))
             return SessionReply("SET")
         if m := _SET.match(text):
-            name = m.group(1).lower()
+            local = (m.group(1) or "").strip().upper() == "LOCAL"
+            name = m.group(2).lower()
             if name in {"transaction", "session"}:  # SET TRANSACTION READ ONLY, SET SESSION CHARACTERISTICS
                 return SessionReply("SET")
-            raw = m.group(2)
+            raw = m.group(3)
             if raw.upper() == "DEFAULT":  # SET name TO DEFAULT is RESET name
+                value: str | None = state.defaults.get(name, DEFAULT_SETTINGS.get(name))
+            else:
+                canonical = _CANONICAL.get(name)
+                value = canonical(_unquote(raw)) if canonical else _unquote(raw)
+            if local:
+                # PostgreSQL: until the transaction ends; outside one it only warns, and changes nothing
+                if state.in_transaction and value is not None:
+                    state.local[name] = value
+            elif raw.upper() == "DEFAULT":
                 state.settings.pop(name, None)
-                return SessionReply("SET")
-            value = _unquote(raw)
-            canonical = _CANONICAL.get(name)
-            state.settings[name] = canonical(value) if canonical else value
+            elif value is not None:
+                state.settings[name] = value
             return SessionReply("SET")
         raise InvalidParameter(f"cannot parse SET statement: {text[:80]!r}", hint="use SET name = value")
     if first == "RESET":

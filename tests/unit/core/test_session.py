@@ -8,6 +8,7 @@ from czar.session import (
     format_duration_ms,
     handle_session_statement,
     parse_duration_ms,
+    session_defaults,
 )
 from qserv.errors import InvalidParameter
 
@@ -129,3 +130,26 @@ def test_statement_timeout_rejects_bad_values(value: str, fragment: str) -> None
 def test_durations_round_trip() -> None:
     for ms in (1, 999, 1000, 1001, 59_000, 60_000, 61_000, 3_600_000, 86_400_000, 2**31 - 1):
         assert parse_duration_ms(format_duration_ms(ms)) == ms
+
+
+def test_set_local_lasts_until_the_transaction_ends() -> None:
+    s = SessionState(user="u", database="sky", defaults={"statement_timeout": "30s"})
+    handle_session_statement("SET LOCAL statement_timeout = '5s'", s)  # outside a transaction: no effect
+    assert _show(s, "statement_timeout") == "30s"
+    handle_session_statement("SET statement_timeout = '1min'", s)
+    handle_session_statement("BEGIN", s)
+    handle_session_statement("SET LOCAL statement_timeout = '5s'", s)
+    assert s.statement_timeout_ms() == 5_000
+    handle_session_statement("SET LOCAL statement_timeout TO DEFAULT", s)
+    assert _show(s, "statement_timeout") == "30s"
+    handle_session_statement("COMMIT", s)
+    assert _show(s, "statement_timeout") == "1min"  # the session's SET outlives the transaction
+
+
+def test_startup_settings_are_the_session_defaults() -> None:
+    defaults = session_defaults(
+        {"statement_timeout": "0"}, {"statement_timeout": "2500", "application_name": "x"}
+    )
+    assert defaults == {"statement_timeout": "2500ms", "application_name": "x"}
+    with pytest.raises(InvalidParameter, match='invalid value for parameter "statement_timeout"'):
+        session_defaults({}, {"statement_timeout": "soon"})

@@ -154,7 +154,13 @@ def rpc_error(err: grpc.RpcError, address: str = "") -> QservError:
         # client.py: a slow query is not a lost worker)
         return WorkerUnavailable(f"{where} did not answer before the deadline: {details}")
     if code is grpc.StatusCode.CANCELLED:
-        return from_sqlstate("57014", f"call to {where} was cancelled: {details}")
+        # the caller's own cancel ends its coroutine (asyncio.CancelledError), never here: a
+        # call cancelled without qserv's status is the worker stopping (its grace ran out),
+        # which loses nothing the other replicas cannot answer
+        return WorkerUnavailable(
+            f"{where} ended the call (it is stopping): {details}",
+            hint="the query is retried on another replica",
+        )
     name = code.name if code is not None else type(err).__name__
     return from_sqlstate("XX000", f"call to {where} failed ({name}): {details}")
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import re
 
-import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
+from sqlglot.tokens import Token, TokenType
 
 from czar.dialect import Qserv
-from qserv.errors import AccessDenied, SyntaxError_
+from qserv.errors import AccessDenied, SyntaxError_, UndefinedParameter
 
 
 def offset_of(sql: str, line: int, col: int) -> int:
@@ -20,20 +20,23 @@ def offset_of(sql: str, line: int, col: int) -> int:
 
 
 def parse(sql: str) -> exp.Expr:
-    """Parse exactly one statement; syntax errors raise :class:`SyntaxError_` with a position."""
+    """Parse exactly one statement; syntax errors raise :class:`SyntaxError_` with a position.
+
+    Messages are PostgreSQL's (``syntax error at or near "FROM"``, ``syntax error at end of
+    input``, ``unterminated quoted string at or near "'abc"``), never sqlglot's descriptions.
+    """
+    dialect = Qserv()
     try:
-        trees = sqlglot.parse(sql, dialect=Qserv)
+        tokens = dialect.tokenize(sql)
+        trees = dialect.parser().parse(tokens, sql)
     except ParseError as e:
         _refuse_statement(sql)
-        first = e.errors[0] if e.errors else {}
-        line, col = first.get("line"), first.get("col")
-        position = offset_of(sql, line, col) if line and col else None
-        desc = first.get("description") or str(e)
-        near = first.get("highlight")
-        message = f"syntax error at or near {near!r}: {desc}" if near else f"syntax error: {desc}"
+        raise _syntax_error(sql, e.errors[0] if e.errors else {}) from None
+    except TokenError:
+        _refuse_statement(sql)
+        message, position = _unterminated(sql) or ("syntax error", None)
         raise SyntaxError_(message, position=position) from None
-    except TokenError as e:
-        raise SyntaxError_(f"syntax error: {e}") from None
+    _check_commas(tokens)
     statements = [t for t in trees if t is not None]
     if not statements:
         raise SyntaxError_("empty query: expected one SELECT statement")
@@ -45,7 +48,109 @@ def parse(sql: str) -> exp.Expr:
         )
     if not isinstance(statements[0], exp.Query):
         _refuse_statement(sql)  # name the statement by its first word, at its position
+    _check_forms(sql, statements[0])
     return statements[0]
+
+
+def _syntax_error(sql: str, first: dict[str, object]) -> SyntaxError_:
+    """PostgreSQL's wording for one sqlglot parse error: the token it stopped at, or the end."""
+    line, col, near = first.get("line"), first.get("col"), first.get("highlight")
+    description = str(first.get("description") or "")
+    at_end = not str(first.get("end_context") or "").strip() and not description.startswith(
+        "Invalid expression"
+    )
+    if not isinstance(near, str) or not near.strip() or at_end:
+        return SyntaxError_("syntax error at end of input", position=len(sql.rstrip()) + 1)
+    position = None
+    if isinstance(line, int) and isinstance(col, int):
+        # sqlglot reports the column of the token's last character
+        position = max(1, offset_of(sql, line, col) - len(near) + 1)
+    return SyntaxError_(f'syntax error at or near "{near}"', position=position)
+
+
+def _unterminated(sql: str) -> tuple[str, int] | None:
+    """(message, position) of an unterminated quoted string, identifier or comment in ``sql``."""
+    i, n = 0, len(sql)
+    while i < n:
+        ch = sql[i]
+        if sql.startswith("--", i):
+            end = sql.find("\n", i)
+            i = n if end < 0 else end + 1
+            continue
+        if sql.startswith("/*", i):
+            end = sql.find("*/", i + 2)
+            if end < 0:
+                return f'unterminated /* comment at or near "{sql[i : i + 20]}"', i + 1
+            i = end + 2
+            continue
+        if ch in "'\"`":
+            j = i + 1
+            while True:
+                j = sql.find(ch, j)
+                if j < 0:
+                    what = "quoted string" if ch == "'" else "quoted identifier"
+                    return f'unterminated {what} at or near "{sql[i : i + 20]}"', i + 1
+                if sql.startswith(ch * 2, j):  # a doubled quote is the quote itself
+                    j += 2
+                    continue
+                break
+            i = j + 1
+            continue
+        i += 1
+    return None
+
+
+_NO_COMMA_AFTER = frozenset({TokenType.COMMA, TokenType.L_PAREN, TokenType.SELECT, TokenType.DISTINCT})
+
+
+def _check_commas(tokens: list[Token]) -> None:
+    """Refuse the empty list items sqlglot skips (``a,, b``, ``f(a,)``, ``SELECT, a``)."""
+    for before, token in zip(tokens, tokens[1:], strict=False):
+        if (token.token_type is TokenType.COMMA and before.token_type in _NO_COMMA_AFTER) or (
+            token.token_type is TokenType.R_PAREN and before.token_type is TokenType.COMMA
+        ):
+            raise SyntaxError_(f'syntax error at or near "{token.text}"', position=token.start + 1)
+
+
+def _check_forms(sql: str, tree: exp.Expr) -> None:
+    """Refuse, as PostgreSQL does, forms sqlglot accepts: ``(*)``, ``* AS x``, ``%``/``?`` and
+    unbound ``$n``; and drop the alias of ``t.* AS x``, which PostgreSQL ignores."""
+    for star in list(tree.find_all(exp.Star)):
+        if isinstance(star.parent, exp.Paren):
+            raise SyntaxError_('syntax error at or near "*"', position=node_position(star))
+        alias = star.parent if isinstance(star.parent, exp.Alias) else None
+        column = star.parent if isinstance(star.parent, exp.Column) else None
+        if alias is not None:
+            raise SyntaxError_('syntax error at or near "AS"', position=node_position(alias.args["alias"]))
+        if column is not None and isinstance(column.parent, exp.Alias):
+            column.parent.replace(column)
+    if tree.find(exp.Parameter) is not None:
+        match = re.search(r"\$\d*", sql)
+        name = match.group(0) if match else "$"
+        raise UndefinedParameter(
+            f"there is no parameter {name}", position=match.start() + 1 if match else None
+        )
+    if tree.find(exp.Placeholder) is not None:
+        raise SyntaxError_(f'syntax error at or near "{_placeholder(sql)[0]}"', position=_placeholder(sql)[1])
+
+
+# Words after which a ``%`` starts an operand (sqlglot reads it as a placeholder), not a modulo.
+_OPERAND_STARTS = frozenset(
+    "SELECT WHERE AND OR NOT ON BY HAVING WHEN THEN ELSE IN IS LIKE BETWEEN LIMIT".split()
+)
+
+
+def _placeholder(sql: str) -> tuple[str, int | None]:
+    """The text and 1-based position of the first ``?`` or operand-position ``%`` in ``sql``."""
+    tokens = Qserv().tokenize(sql)
+    for i, token in enumerate(tokens):
+        if token.token_type is TokenType.PLACEHOLDER:
+            return token.text, token.start + 1
+        if token.token_type is TokenType.MOD:
+            before = tokens[i - 1].text if i else ""
+            if not re.search(r"[\w)\"'`\]]$", before) or before.upper() in _OPERAND_STARTS:
+                return token.text, token.start + 1
+    return "%", None
 
 
 # Statements refused outright even when sqlglot cannot parse them (ATTACH 'x.db').

@@ -74,6 +74,12 @@ def guard(tree: exp.Expr) -> exp.Select:
             f"{name} is not allowed: qserv accepts read-only SELECT queries only",
             position=1,  # the statement itself
         )
+    if not tree.expressions:
+        # PostgreSQL answers rows of no columns; DuckDB (and so the workers) cannot
+        raise Unsupported(
+            "a SELECT without a select list is not supported: select at least one column",
+            position=node_position(tree.args["from_"]) if tree.args.get("from_") else 1,
+        )
     for node in tree.walk():
         if isinstance(node, exp.Window):
             raise Unsupported(

@@ -3,7 +3,8 @@
 DuckDB names unaliased expressions its own way (``count_star()``, ``(ra + 1)``, ``sum(x)``)
 and types sums of integers as HUGEINT.  Rather than re-implement its rules, the query is
 described (``DESCRIBE``) on an in-memory DuckDB holding empty tables of the same schema, with
-the spatial macros installed; binder errors (grouping, types) surface here, before dispatch.
+the spatial macros installed; binder errors (grouping, types) surface here, before dispatch,
+in PostgreSQL's words (qserv.sqlerrors) at the position of the construct DuckDB pointed at.
 
     SELECT COUNT(*), AVG(flux) FROM Object  -> ("count_star()", "avg(flux)"), ("BIGINT", "DOUBLE")
 
@@ -19,19 +20,10 @@ import duckdb
 from sqlglot import exp
 
 from czar.analyze.model import TableRef
+from czar.parse import node_position
 from qserv.catalog import Table
-from qserv.errors import from_sqlstate
 from qserv.sphere.scisql import install_macros
-
-
-def _sqlstate(message: str) -> str:
-    if "GROUP BY" in message or "aggregate" in message.lower():
-        return "42803"  # grouping_error
-    if "function" in message.lower() and ("does not exist" in message or "No function" in message):
-        return "42883"
-    if "not found" in message.lower() and "column" in message.lower():
-        return "42703"
-    return "42804"  # datatype_mismatch: the most common remaining binder error
+from qserv.sqlerrors import translate
 
 
 @functools.lru_cache(maxsize=8)
@@ -72,6 +64,9 @@ def _plain_columns(
     """
     if tree.args.get("group") or tree.args.get("having") or tree.find(exp.AggFunc, exp.Window):
         return None
+    where = tree.args.get("where")
+    if where is not None and not _simple_predicate(where.this, refs):
+        return None  # DuckDB binds it here, so a type error is refused before dispatch
     names: list[str] = []
     types: list[str] = []
     for projection in tree.expressions:
@@ -93,6 +88,48 @@ def _plain_columns(
     return tuple(names), tuple(types)
 
 
+_LOGIC = (exp.And, exp.Or, exp.Not, exp.Paren)
+_COMPARE = (exp.EQ, exp.NEQ, exp.LT, exp.LTE, exp.GT, exp.GTE, exp.NullSafeEQ, exp.NullSafeNEQ)
+_NUMERIC = ("INT", "DOUBLE", "FLOAT", "DECIMAL", "REAL", "NUMERIC")
+
+
+def _literal_fits(column: exp.Expr, value: exp.Expr, refs: tuple[TableRef, ...]) -> bool:
+    """A bare catalog column against a literal of a kind its type compares with unchanged."""
+    if isinstance(value, exp.Neg):
+        value = value.this
+    if isinstance(value, exp.Null):
+        return isinstance(column, exp.Column)
+    if not isinstance(column, exp.Column) or not isinstance(value, exp.Literal):
+        return False
+    owners = [r for r in refs if (not column.table or r.alias.lower() == column.table.lower())]
+    found = [r.table.column(column.name) for r in owners if r.table.column(column.name) is not None]
+    if len(found) != 1 or found[0] is None:
+        return False
+    numeric = any(word in found[0].type.upper() for word in _NUMERIC)
+    return numeric != value.is_string
+
+
+def _simple_predicate(node: exp.Expr, refs: tuple[TableRef, ...]) -> bool:
+    """A WHERE made only of column-vs-literal tests of matching kinds and area restrictors
+    (point lookups, cones): nothing in it that DuckDB could refuse to bind."""
+    if isinstance(node, _LOGIC):
+        return all(_simple_predicate(child, refs) for child in node.iter_expressions())
+    if isinstance(node, _COMPARE):
+        left, right = node.this, node.expression
+        return _literal_fits(left, right, refs) or _literal_fits(right, left, refs)
+    if isinstance(node, exp.In) and not node.args.get("query"):
+        return bool(node.expressions) and all(_literal_fits(node.this, v, refs) for v in node.expressions)
+    if isinstance(node, exp.Between):
+        return _literal_fits(node.this, node.args["low"], refs) and _literal_fits(
+            node.this, node.args["high"], refs
+        )
+    if isinstance(node, exp.Is):
+        return isinstance(node.this, exp.Column) and isinstance(node.expression, exp.Null)
+    if isinstance(node, exp.Anonymous) and node.name.lower().startswith("qserv_areaspec_"):
+        return all(isinstance(a, (exp.Literal, exp.Neg)) for a in node.expressions)
+    return False
+
+
 def describe(tree: exp.Select, refs: tuple[TableRef, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(names, DuckDB types) of the query's result columns."""
     plain = _plain_columns(tree, refs)
@@ -102,9 +139,31 @@ def describe(tree: exp.Select, refs: tuple[TableRef, ...]) -> tuple[tuple[str, .
     try:
         rows = cursor.execute("DESCRIBE " + tree.sql(dialect="duckdb")).fetchall()
     except duckdb.Error as e:
-        message = re.sub(r"\s*LINE \d+:.*", "", str(e), flags=re.S).strip()
-        message = re.sub(r"^\w+ Error: ", "", message)
-        raise from_sqlstate(_sqlstate(message), message) from None
+        err = translate(str(e))
+        err.position = _position_of(tree, err.construct)
+        raise err from None
     finally:
         cursor.close()
     return tuple(str(r[0]) for r in rows), tuple(str(r[1]) for r in rows)
+
+
+def _squash(sql: str) -> str:
+    return re.sub(r"[\s\"`]", "", sql).lower()
+
+
+def _position_of(tree: exp.Expr, construct: str | None) -> int | None:
+    """Where in the user's SQL the construct DuckDB underlined starts (the outermost node that
+    renders as it; the tree keeps the parser's positions)."""
+    if not construct:
+        return None
+    want = _squash(construct)
+    rendered = [(node, _squash(node.sql(dialect="duckdb"))) for node in tree.walk() if node is not tree]
+    # exactly the construct, else the innermost node ending with it (DuckDB underlines an
+    # operator from the operator on: ``LIKE 1`` of ``name LIKE 1``)
+    exact = [node for node, text in rendered if text == want]
+    ending = [node for node, text in reversed(rendered) if text.endswith(want)]
+    for node in exact or ending:
+        position = node_position(node)
+        if position is not None:
+            return position
+    return None

@@ -30,6 +30,7 @@ from czar.pgwire.params import decode_binary, render_literal
 from czar.pgwire.sqltext import first_keyword, max_param_index, split_statements, substitute_params
 from czar.pgwire.types import PgType, encode_batch, pg_type_for
 from qserv.errors import InternalError, ProtocolViolation, QservError, Unsupported, from_sqlstate
+from qserv.sqlerrors import scrub
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ def error_fields(exc: BaseException, position: Callable[[int], int] = lambda p: 
         internal = InternalError()
         log.error("internal error, incident %s", internal.incident, exc_info=exc)
         exc = internal
+    exc = scrub(exc)  # the last guard: no internal wording reaches a client
     pos = position(exc.position) if exc.position is not None else None
     return pw.ErrorFields(exc.sqlstate, exc.message, detail=exc.detail, hint=exc.hint, position=pos)
 

@@ -11,6 +11,8 @@ from sqlglot.tokens import Token, TokenType
 from czar.dialect import Qserv
 from qserv.errors import AccessDenied, SyntaxError_, UndefinedParameter
 
+SQL_META = "qserv_sql"  # meta key of the parsed tree's root: the SQL text it was parsed from
+
 
 def offset_of(sql: str, line: int, col: int) -> int:
     """1-based character offset of sqlglot's (1-based line, column) in ``sql``."""
@@ -49,6 +51,7 @@ def parse(sql: str) -> exp.Expr:
     if not isinstance(statements[0], exp.Query):
         _refuse_statement(sql)  # name the statement by its first word, at its position
     _check_forms(sql, statements[0])
+    statements[0].meta[SQL_META] = sql  # later passes place errors by it (an operator's position)
     return statements[0]
 
 
@@ -114,16 +117,25 @@ def _check_commas(tokens: list[Token]) -> None:
 
 def _check_forms(sql: str, tree: exp.Expr) -> None:
     """Refuse, as PostgreSQL does, forms sqlglot accepts: ``(*)``, ``* AS x``, ``%``/``?`` and
-    unbound ``$n``; and drop the alias of ``t.* AS x``, which PostgreSQL ignores."""
+    unbound ``$n``; drop what PostgreSQL ignores: the alias of ``t.* AS x``, the ``ALL`` of
+    ``GROUP BY ALL a`` (bare ``GROUP BY ALL`` keeps DuckDB's meaning: every plain column)."""
     for star in list(tree.find_all(exp.Star)):
         if isinstance(star.parent, exp.Paren):
             raise SyntaxError_('syntax error at or near "*"', position=node_position(star))
         alias = star.parent if isinstance(star.parent, exp.Alias) else None
         column = star.parent if isinstance(star.parent, exp.Column) else None
         if alias is not None:
-            raise SyntaxError_('syntax error at or near "AS"', position=node_position(alias.args["alias"]))
+            # PostgreSQL stops at the AS (or at the alias, if AS is left out)
+            name_at = node_position(alias.args["alias"]) or len(sql)
+            star_at = node_position(star) or 1
+            match = re.search(r"\bAS\b", sql[star_at : name_at - 1], re.I)
+            word, position = ("AS", star_at + match.start() + 1) if match else (alias.alias, name_at)
+            raise SyntaxError_(f'syntax error at or near "{word}"', position=position)
         if column is not None and isinstance(column.parent, exp.Alias):
             column.parent.replace(column)
+    for group in tree.find_all(exp.Group):
+        if group.args.get("all") and group.expressions:
+            group.set("all", None)  # GROUP BY ALL a: PostgreSQL's set quantifier, GROUP BY a
     if tree.find(exp.Parameter) is not None:
         match = re.search(r"\$\d*", sql)
         name = match.group(0) if match else "$"
@@ -167,6 +179,28 @@ def _refuse_statement(sql: str) -> None:
             f"{match.group(1).upper()} is not allowed: qserv accepts read-only SELECT queries only",
             position=match.start(1) + 1,
         )
+
+
+def node_end(node: exp.Expr) -> int | None:
+    """1-based character offset of the last character of a node, if known."""
+    best: int | None = None
+    for n in node.walk():
+        end = n.meta.get("end") if n.meta else None
+        if isinstance(end, int) and (best is None or end > best):
+            best = end
+    return None if best is None else best + 1
+
+
+def operator_position(node: exp.Expr, sql: str) -> int | None:
+    """1-based offset of a binary node's operator in ``sql`` (where PostgreSQL places its errors)."""
+    left, right = node.args.get("this"), node.args.get("expression")
+    if not isinstance(left, exp.Expr) or not isinstance(right, exp.Expr):
+        return node_position(node)
+    after, before = node_end(left), node_position(right)
+    if after is None or before is None:
+        return node_position(node)
+    match = re.search(r"[^\s()]", sql[after : before - 1])
+    return after + match.start() + 1 if match else node_position(node)
 
 
 def node_position(node: exp.Expr) -> int | None:

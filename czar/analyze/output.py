@@ -20,8 +20,9 @@ import duckdb
 from sqlglot import exp
 
 from czar.analyze.model import TableRef
-from czar.parse import node_position
+from czar.parse import SQL_META, node_position, operator_position
 from qserv.catalog import Table
+from qserv.errors import QservError, UndefinedFunction
 from qserv.sphere.scisql import install_macros
 from qserv.sqlerrors import translate
 
@@ -91,6 +92,7 @@ def _plain_columns(
 _LOGIC = (exp.And, exp.Or, exp.Not, exp.Paren)
 _COMPARE = (exp.EQ, exp.NEQ, exp.LT, exp.LTE, exp.GT, exp.GTE, exp.NullSafeEQ, exp.NullSafeNEQ)
 _NUMERIC = ("INT", "DOUBLE", "FLOAT", "DECIMAL", "REAL", "NUMERIC")
+_SYMBOL = r"[<>=!~|&+\-*/%^#@:]+"  # an operator written with symbols
 
 
 def _literal_fits(column: exp.Expr, value: exp.Expr, refs: tuple[TableRef, ...]) -> bool:
@@ -130,8 +132,71 @@ def _simple_predicate(node: exp.Expr, refs: tuple[TableRef, ...]) -> bool:
     return False
 
 
+def _catalog_type(column: exp.Expr, refs: tuple[TableRef, ...]) -> str | None:
+    if not isinstance(column, exp.Column):
+        return None
+    owners = [r for r in refs if not column.table or r.alias.lower() == column.table.lower()]
+    found = [c for c in (r.table.column(column.name) for r in owners) if c is not None]
+    return found[0].type if len(found) == 1 else None
+
+
+def _refuse_text_number(node: exp.Expr, value: exp.Expr, tree: exp.Select) -> None:
+    """``name = 1``: PostgreSQL has no text = integer operator (DuckDB would cast every name)."""
+    number = value.this if isinstance(value, exp.Neg) else value
+    if not isinstance(number, exp.Literal) or number.is_string:
+        return
+    sql = tree.meta.get(SQL_META)
+    position = operator_position(node, sql) if isinstance(sql, str) else node_position(node)
+    found = re.match(_SYMBOL, sql[position - 1 :]) if isinstance(sql, str) and position else None
+    symbol = found.group(0) if found else "="
+    kind = "integer" if re.fullmatch(r"\d+", number.this) else "numeric"
+    left, right = ("text", kind) if node.args.get("expression") is value else (kind, "text")
+    raise UndefinedFunction(
+        f"operator does not exist: {left} {symbol} {right}",
+        hint="No operator matches the given name and argument types. You might need to add explicit type casts.",
+        position=position,
+    )
+
+
+def _check_literals(tree: exp.Select, refs: tuple[TableRef, ...]) -> None:
+    """Refuse a string literal compared with a numeric column that does not read as its type
+    (``objectId = 'abc'``: 22P02, as PostgreSQL), before a director-key plan skips the rows.
+
+    DuckDB casts such literals only when it executes the query, not when it describes it.
+    """
+    for node in tree.find_all(*_COMPARE, exp.In, exp.Between):
+        column = node.this
+        if isinstance(node, exp.In):
+            values = list(node.expressions)
+        elif isinstance(node, exp.Between):
+            values = [node.args.get("low"), node.args.get("high")]
+        else:
+            values = [node.expression]
+            if not isinstance(column, exp.Column):
+                column, values = node.expression, [node.this]
+        type_ = _catalog_type(column, refs)
+        if type_ is None:
+            continue
+        if not any(word in type_.upper() for word in _NUMERIC):
+            if type_.upper() in ("VARCHAR", "TEXT") and isinstance(node, _COMPARE):
+                _refuse_text_number(node, values[0], tree)
+            continue
+        for value in values:
+            if isinstance(value, exp.Literal) and value.is_string:
+                cursor = _empty_database(frozenset()).cursor()
+                try:
+                    cursor.execute(f"SELECT CAST(? AS {type_})", [value.this])
+                except duckdb.Error as e:
+                    err = translate(str(e))
+                    err.position = node_position(value)
+                    raise err from None
+                finally:
+                    cursor.close()
+
+
 def describe(tree: exp.Select, refs: tuple[TableRef, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(names, DuckDB types) of the query's result columns."""
+    _check_literals(tree, refs)
     plain = _plain_columns(tree, refs)
     if plain is not None:
         return plain
@@ -139,9 +204,7 @@ def describe(tree: exp.Select, refs: tuple[TableRef, ...]) -> tuple[tuple[str, .
     try:
         rows = cursor.execute("DESCRIBE " + tree.sql(dialect="duckdb")).fetchall()
     except duckdb.Error as e:
-        err = translate(str(e))
-        err.position = _position_of(tree, err.construct)
-        raise err from None
+        raise _place(translate(str(e)), tree) from None
     finally:
         cursor.close()
     return tuple(str(r[0]) for r in rows), tuple(str(r[1]) for r in rows)
@@ -151,19 +214,38 @@ def _squash(sql: str) -> str:
     return re.sub(r"[\s\"`]", "", sql).lower()
 
 
-def _position_of(tree: exp.Expr, construct: str | None) -> int | None:
-    """Where in the user's SQL the construct DuckDB underlined starts (the outermost node that
-    renders as it; the tree keeps the parser's positions)."""
+def _construct_node(tree: exp.Expr, construct: str | None) -> exp.Expr | None:
+    """The node of the construct DuckDB underlined: exactly it, else the innermost node ending
+    with it (DuckDB underlines an operator from the operator on: ``LIKE 1`` of ``name LIKE 1``)."""
     if not construct:
         return None
     want = _squash(construct)
     rendered = [(node, _squash(node.sql(dialect="duckdb"))) for node in tree.walk() if node is not tree]
-    # exactly the construct, else the innermost node ending with it (DuckDB underlines an
-    # operator from the operator on: ``LIKE 1`` of ``name LIKE 1``)
     exact = [node for node, text in rendered if text == want]
     ending = [node for node, text in reversed(rendered) if text.endswith(want)]
-    for node in exact or ending:
-        position = node_position(node)
-        if position is not None:
-            return position
-    return None
+    sql = tree.meta.get(SQL_META)
+    if not exact and not ending and isinstance(sql, str) and re.fullmatch(_SYMBOL, construct):
+        # a bare operator (``+``): the first binary node written with it
+        for node, _ in rendered:
+            at = operator_position(node, sql) if isinstance(node, exp.Binary) else None
+            if at is not None and sql[at - 1 :].startswith(construct):
+                return node
+    return next((n for n in exact + ending if node_position(n) is not None), None)
+
+
+def _place(err: QservError, tree: exp.Expr) -> QservError:
+    """``err`` at its construct's position in the user's SQL (an operator's: at the operator),
+    and a comparison's type error named by its operator, as PostgreSQL does."""
+    node = _construct_node(tree, err.construct)
+    if node is None:
+        return err
+    sql = tree.meta.get(SQL_META)
+    binary = isinstance(node, exp.Binary) and isinstance(sql, str)
+    err.position = operator_position(node, sql) if binary and isinstance(sql, str) else node_position(node)
+    compare = re.match(r"cannot compare values of type (.+) and (.+)$", err.message)
+    if compare and binary and isinstance(sql, str) and err.position is not None:
+        symbol = re.match(_SYMBOL + r"|[A-Za-z]+", sql[err.position - 1 :])
+        if symbol:
+            err.message = f"operator does not exist: {compare.group(1)} {symbol.group(0)} {compare.group(2)}"
+            err.hint = "No operator matches the given name and argument types. You might need to add explicit type casts."
+    return err

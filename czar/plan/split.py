@@ -223,7 +223,10 @@ class _Partials:
                         position=node_position(node),
                     )
                 make_partials, make_merge = rule
-                return make_merge([self._partial(p) for p in make_partials(node)])
+                merged = make_merge([self._partial(p) for p in make_partials(node)])
+                if isinstance(merged, exp.Binary) and isinstance(node.parent, (exp.Binary, exp.Unary)):
+                    merged = exp.Paren(this=merged)  # MAX(x) / AVG(y): not MAX(x) / SUM(y) / COUNT(y)
+                return merged
             return node
 
         out = expression.copy().transform(rewrite, copy=False)

@@ -203,6 +203,8 @@ def _rules() -> list[tuple[re.Pattern[str], str, Callable[[re.Match[str]], tuple
         (r(r"Type \S+ with value .* can't be cast because the value is out of range for the destination type (\w+)"),
          "22003", lambda m: (_out_of_range(m.group(1)), None)),
         (r(r"Overflow in \w+ of (\w+)"), "22003", lambda m: (_out_of_range(m.group(1)), None)),
+        (r(r"Failed to cast (?:decimal )?value \S+ to type (\w+)"), "22003",
+         lambda m: (_out_of_range(m.group(1)), None)),
         (r(r"Unimplemented type for cast \((\S+) -> (\S+)\)"), "42846",
          lambda m: (f"cannot cast type {pg_type(m.group(1))} to {pg_type(m.group(2))}", None)),
         (r(r"ORDER BY non-integer literal has no effect"), "42601",
@@ -280,6 +282,7 @@ def translate(text: str) -> QservError:
     if message is None:
         sqlstate = _KIND_STATES.get(kind(text), "42000" if kind(text) else "XX000")
         first = re.split(r"\n|\. (?=[A-Z])", body, maxsplit=1)[0].strip().rstrip("!.")
+        first = re.sub(r" when casting from source column .*", "", first)  # an internal name
         message = _pg_types_in(first)
         if message[1:2].islower():  # "Could not ..." -> "could not ...", not "oRDER BY"
             message = message[:1].lower() + message[1:]

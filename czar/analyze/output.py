@@ -230,7 +230,9 @@ def _construct_node(tree: exp.Expr, construct: str | None) -> exp.Expr | None:
             at = operator_position(node, sql) if isinstance(node, exp.Binary) else None
             if at is not None and sql[at - 1 :].startswith(construct):
                 return node
-    return next((n for n in exact + ending if node_position(n) is not None), None)
+    # last, the innermost node whose text holds it (``NAME`` of ``CAST('x' AS NAME)``)
+    holding = [node for node, text in reversed(rendered) if want in text]
+    return next((n for n in exact + ending + holding if node_position(n) is not None), None)
 
 
 def _place(err: QservError, tree: exp.Expr) -> QservError:

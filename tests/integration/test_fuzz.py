@@ -294,6 +294,42 @@ def check(mutant: str, got: Outcome, want: Outcome, report: Report) -> None:
         )
 
 
+# Mutants that once failed, through the real interface: (query, SQLSTATE expected, or None
+# for rows equal to DuckDB's answer to the second query).
+FOUND: list[tuple[str, str | None, str]] = [
+    # internal error: (*) reached the merge as one column too many
+    ("SELECT (*)FROM Object WHERE rFlux > 25.5", "42601", ""),
+    ("SELECT( * ) FROM Object WHERE qserv_areaspec_box(359, -5, 1, 5)", "42601", ""),
+    # internal error: the alias of o.* made one column too many; PostgreSQL ignores it
+    ("SELECT o.* AS x FROM Object o WHERE o.flags = 1", None, "SELECT o.* FROM Object o WHERE o.flags = 1"),
+    # sqlglot's descriptions (Required keyword ... <class 'sqlglot...'>)
+    ("SELECT ra * FROM Object", "42601", ""),
+    ("SELECT COUNT(iFlux), AVG() FROM Object", "42601", ""),
+    ("SELECT TOP 'obj1' objectId, ra FROM Object ORDER BY ra", "42601", ""),
+    ("SELECT COUNT(*) BETWEEN Object WHERE qserv_areaspec_box(359, -5, 1, 5)", "42601", ""),
+    # DuckDB's words, from describe, the workers (plain projections) and the merge
+    ("SELECT DISTINCT flags FROM Object WHERE scisql_angSep(ra, decl, 166.8, 33.18) << 2.99", "42883", ""),
+    ("SELECT objectId FROM Object WHERE scisql_angSep(ra, decl, 166.8) < 2.99", "42883", ""),
+    ("SELECT round(1, 2, 3) FROM Object", "42883", ""),
+    ("SELECT FROM Object WHERE qserv_areaspec_box(5, 0, 15, 10)", "0A000", ""),
+    ("SELECT objectId FROM Object WHERE qserv_areaspec_box(0, 20, 10.0001, 20.0001) AND CAST(ra AS DATE) > 1",
+     "42883", ""),
+    ("SELECT objectId FROM Object WHERE CAST(name AS INTEGER) > 1", "22P02", ""),
+    ("SELECT CAST(SUM(objectId) AS SMALLINT) FROM Object", "22003", ""),
+    # answers where PostgreSQL refuses
+    ("SELECT objectId FROM Object WHERE objectId = 'abc'", "22P02", ""),
+    ("SELECT * FROM Object WHERE objectId IN (1000, 'abc', 1006) AND flags >= 0", "22P02", ""),
+    ("SELECT flags % 2 AS parity, name, COUNT(*), AVG(rFlux) FROM Object GROUP BY ALL gFlux ORDER BY parity",
+     "42803", ""),
+    ("END objectId, flags, iFlux FROM Object WHERE flags = 7", "42601", ""),
+    ("SELECT ra,, decl FROM Object", "42601", ""),
+    # wrong answers: AVG's SUM/COUNT spliced into an expression without parentheses
+    ("SELECT COUNT(iFlux) % AVG(gFlux) FROM Object", None, "SELECT COUNT(iFlux) % AVG(gFlux) FROM Object"),
+    ("SELECT MAX(decl) / AVG(iFlux), 2 * AVG(rFlux) FROM Object", None,
+     "SELECT MAX(decl) / AVG(iFlux), 2 * AVG(rFlux) FROM Object"),
+]  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def generated() -> GeneratedCatalog:
     return generate(seed=5, n_objects=1500, order=5)
@@ -363,3 +399,28 @@ def test_mutants_get_clear_errors_or_the_reference_rows(
     assert not report.failures, f"{len(report.failures)} of {len(queries)} mutants:\n" + "\n".join(
         report.failures[: int(os.environ.get("QSERV_FUZZ_SHOW", "40"))]
     )
+
+
+@pytest.mark.parametrize(("mutant", "sqlstate", "same_as"), FOUND)
+def test_found_mutants(
+    fuzz_cluster: LiveCluster,
+    plain: duckdb.DuckDBPyConnection,
+    mutant: str,
+    sqlstate: str | None,
+    same_as: str,
+) -> None:
+    """Each mutant that once failed: PostgreSQL's SQLSTATE in our words, or DuckDB's rows."""
+
+    async def run() -> Outcome:
+        async with await psycopg.AsyncConnection.connect(fuzz_cluster.dsn, autocommit=True) as conn:
+            return await czar_outcome(conn, mutant)
+
+    got = asyncio.run(run())
+    assert not got.hang, mutant
+    assert not LEAKS.search(got.text), got.text
+    if sqlstate is not None:
+        assert got.sqlstate == sqlstate, f"{mutant}: {got.sqlstate} {got.text} (rows {got.rows})"
+        return
+    want = reference_outcome(plain, same_as)
+    assert got.sqlstate is None and got.rows is not None and want.rows is not None, (got.text, want.text)
+    assert got.ncols == want.ncols and same_rows(got.rows, want.rows), f"{mutant}\n{got.rows}\n{want.rows}"

@@ -23,7 +23,7 @@ from czar.analyze.model import TableRef
 from czar.parse import SQL_META, node_position, operator_position
 from qserv.catalog import Table
 from qserv.errors import QservError, UndefinedFunction
-from qserv.sphere.scisql import install_macros
+from qserv.sphere.scisql import MACROS, install_macros
 from qserv.sqlerrors import translate
 
 
@@ -95,20 +95,15 @@ _NUMERIC = ("INT", "DOUBLE", "FLOAT", "DECIMAL", "REAL", "NUMERIC")
 _SYMBOL = r"[<>=!~|&+\-*/%^#@:]+"  # an operator written with symbols
 
 
-def _literal_fits(column: exp.Expr, value: exp.Expr, refs: tuple[TableRef, ...]) -> bool:
-    """A bare catalog column against a literal of a kind its type compares with unchanged."""
+def _is_numeric(type_: str) -> bool:
+    return any(word in type_.upper() for word in _NUMERIC)
+
+
+def _fits(numeric: bool, value: exp.Expr) -> bool:
+    """A literal of the kind a (numeric or not) column compares with unchanged, or NULL."""
     if isinstance(value, exp.Neg):
         value = value.this
-    if isinstance(value, exp.Null):
-        return isinstance(column, exp.Column)
-    if not isinstance(column, exp.Column) or not isinstance(value, exp.Literal):
-        return False
-    owners = [r for r in refs if (not column.table or r.alias.lower() == column.table.lower())]
-    found = [r.table.column(column.name) for r in owners if r.table.column(column.name) is not None]
-    if len(found) != 1 or found[0] is None:
-        return False
-    numeric = any(word in found[0].type.upper() for word in _NUMERIC)
-    return numeric != value.is_string
+    return isinstance(value, exp.Null) or (isinstance(value, exp.Literal) and numeric != value.is_string)
 
 
 def _simple_predicate(node: exp.Expr, refs: tuple[TableRef, ...]) -> bool:
@@ -116,15 +111,15 @@ def _simple_predicate(node: exp.Expr, refs: tuple[TableRef, ...]) -> bool:
     (point lookups, cones): nothing in it that DuckDB could refuse to bind."""
     if isinstance(node, _LOGIC):
         return all(_simple_predicate(child, refs) for child in node.iter_expressions())
-    if isinstance(node, _COMPARE):
-        left, right = node.this, node.expression
-        return _literal_fits(left, right, refs) or _literal_fits(right, left, refs)
-    if isinstance(node, exp.In) and not node.args.get("query"):
-        return bool(node.expressions) and all(_literal_fits(node.this, v, refs) for v in node.expressions)
-    if isinstance(node, exp.Between):
-        return _literal_fits(node.this, node.args["low"], refs) and _literal_fits(
-            node.this, node.args["high"], refs
-        )
+    if isinstance(node, exp.EQ) and _macro_call(node.this) and isinstance(node.expression, exp.Literal):
+        return True  # the restrictors' own rewrite of an areaspec: scisql_s2PtInCircle(...) = 1
+    if isinstance(node, (*_COMPARE, exp.In, exp.Between)):
+        column, values = _operands(node)
+        type_ = _catalog_type(column, refs) if column is not None else None
+        if type_ is None or not values or (isinstance(node, exp.In) and node.args.get("query")):
+            return False
+        numeric = _is_numeric(type_)
+        return all(_fits(numeric, v) for v in values)
     if isinstance(node, exp.Is):
         return isinstance(node.this, exp.Column) and isinstance(node.expression, exp.Null)
     if isinstance(node, exp.Anonymous) and node.name.lower().startswith("qserv_areaspec_"):
@@ -132,7 +127,31 @@ def _simple_predicate(node: exp.Expr, refs: tuple[TableRef, ...]) -> bool:
     return False
 
 
+_ARITY = {name.lower(): len(params.split(",")) for name, params, _ in MACROS}
+
+
+def _macro_call(node: exp.Expr) -> bool:
+    """A spatial macro called with its number of column or constant arguments."""
+    return (
+        isinstance(node, exp.Anonymous)
+        and _ARITY.get(node.name.lower()) == len(node.expressions)
+        and all(isinstance(a, (exp.Column, exp.Literal, exp.Neg)) for a in node.expressions)
+    )
+
+
+def _operands(node: exp.Expr) -> tuple[exp.Expr | None, list[exp.Expr]]:
+    """(the column side, the other side's values) of a comparison, IN or BETWEEN."""
+    if isinstance(node, exp.In):
+        return node.this, list(node.expressions)
+    if isinstance(node, exp.Between):
+        return node.this, [v for v in (node.args.get("low"), node.args.get("high")) if v is not None]
+    if isinstance(node.this, exp.Column):
+        return node.this, [node.expression]
+    return node.expression, [node.this]
+
+
 def _catalog_type(column: exp.Expr, refs: tuple[TableRef, ...]) -> str | None:
+    """The catalog type of a bare column bound to exactly one table, else None."""
     if not isinstance(column, exp.Column):
         return None
     owners = [r for r in refs if not column.table or r.alias.lower() == column.table.lower()]
@@ -165,19 +184,11 @@ def _check_literals(tree: exp.Select, refs: tuple[TableRef, ...]) -> None:
     DuckDB casts such literals only when it executes the query, not when it describes it.
     """
     for node in tree.find_all(*_COMPARE, exp.In, exp.Between):
-        column = node.this
-        if isinstance(node, exp.In):
-            values = list(node.expressions)
-        elif isinstance(node, exp.Between):
-            values = [node.args.get("low"), node.args.get("high")]
-        else:
-            values = [node.expression]
-            if not isinstance(column, exp.Column):
-                column, values = node.expression, [node.this]
-        type_ = _catalog_type(column, refs)
+        column, values = _operands(node)
+        type_ = _catalog_type(column, refs) if column is not None else None
         if type_ is None:
             continue
-        if not any(word in type_.upper() for word in _NUMERIC):
+        if not _is_numeric(type_):
             if type_.upper() in ("VARCHAR", "TEXT") and isinstance(node, _COMPARE):
                 _refuse_text_number(node, values[0], tree)
             continue

@@ -116,8 +116,8 @@ def _check_commas(tokens: list[Token]) -> None:
 
 
 def _check_forms(sql: str, tree: exp.Expr) -> None:
-    """Refuse, as PostgreSQL does, forms sqlglot accepts: ``(*)``, ``* AS x``, ``%``/``?`` and
-    unbound ``$n``; drop what PostgreSQL ignores: the alias of ``t.* AS x``, the ``ALL`` of
+    """Refuse, as PostgreSQL does, forms sqlglot accepts: ``(*)``, ``* AS x``, ``AS 'x'``, ``""``,
+    ``%``/``?`` and unbound ``$n``; drop what PostgreSQL ignores: the alias of ``t.* AS x``, the ``ALL`` of
     ``GROUP BY ALL a`` (bare ``GROUP BY ALL`` keeps DuckDB's meaning: every plain column)."""
     for star in list(tree.find_all(exp.Star)):
         if isinstance(star.parent, exp.Paren):
@@ -133,6 +133,17 @@ def _check_forms(sql: str, tree: exp.Expr) -> None:
             raise SyntaxError_(f'syntax error at or near "{word}"', position=position)
         if column is not None and isinstance(column.parent, exp.Alias):
             column.parent.replace(column)
+    for ident in tree.find_all(exp.Identifier):
+        start = ident.meta.get("start")
+        if not isinstance(start, int) or start >= len(sql) or sql[start] not in "'\"`":
+            continue
+        if sql[start] == "'":  # sqlglot takes 'x' as a name where PostgreSQL wants one
+            raise SyntaxError_(
+                f'syntax error at or near "{sql[start : ident.meta["end"] + 1]}"', position=start + 1
+            )
+        if ident.this == "":
+            quote = sql[start] * 2
+            raise SyntaxError_(f'zero-length delimited identifier at or near "{quote}"', position=start + 1)
     for group in tree.find_all(exp.Group):
         if group.args.get("all") and group.expressions:
             group.set("all", None)  # GROUP BY ALL a: PostgreSQL's set quantifier, GROUP BY a

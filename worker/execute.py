@@ -15,6 +15,7 @@ permission -> 42501, interrupt -> 57014, unknown function/operator -> 42883, bad
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -42,19 +43,16 @@ def translate(exc: BaseException) -> QservError:
     """
     text = str(exc).strip()
     kind, low = sqlerrors.kind(text), text.splitlines()[0].lower() if text else ""
+    # what was refused, without DuckDB's "Permission Error:" prefix (``Cannot access file "x"``)
+    what = re.sub(r"^[A-Za-z ]+ Error: ", "", text.splitlines()[0] if text else "").rstrip("!.")
     if kind == "interrupt" or isinstance(exc, duckdb.InterruptException):
         return QueryCanceled("worker query was cancelled")
     if kind == "permission":
-        return AccessDenied(
-            "file, network and extension access is not allowed in queries",
-            hint="workers refuse file, network and extension access",
-        )
+        return AccessDenied(what, hint="workers refuse file, network and extension access")
     if kind == "transactioncontext" and "read-only" in low:
-        return AccessDenied("only read-only queries are allowed", hint="worker queries are read-only")
+        return AccessDenied(what, hint="worker queries are read-only")
     if kind == "invalid input" and "configuration" in low:
-        return AccessDenied(
-            "changing the configuration is not allowed", hint="worker configuration is locked"
-        )
+        return AccessDenied(what, hint="worker configuration is locked")
     if kind == "out of memory":
         return from_sqlstate("53200", "out of memory", hint="narrow the query or raise memory_limit")
     return sqlerrors.translate(text)

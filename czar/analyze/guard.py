@@ -12,7 +12,7 @@ from __future__ import annotations
 from sqlglot import exp
 
 from czar.parse import node_position
-from qserv.errors import AccessDenied, UndefinedFunction, Unsupported
+from qserv.errors import AccessDenied, SyntaxError_, UndefinedFunction, Unsupported
 from qserv.sphere.scisql import MACROS
 
 # Typed sqlglot function nodes that are safe and evaluate identically on workers and czar.
@@ -80,6 +80,13 @@ def guard(tree: exp.Expr) -> exp.Select:
             "a SELECT without a select list is not supported: select at least one column",
             position=node_position(tree.args["from_"]) if tree.args.get("from_") else 1,
         )
+    for clause in ("order", "group"):
+        for item in tree.args[clause].expressions if tree.args.get(clause) else ():
+            key = item.this if isinstance(item, exp.Ordered) else item
+            if isinstance(key, exp.Literal) and not key.is_int:  # ORDER BY 'a', GROUP BY 2.5
+                raise SyntaxError_(
+                    f"non-integer constant in {clause.upper()} BY", position=node_position(key)
+                )
     for node in tree.walk():
         if isinstance(node, exp.Window):
             raise Unsupported(

@@ -323,6 +323,8 @@ FOUND: list[tuple[str, str | None, str]] = [
      "42803", ""),
     ("END objectId, flags, iFlux FROM Object WHERE flags = 7", "42601", ""),
     ("SELECT ra,, decl FROM Object", "42601", ""),
+    ("SELECT flags % 2 AS parity, COUNT(*) FROM Object '' GROUP BY flags % 2", "42601", ""),
+    ("SELECT objectId, rMag FROM Object ORDER BY rMag DESC, 1e308 LIMIT 7", "42601", ""),
     # wrong answers: AVG's SUM/COUNT spliced into an expression without parentheses
     ("SELECT COUNT(iFlux) % AVG(gFlux) FROM Object", None, "SELECT COUNT(iFlux) % AVG(gFlux) FROM Object"),
     ("SELECT MAX(decl) / AVG(iFlux), 2 * AVG(rFlux) FROM Object", None,

@@ -70,6 +70,13 @@ CASES = [
      'column "flags" must appear in the GROUP BY clause or be used in an aggregate function', 8),
     ("SELECT objectId FROM Object WHERE objectId = 'abc'", "22P02", 'invalid input syntax for type bigint: "abc"', 46),
     ("SELECT ra FROM Object WHERE flags IN (1, 'x')", "22P02", 'invalid input syntax for type integer: "x"', 42),
+    ("SELECT flags FROM Object '' GROUP BY flags", "42601", "syntax error at or near \"''\"", 26),
+    ("SELECT 1 AS 'x' FROM Object", "42601", "syntax error at or near \"'x'\"", 13),
+    ('SELECT "" FROM Object', "42601", 'zero-length delimited identifier at or near """"', 8),
+    ("SELECT objectId, rMag FROM Object ORDER BY rMag DESC, 1e308 LIMIT 7", "42601",
+     "non-integer constant in ORDER BY", 55),
+    ("SELECT ra FROM Object ORDER BY 'a'", "42601", "non-integer constant in ORDER BY", 32),
+    ("SELECT flags FROM Object GROUP BY 2.5", "42601", "non-integer constant in GROUP BY", 35),
     ("SELECT FROM Object WHERE qserv_areaspec_box(5, 0, 15, 10)", "0A000",
      "a SELECT without a select list is not supported: select at least one column", 13),
 ]  # fmt: skip

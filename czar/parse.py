@@ -41,6 +41,9 @@ def parse(sql: str) -> exp.Expr:
     _check_commas(tokens)
     statements = [t for t in trees if t is not None]
     if not statements:
+        words = [t for t in tokens if t.token_type is not TokenType.SEMICOLON]
+        if words:  # sqlglot read nothing of it (ELSE x FROM t): PostgreSQL stops at the first word
+            raise SyntaxError_(f'syntax error at or near "{words[0].text}"', position=words[0].start + 1)
         raise SyntaxError_("empty query: expected one SELECT statement")
     if len(statements) > 1:
         second = statements[1]
@@ -173,7 +176,8 @@ def _placeholder(sql: str) -> tuple[str, int | None]:
             before = tokens[i - 1].text if i else ""
             if not re.search(r"[\w)\"'`\]]$", before) or before.upper() in _OPERAND_STARTS:
                 return token.text, token.start + 1
-    return "%", None
+    first = next((t for t in tokens if t.token_type in (TokenType.PLACEHOLDER, TokenType.MOD)), None)
+    return (first.text, first.start + 1) if first is not None else ("%", None)
 
 
 # Statements refused outright even when sqlglot cannot parse them (ATTACH 'x.db').

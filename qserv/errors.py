@@ -58,6 +58,10 @@ class UndefinedFunction(QservError):
     sqlstate = "42883"
 
 
+class DatatypeMismatch(QservError):
+    sqlstate = "42804"
+
+
 class UndefinedParameter(QservError):
     sqlstate = "42P02"
 

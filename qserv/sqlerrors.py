@@ -205,7 +205,7 @@ def _rules() -> list[tuple[re.Pattern[str], str, Callable[[re.Match[str]], tuple
         (r(r"Overflow in \w+ of (\w+)"), "22003", lambda m: (_out_of_range(m.group(1)), None)),
         (r(r"Failed to cast (?:decimal )?value \S+ to type (\w+)"), "22003",
          lambda m: (_out_of_range(m.group(1)), None)),
-        (r(r"Unimplemented type for cast \((\S+) -> (\S+)\)"), "42846",
+        (r(r"Unimplemented type for cast \((.+) -> ([^()]+(?:\([^()]*\))?)\)"), "42846",
          lambda m: (f"cannot cast type {pg_type(m.group(1))} to {pg_type(m.group(2))}", None)),
         (r(r"ORDER BY non-integer literal has no effect"), "42601",
          lambda m: ("non-integer constant in ORDER BY", None)),

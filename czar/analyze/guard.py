@@ -12,7 +12,7 @@ from __future__ import annotations
 from sqlglot import exp
 
 from czar.parse import node_position
-from qserv.errors import AccessDenied, SyntaxError_, UndefinedFunction, Unsupported
+from qserv.errors import AccessDenied, DatatypeMismatch, SyntaxError_, UndefinedFunction, Unsupported
 from qserv.sphere.scisql import MACROS
 
 # Typed sqlglot function nodes that are safe and evaluate identically on workers and czar.
@@ -51,6 +51,8 @@ _WRITES: tuple[tuple[type[exp.Expr], str], ...] = (
 
 
 def _statement_name(tree: exp.Expr) -> str:
+    if isinstance(tree, exp.Describe):
+        return "DESCRIBE"
     if isinstance(tree, exp.Command):
         return str(tree.this).upper()
     for cls, name in _WRITES:
@@ -80,6 +82,13 @@ def guard(tree: exp.Expr) -> exp.Select:
             "a SELECT without a select list is not supported: select at least one column",
             position=node_position(tree.args["from_"]) if tree.args.get("from_") else 1,
         )
+    for clause in ("where", "having"):
+        condition = tree.args[clause].this if tree.args.get(clause) else None
+        if isinstance(condition, exp.Tuple):  # WHERE (1, 2): a row is not a condition
+            raise DatatypeMismatch(
+                f"argument of {clause.upper()} must be type boolean, not type record",
+                position=node_position(condition),
+            )
     for clause in ("order", "group"):
         for item in tree.args[clause].expressions if tree.args.get(clause) else ():
             key = item.this if isinstance(item, exp.Ordered) else item

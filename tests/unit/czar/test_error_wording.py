@@ -77,6 +77,12 @@ CASES = [
      "non-integer constant in ORDER BY", 55),
     ("SELECT ra FROM Object ORDER BY 'a'", "42601", "non-integer constant in ORDER BY", 32),
     ("SELECT flags FROM Object GROUP BY 2.5", "42601", "non-integer constant in GROUP BY", 35),
+    ("ELSE flags, COUNT(*) FROM Object", "42601", 'syntax error at or near "ELSE"', 1),
+    ("SELECT objectId FROM Object MOD WHERE flags = 1", "42601", 'syntax error at or near "MOD"', 29),
+    ("SELECT objectId FROM Object WHERE (123, 45, 0.0001)", "42804",
+     "argument of WHERE must be type boolean, not type record", 36),
+    ("DESC SELECT DISTINCT flags FROM Object", "42501",
+     "DESCRIBE is not allowed: qserv accepts read-only SELECT queries only", 1),
     ("SELECT FROM Object WHERE qserv_areaspec_box(5, 0, 15, 10)", "0A000",
      "a SELECT without a select list is not supported: select at least one column", 13),
 ]  # fmt: skip

@@ -246,7 +246,8 @@ def _split_aggregate(q: AnalyzedQuery, worker: exp.Select) -> exp.Select:
     merged = []
     for i, p in enumerate(tree.expressions):
         expression = partials.merge(_inner(p))
-        if _inner(p).find(exp.AggFunc) is not None:
+        # (no cast to DuckDB's "NULL" type of MIN(NULL): it has no SQL spelling)
+        if _inner(p).find(exp.AggFunc) is not None and q.types[i].strip('"').upper() != "NULL":
             expression = exp.cast(expression, exp.DataType.build(q.types[i], dialect="duckdb"))
         merged.append(exp.alias_(expression, _name(q, i)))
     merge = exp.select(*merged).from_(RESULT_TABLE)

@@ -9,7 +9,7 @@ from sqlglot.errors import ParseError, TokenError
 from sqlglot.tokens import Token, TokenType
 
 from czar.dialect import Qserv
-from qserv.errors import AccessDenied, SyntaxError_, UndefinedParameter
+from qserv.errors import AccessDenied, SyntaxError_, UndefinedParameter, Unsupported
 
 SQL_META = "qserv_sql"  # meta key of the parsed tree's root: the SQL text it was parsed from
 
@@ -38,7 +38,7 @@ def parse(sql: str) -> exp.Expr:
         _refuse_statement(sql)
         message, position = _unterminated(sql) or ("syntax error", None)
         raise SyntaxError_(message, position=position) from None
-    _check_commas(tokens)
+    _check_tokens(tokens)
     statements = [t for t in trees if t is not None]
     if not statements:
         words = [t for t in tokens if t.token_type is not TokenType.SEMICOLON]
@@ -106,11 +106,27 @@ def _unterminated(sql: str) -> tuple[str, int] | None:
     return None
 
 
+_NUMBER = re.compile(r"(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|0[xX][0-9a-fA-F_]+|\d[\d_]*")
+_NAME_ENDS = frozenset({TokenType.VAR, TokenType.IDENTIFIER, TokenType.R_PAREN, TokenType.R_BRACKET})
 _NO_COMMA_AFTER = frozenset({TokenType.COMMA, TokenType.L_PAREN, TokenType.SELECT, TokenType.DISTINCT})
 
 
-def _check_commas(tokens: list[Token]) -> None:
-    """Refuse the empty list items sqlglot skips (``a,, b``, ``f(a,)``, ``SELECT, a``)."""
+def _check_tokens(tokens: list[Token]) -> None:
+    """Refuse the empty list items sqlglot skips (``a,, b``, ``f(a,)``, ``SELECT, a``) and the
+    numbers it runs together (``.199.3``, ``1e5.3``: PostgreSQL stops at the second part)."""
+    for i, token in enumerate(tokens):
+        if token.token_type is not TokenType.NUMBER:
+            continue
+        text, start = token.text, token.start
+        before = tokens[i - 1] if i else None
+        if before is not None and before.token_type is TokenType.DOT and before.end + 1 == start:
+            if i < 2 or tokens[i - 2].token_type not in _NAME_ENDS:  # .199.3: a number ".199" first
+                text, start = "." + text, before.start
+        cut = _NUMBER.match(text)
+        if cut is not None and cut.end() < len(text):
+            raise SyntaxError_(
+                f'syntax error at or near "{text[cut.end() :]}"', position=start + cut.end() + 1
+            )
     for before, token in zip(tokens, tokens[1:], strict=False):
         if (token.token_type is TokenType.COMMA and before.token_type in _NO_COMMA_AFTER) or (
             token.token_type is TokenType.R_PAREN and before.token_type is TokenType.COMMA
@@ -136,6 +152,23 @@ def _check_forms(sql: str, tree: exp.Expr) -> None:
             raise SyntaxError_(f'syntax error at or near "{word}"', position=position)
         if column is not None and isinstance(column.parent, exp.Alias):
             column.parent.replace(column)
+    for dot in tree.find_all(exp.Dot):
+        if isinstance(dot.this, (exp.Column, exp.Dot, exp.Literal)):  # a.b.c.d.e, 1.2.3
+            name = dot.sql()
+            if isinstance(dot.this, exp.Literal):
+                raise SyntaxError_(
+                    f'syntax error at or near ".{dot.expression.sql()}"',
+                    position=(node_position(dot.expression) or 1) - 1,
+                )
+            raise SyntaxError_(
+                f"improper qualified name (too many dotted names): {name}", position=node_position(dot)
+            )
+    for column in tree.find_all(exp.Column):
+        if column.args.get("catalog") is not None:  # a.b.c.d: database.schema.table.column
+            raise Unsupported(
+                f"cross-database references are not implemented: {column.sql()}",
+                position=node_position(column),
+            )
     for ident in tree.find_all(exp.Identifier):
         start = ident.meta.get("start")
         if not isinstance(start, int) or start >= len(sql) or sql[start] not in "'\"`":

@@ -111,6 +111,8 @@ REFUSALS = {
     "42703": "columns qserv keeps internal (_chunk, _subchunk); whole-row references (SELECT Object ...)",
     "42804": "PostgreSQL's type rules are stricter than DuckDB's",
     "22023": "areaspec arguments must be numeric constants",
+    "22P02": "PostgreSQL casts a string literal to the other side's type (COALESCE(x, '')) and refuses "
+    "one that does not parse; DuckDB may not evaluate it",
     "54001": "statement too complex",
 }
 # Queries the czar answers and DuckDB refuses, each a documented dialect difference:
@@ -124,6 +126,8 @@ ANSWER_DIFFERENCES = (
     ),
 )
 SPATIAL = re.compile(r"scisql_|qserv_areaspec|\b(point|circle|box|polygon|contains|distance)\s*\(", re.I)
+# the text of a float sum or average: its last digits depend on the order of the additions
+FLOAT_TEXT = re.compile(r"\|\|.*\b(SUM|AVG)\s*\(|\b(SUM|AVG)\s*\(.*\|\|", re.I)
 UNDETERMINED = re.compile(r"\b(LIMIT|TOP|FETCH|ANY_VALUE|FIRST|LAST)\b", re.I)
 
 _TOKEN = re.compile(
@@ -305,7 +309,7 @@ def check(mutant: str, got: Outcome, want: Outcome, report: Report) -> None:
         if not any(re.search(q, mutant, re.I) and re.search(e, want.text) for q, e, _ in ANSWER_DIFFERENCES):
             report.fail(mutant, f"answered, but the reference refuses it: {want.text}")
         return
-    if UNDETERMINED.search(mutant):
+    if UNDETERMINED.search(mutant) or FLOAT_TEXT.search(mutant):
         return  # rows not determined
     if any(isinstance(v, (dict, list, tuple)) for row in want.rows for v in row):
         return  # a row or list value: PostgreSQL and DuckDB spell them differently
@@ -350,6 +354,11 @@ FOUND: list[tuple[str, str | None, str]] = [
     # internal error: MIN(NULL) is of DuckDB's type "NULL", which the merge cast to
     ("SELECT flags, MIN(NULL), SUM(rMag) FROM Object GROUP BY flags ORDER BY flags", None,
      "SELECT flags, MIN(NULL), SUM(rMag) FROM Object GROUP BY flags ORDER BY flags"),
+    # internal error: sqlglot reads ".199.3" as one number
+    ("SELECT SUM(iFlux), (ra) FROM Object WHERE rFlux < 8.7 AND qserv_areaspec_box(.199.3, -50.28, 289.84, -44.6)",
+     "42601", ""),
+    # answered by dropping name parts: s.sourceId.s.psfFlux is not s.psfFlux
+    ("SELECT o.objectId, s.sourceId.s.psfFlux FROM Object o JOIN Source s ON s.objectId = o.objectId", "0A000", ""),
     # wrong answers: AVG's SUM/COUNT spliced into an expression without parentheses
     ("SELECT COUNT(iFlux) % AVG(gFlux) FROM Object", None, "SELECT COUNT(iFlux) % AVG(gFlux) FROM Object"),
     ("SELECT MAX(decl) / AVG(iFlux), 2 * AVG(rFlux) FROM Object", None,

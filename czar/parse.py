@@ -119,9 +119,12 @@ def _check_tokens(tokens: list[Token]) -> None:
             continue
         text, start = token.text, token.start
         before = tokens[i - 1] if i else None
-        if before is not None and before.token_type is TokenType.DOT and before.end + 1 == start:
-            if i < 2 or tokens[i - 2].token_type not in _NAME_ENDS:  # .199.3: a number ".199" first
-                text, start = "." + text, before.start
+        leading_dot = before is not None and before.token_type is TokenType.DOT
+        if leading_dot and (i < 2 or tokens[i - 2].token_type not in _NAME_ENDS):
+            assert before is not None
+            if before.end + 1 != start:  # "- . 5": a dot on its own
+                raise SyntaxError_('syntax error at or near "."', position=before.start + 1)
+            text, start = "." + text, before.start  # .199.3: the number ".199", then ".3"
         cut = _NUMBER.match(text)
         if cut is not None and cut.end() < len(text):
             raise SyntaxError_(

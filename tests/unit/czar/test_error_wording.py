@@ -79,6 +79,8 @@ CASES = [
     ("SELECT flags FROM Object GROUP BY 2.5", "42601", "non-integer constant in GROUP BY", 35),
     ("SELECT 1.2.3", "42601", 'syntax error at or near ".3"', 11),
     ("SELECT .199.3", "42601", 'syntax error at or near ".3"', 12),
+    ("SELECT ra FROM Object WHERE qserv_areaspec_box(199.3, - . 50.28, 289.84, -44.6)", "42601",
+     'syntax error at or near "."', 57),
     ("SELECT o.ra.x.y FROM Object o", "0A000", "cross-database references are not implemented: o.ra.x.y", 8),
     ("SELECT a.b.c.d.e FROM Object", "42601", "improper qualified name (too many dotted names): a.b.c.d.e", 8),
     ("ELSE flags, COUNT(*) FROM Object", "42601", 'syntax error at or near "ELSE"', 1),

@@ -359,6 +359,10 @@ FOUND: list[tuple[str, str | None, str]] = [
      "42601", ""),
     # answered by dropping name parts: s.sourceId.s.psfFlux is not s.psfFlux
     ("SELECT o.objectId, s.sourceId.s.psfFlux FROM Object o JOIN Source s ON s.objectId = o.objectId", "0A000", ""),
+    # answered: FROM column aliases ignored; ORDER BY NULL
+    ("SELECT objectId FROM Object Source (5, 0, 15, 10)", "42601", ""),
+    ("SELECT objectId FROM Object o (a, b)", "0A000", ""),
+    ("SELECT objectId, rMag FROM Object ORDER BY rMag DESC, NULL LIMIT 7", "42601", ""),
     # wrong answers: AVG's SUM/COUNT spliced into an expression without parentheses
     ("SELECT COUNT(iFlux) % AVG(gFlux) FROM Object", None, "SELECT COUNT(iFlux) % AVG(gFlux) FROM Object"),
     ("SELECT MAX(decl) / AVG(iFlux), 2 * AVG(rFlux) FROM Object", None,

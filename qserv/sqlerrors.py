@@ -22,7 +22,7 @@ import logging
 import re
 from collections.abc import Callable
 
-from qserv.errors import QservError, from_sqlstate
+from qserv.errors import InternalError, QservError, from_sqlstate
 
 log = logging.getLogger(__name__)
 
@@ -279,8 +279,13 @@ def translate(text: str) -> QservError:
             message, hint = build(match)
             sqlstate = state
             break
+    if message is None and not kind(text):
+        # not DuckDB's (no "... Error:" prefix): an internal error, told by its incident id
+        internal = InternalError()
+        log.error("untranslated engine error, incident %s: %s", internal.incident, text)
+        return internal
     if message is None:
-        sqlstate = _KIND_STATES.get(kind(text), "42000" if kind(text) else "XX000")
+        sqlstate = _KIND_STATES.get(kind(text), "42000")
         first = re.split(r"\n|\. (?=[A-Z])", body, maxsplit=1)[0].strip().rstrip("!.")
         first = re.sub(r" when casting from source column .*", "", first)  # an internal name
         message = _pg_types_in(first)

@@ -183,6 +183,11 @@ def test_unknown_duckdb_wording_becomes_generic() -> None:
     assert err.sqlstate == "42804" and err.message == "the query cannot be evaluated as written"
 
 
+def test_text_of_no_known_engine_is_an_internal_error_with_an_incident() -> None:
+    err = translate("Traceback (most recent call last): KeyError: '_q_a0'")
+    assert err.sqlstate == "XX000" and "incident" in err.message and not LEAKS.search(err.message)
+
+
 def test_merge_errors_are_translated() -> None:
     """A value error found while merging (a sum cast to SMALLINT overflows on the czar)."""
     cluster = FakeCluster(generate(seed=3, n_objects=50))

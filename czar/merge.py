@@ -18,6 +18,7 @@ import pyarrow as pa
 from czar.plan.model import QueryPlan
 from czar.plan.split import RESULT_TABLE
 from qserv.sphere.scisql import install_macros
+from qserv.sqlerrors import translate
 
 
 class MergeEngine:
@@ -50,6 +51,10 @@ class MergeEngine:
         try:
             cursor.register(RESULT_TABLE, table)
             return cursor.sql(plan.merge_sql).to_arrow_table()
+        except duckdb.Error as e:
+            # a value error found while merging (overflow of a sum, a bad cast): PostgreSQL's
+            # words, never the merge query's internal names
+            raise translate(str(e)) from None
         finally:
             cursor.close()
 

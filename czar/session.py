@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from qserv.errors import InvalidParameter
+from qserv.errors import InvalidParameter, SyntaxError_
 
 SERVER_VERSION = "16.0 (qserv-py 0.1.0)"
 
@@ -157,6 +157,9 @@ _TRANSACTION = {
     "ABORT": ("ROLLBACK", False),
 }
 
+# what may follow COMMIT/END/ROLLBACK/ABORT in PostgreSQL
+_END_REST = re.compile(r"^(?:(?:WORK|TRANSACTION)\s*)?(?:AND\s+(?:NO\s+)?CHAIN\s*)?;?\s*$", re.I)
+
 
 def strip_comments(sql: str) -> str:
     return _COMMENT.sub(" ", sql).strip()
@@ -177,6 +180,11 @@ def handle_session_statement(sql: str, state: SessionState) -> SessionReply | No
     first = text.split(None, 1)[0].rstrip(";").upper()
     if first in _TRANSACTION:
         tag, opens = _TRANSACTION[first]
+        rest = text[len(first) :].strip()
+        if not opens and not _END_REST.match(rest):  # END objectId FROM ... is not a COMMIT
+            word = re.match(r"[\w$]+|\S", rest).group(0)  # type: ignore[union-attr]
+            position = sql.find(word, sql.upper().find(first) + len(first)) + 1
+            raise SyntaxError_(f'syntax error at or near "{word}"', position=position or None)
         state.in_transaction = opens
         state.local.clear()  # BEGIN, COMMIT or ROLLBACK: SET LOCAL values end with their transaction
         return SessionReply(tag)

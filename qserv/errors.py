@@ -30,6 +30,9 @@ class QservError(Exception):
         self.detail = detail
         self.hint = hint
         self.position = position
+        # the SQL text the error is about, when its position is not known yet (DuckDB errors:
+        # what DuckDB underlined); qserv.sqlerrors.locate turns it into a position
+        self.construct: str | None = None
 
     def __str__(self) -> str:
         return self.message
@@ -53,6 +56,10 @@ class AmbiguousColumn(QservError):
 
 class UndefinedFunction(QservError):
     sqlstate = "42883"
+
+
+class DatatypeMismatch(QservError):
+    sqlstate = "42804"
 
 
 class UndefinedDatabase(QservError):
@@ -83,6 +90,20 @@ class DataError(QservError):
     """Bad input data (loader: unparsable value, missing key, unknown director row)."""
 
     sqlstate = "22000"
+
+
+class InvalidTextRepresentation(DataError):
+    """A value that does not parse as its type (``CAST('abc' AS INTEGER)``)."""
+
+    sqlstate = "22P02"
+
+
+class NumericOutOfRange(DataError):
+    sqlstate = "22003"
+
+
+class DivisionByZero(DataError):
+    sqlstate = "22012"
 
 
 class QueryCanceled(QservError):

@@ -9,8 +9,8 @@ bytes, each a self-contained Arrow IPC stream. An empty result is one message wi
 :meth:`QueryRun.interrupt` may be called from any thread (the gRPC termination callback) and
 makes the running DuckDB query fail with :class:`~qserv.errors.QueryCanceled`.
 
-DuckDB errors become typed errors (:func:`translate`): parser -> 42601, missing table -> 42P01,
-missing column -> 42703, permission -> 42501, interrupt -> 57014, bad values -> 22000.
+DuckDB errors become typed errors in PostgreSQL's words (:func:`translate`, qserv.sqlerrors):
+permission -> 42501, interrupt -> 57014, unknown function/operator -> 42883, bad values -> 22P02.
 """
 
 from __future__ import annotations
@@ -23,18 +23,8 @@ from collections.abc import Iterator
 import duckdb
 import pyarrow as pa
 
-from qserv.errors import (
-    AccessDenied,
-    AmbiguousColumn,
-    DataError,
-    QservError,
-    QueryCanceled,
-    SyntaxError_,
-    UndefinedColumn,
-    UndefinedFunction,
-    UndefinedTable,
-    from_sqlstate,
-)
+from qserv import sqlerrors
+from qserv.errors import AccessDenied, QservError, QueryCanceled, from_sqlstate
 from qserv.rpc.codec import encode_ipc
 from worker.lockdown import check_select
 
@@ -43,53 +33,29 @@ BATCH_BYTES = 4 << 20
 INTERRUPT_REPEAT_SECONDS = 0.05
 
 
-# DuckDB prefixes every message with its error kind; errors raised while a result streams
-# through the Arrow C interface arrive as pyarrow's OSError with only that text to go on
-_KIND = re.compile(r"^([A-Za-z ]+) Error: ")
-
-
-def _kind(exc: BaseException, text: str) -> str:
-    match = _KIND.match(text)
-    if match:
-        return match.group(1).lower()
-    if isinstance(exc, duckdb.InterruptException):
-        return "interrupt"
-    return ""
-
-
 def translate(exc: BaseException) -> QservError:
-    """The typed qserv error for a DuckDB error raised by a worker query (maybe via Arrow)."""
+    """The typed qserv error for a DuckDB error raised by a worker query (maybe via Arrow).
+
+    Worker-only refusals (interrupt, file access, writes, locked configuration) are named
+    here; everything else is worded as PostgreSQL would by :func:`qserv.sqlerrors.translate`.
+    Errors raised while a result streams through the Arrow C interface arrive as pyarrow's
+    OSError with only DuckDB's text to go on.
+    """
     text = str(exc).strip()
-    lines = text.splitlines() or [text]
-    message, detail = lines[0], "\n".join(lines[1:]).strip() or None
-    kind, low = _kind(exc, text), message.lower()
-    if kind == "interrupt":
+    kind, low = sqlerrors.kind(text), text.splitlines()[0].lower() if text else ""
+    # what was refused, without DuckDB's "Permission Error:" prefix (``Cannot access file "x"``)
+    what = re.sub(r"^[A-Za-z ]+ Error: ", "", text.splitlines()[0] if text else "").rstrip("!.")
+    if kind == "interrupt" or isinstance(exc, duckdb.InterruptException):
         return QueryCanceled("worker query was cancelled")
     if kind == "permission":
-        return AccessDenied(message, detail=detail, hint="workers refuse file, network and extension access")
+        return AccessDenied(what, hint="workers refuse file, network and extension access")
     if kind == "transactioncontext" and "read-only" in low:
-        return AccessDenied(message, detail=detail, hint="worker queries are read-only")
-    if kind == "parser":
-        return SyntaxError_(message, detail=detail)
-    if kind == "catalog":
-        if "function" in low or "macro" in low:
-            return UndefinedFunction(message, detail=detail)
-        return UndefinedTable(message, detail=detail)
-    if kind == "binder":
-        if "ambiguous" in low:
-            return AmbiguousColumn(message, detail=detail)
-        if "column" in low and ("not found" in low or "referenced" in low):
-            return UndefinedColumn(message, detail=detail)
-        if "function" in low:
-            return UndefinedFunction(message, detail=detail)
-        return from_sqlstate("42000", message, detail=detail)
+        return AccessDenied(what, hint="worker queries are read-only")
     if kind == "invalid input" and "configuration" in low:
-        return AccessDenied(message, detail=detail, hint="worker configuration is locked")
+        return AccessDenied(what, hint="worker configuration is locked")
     if kind == "out of memory":
-        return from_sqlstate("53200", message, detail=detail, hint="narrow the query or raise memory_limit")
-    if kind in ("conversion", "out of range", "invalid input", "constraint"):
-        return DataError(message, detail=detail)
-    return from_sqlstate("XX000", f"worker query failed: {message}", detail=detail)
+        return from_sqlstate("53200", "out of memory", hint="narrow the query or raise memory_limit")
+    return sqlerrors.translate(text)
 
 
 class QueryRun:

@@ -31,7 +31,8 @@ from pathlib import Path
 
 import duckdb
 
-from qserv.errors import AccessDenied, SyntaxError_
+from qserv import sqlerrors
+from qserv.errors import AccessDenied
 from qserv.sphere.scisql import install_macros
 
 DATABASE_FILE = "worker.duckdb"
@@ -74,13 +75,11 @@ def open_database(
 
 
 def check_select(conn: duckdb.DuckDBPyConnection, sql: str) -> None:
-    """Accept a single read-only SELECT; raise AccessDenied (42501) or SyntaxError_ otherwise."""
+    """Accept a single read-only SELECT; raise AccessDenied (42501) or a syntax error otherwise."""
     try:
         statements = conn.extract_statements(sql)
     except duckdb.ParserException as exc:
-        lines = str(exc).strip().splitlines() or [""]
-        detail = "\n".join(lines[1:]).strip() or None
-        raise SyntaxError_(f"worker query does not parse: {lines[0]}", detail=detail) from exc
+        raise sqlerrors.translate(str(exc)) from exc  # PostgreSQL's words, not DuckDB's
     if len(statements) != 1:
         raise AccessDenied(
             f"worker queries must be exactly one statement, got {len(statements)}",

@@ -9,10 +9,12 @@ Depends on nothing; every later pass may assume a SELECT with known functions.
 
 from __future__ import annotations
 
+import re
+
 from sqlglot import exp
 
-from czar.parse import node_position
-from qserv.errors import AccessDenied, UndefinedFunction, Unsupported
+from czar.parse import SQL_META, node_position
+from qserv.errors import AccessDenied, DatatypeMismatch, SyntaxError_, UndefinedFunction, Unsupported
 from qserv.sphere.scisql import MACROS
 
 # Typed sqlglot function nodes that are safe and evaluate identically on workers and czar.
@@ -51,6 +53,8 @@ _WRITES: tuple[tuple[type[exp.Expr], str], ...] = (
 
 
 def _statement_name(tree: exp.Expr) -> str:
+    if isinstance(tree, exp.Describe):
+        return "DESCRIBE"
     if isinstance(tree, exp.Command):
         return str(tree.this).upper()
     for cls, name in _WRITES:
@@ -74,6 +78,38 @@ def guard(tree: exp.Expr) -> exp.Select:
             f"{name} is not allowed: qserv accepts read-only SELECT queries only",
             position=1,  # the statement itself
         )
+    if not tree.expressions:
+        # PostgreSQL answers rows of no columns; DuckDB (and so the workers) cannot
+        raise Unsupported(
+            "a SELECT without a select list is not supported: select at least one column",
+            position=node_position(tree.args["from_"]) if tree.args.get("from_") else 1,
+        )
+    for clause in ("where", "having"):
+        condition = tree.args[clause].this if tree.args.get(clause) else None
+        if isinstance(condition, exp.Tuple):  # WHERE (1, 2): a row is not a condition
+            raise DatatypeMismatch(
+                f"argument of {clause.upper()} must be type boolean, not type record",
+                position=node_position(condition),
+            )
+    for clause in ("order", "group"):
+        for item in tree.args[clause].expressions if tree.args.get(clause) else ():
+            key = item.this if isinstance(item, exp.Ordered) else item
+            constant = isinstance(key, (exp.Null, exp.Boolean))
+            if constant or (isinstance(key, exp.Literal) and not key.is_int):  # ORDER BY 'a', NULL
+                raise SyntaxError_(
+                    f"non-integer constant in {clause.upper()} BY",
+                    position=_constant_position(tree, key, clause),
+                )
+    for alias in tree.find_all(exp.TableAlias):
+        columns = alias.args.get("columns") or []
+        for column in columns:
+            if isinstance(column, exp.Identifier) and not column.quoted and column.name[:1].isdigit():
+                raise SyntaxError_(f'syntax error at or near "{column.name}"', position=node_position(column))
+        if columns:  # FROM Object o (a, b): the czar binds the catalog's names only
+            raise Unsupported(
+                f"column aliases in FROM are not supported: {alias.sql()}; alias the columns in the select list",
+                position=node_position(columns[0]),
+            )
     for node in tree.walk():
         if isinstance(node, exp.Window):
             raise Unsupported(
@@ -97,6 +133,17 @@ def guard(tree: exp.Expr) -> exp.Select:
         if isinstance(node, exp.Func) and not isinstance(node, exp.Connector):
             _check_function(node)
     return tree
+
+
+def _constant_position(tree: exp.Select, key: exp.Expr, clause: str) -> int | None:
+    """Where a constant of ORDER/GROUP BY is written (NULL and TRUE carry no position)."""
+    position = node_position(key)
+    sql = tree.meta.get(SQL_META)
+    if position is not None or not isinstance(sql, str):
+        return position
+    by = re.search(rf"\b{clause}\s+BY\b", sql, re.I)
+    found = re.compile(rf"\b{re.escape(key.sql())}\b", re.I).search(sql, by.end()) if by else None
+    return found.start() + 1 if found else None
 
 
 def _check_function(node: exp.Func) -> None:

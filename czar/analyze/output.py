@@ -3,7 +3,8 @@
 DuckDB names unaliased expressions its own way (``count_star()``, ``(ra + 1)``, ``sum(x)``)
 and types sums of integers as HUGEINT.  Rather than re-implement its rules, the query is
 described (``DESCRIBE``) on an in-memory DuckDB holding empty tables of the same schema, with
-the spatial macros installed; binder errors (grouping, types) surface here, before dispatch.
+the spatial macros installed; binder errors (grouping, types) surface here, before dispatch,
+in PostgreSQL's words (qserv.sqlerrors) at the position of the construct DuckDB pointed at.
 
     SELECT COUNT(*), AVG(flux) FROM Object  -> ("count_star()", "avg(flux)"), ("BIGINT", "DOUBLE")
 
@@ -19,19 +20,11 @@ import duckdb
 from sqlglot import exp
 
 from czar.analyze.model import TableRef
+from czar.parse import SQL_META, node_position, operator_position
 from qserv.catalog import Table
-from qserv.errors import from_sqlstate
-from qserv.sphere.scisql import install_macros
-
-
-def _sqlstate(message: str) -> str:
-    if "GROUP BY" in message or "aggregate" in message.lower():
-        return "42803"  # grouping_error
-    if "function" in message.lower() and ("does not exist" in message or "No function" in message):
-        return "42883"
-    if "not found" in message.lower() and "column" in message.lower():
-        return "42703"
-    return "42804"  # datatype_mismatch: the most common remaining binder error
+from qserv.errors import QservError, UndefinedFunction
+from qserv.sphere.scisql import MACROS, install_macros
+from qserv.sqlerrors import translate
 
 
 @functools.lru_cache(maxsize=8)
@@ -72,6 +65,9 @@ def _plain_columns(
     """
     if tree.args.get("group") or tree.args.get("having") or tree.find(exp.AggFunc, exp.Window):
         return None
+    where = tree.args.get("where")
+    if where is not None and not _simple_predicate(where.this, refs):
+        return None  # DuckDB binds it here, so a type error is refused before dispatch
     names: list[str] = []
     types: list[str] = []
     for projection in tree.expressions:
@@ -93,8 +89,125 @@ def _plain_columns(
     return tuple(names), tuple(types)
 
 
+_LOGIC = (exp.And, exp.Or, exp.Not, exp.Paren)
+_COMPARE = (exp.EQ, exp.NEQ, exp.LT, exp.LTE, exp.GT, exp.GTE, exp.NullSafeEQ, exp.NullSafeNEQ)
+_NUMERIC = ("INT", "DOUBLE", "FLOAT", "DECIMAL", "REAL", "NUMERIC")
+_SYMBOL = r"[<>=!~|&+\-*/%^#@:]+"  # an operator written with symbols
+
+
+def _is_numeric(type_: str) -> bool:
+    return any(word in type_.upper() for word in _NUMERIC)
+
+
+def _fits(numeric: bool, value: exp.Expr) -> bool:
+    """A literal of the kind a (numeric or not) column compares with unchanged, or NULL."""
+    if isinstance(value, exp.Neg):
+        value = value.this
+    return isinstance(value, exp.Null) or (isinstance(value, exp.Literal) and numeric != value.is_string)
+
+
+def _simple_predicate(node: exp.Expr, refs: tuple[TableRef, ...]) -> bool:
+    """A WHERE made only of column-vs-literal tests of matching kinds and area restrictors
+    (point lookups, cones): nothing in it that DuckDB could refuse to bind."""
+    if isinstance(node, _LOGIC):
+        return all(_simple_predicate(child, refs) for child in node.iter_expressions())
+    if isinstance(node, exp.EQ) and _macro_call(node.this) and isinstance(node.expression, exp.Literal):
+        return True  # the restrictors' own rewrite of an areaspec: scisql_s2PtInCircle(...) = 1
+    if isinstance(node, (*_COMPARE, exp.In, exp.Between)):
+        column, values = _operands(node)
+        type_ = _catalog_type(column, refs) if column is not None else None
+        if type_ is None or not values or (isinstance(node, exp.In) and node.args.get("query")):
+            return False
+        numeric = _is_numeric(type_)
+        return all(_fits(numeric, v) for v in values)
+    if isinstance(node, exp.Is):
+        return isinstance(node.this, exp.Column) and isinstance(node.expression, exp.Null)
+    if isinstance(node, exp.Anonymous) and node.name.lower().startswith("qserv_areaspec_"):
+        return all(isinstance(a, (exp.Literal, exp.Neg)) for a in node.expressions)
+    return False
+
+
+_ARITY = {name.lower(): len(params.split(",")) for name, params, _ in MACROS}
+
+
+def _macro_call(node: exp.Expr) -> bool:
+    """A spatial macro called with its number of column or constant arguments."""
+    return (
+        isinstance(node, exp.Anonymous)
+        and _ARITY.get(node.name.lower()) == len(node.expressions)
+        and all(isinstance(a, (exp.Column, exp.Literal, exp.Neg)) for a in node.expressions)
+    )
+
+
+def _operands(node: exp.Expr) -> tuple[exp.Expr | None, list[exp.Expr]]:
+    """(the column side, the other side's values) of a comparison, IN or BETWEEN."""
+    if isinstance(node, exp.In):
+        return node.this, list(node.expressions)
+    if isinstance(node, exp.Between):
+        return node.this, [v for v in (node.args.get("low"), node.args.get("high")) if v is not None]
+    if isinstance(node.this, exp.Column):
+        return node.this, [node.expression]
+    return node.expression, [node.this]
+
+
+def _catalog_type(column: exp.Expr, refs: tuple[TableRef, ...]) -> str | None:
+    """The catalog type of a bare column bound to exactly one table, else None."""
+    if not isinstance(column, exp.Column):
+        return None
+    owners = [r for r in refs if not column.table or r.alias.lower() == column.table.lower()]
+    found = [c for c in (r.table.column(column.name) for r in owners) if c is not None]
+    return found[0].type if len(found) == 1 else None
+
+
+def _refuse_text_number(node: exp.Expr, value: exp.Expr, tree: exp.Select) -> None:
+    """``name = 1``: PostgreSQL has no text = integer operator (DuckDB would cast every name)."""
+    number = value.this if isinstance(value, exp.Neg) else value
+    if not isinstance(number, exp.Literal) or number.is_string:
+        return
+    sql = tree.meta.get(SQL_META)
+    position = operator_position(node, sql) if isinstance(sql, str) else node_position(node)
+    found = re.match(_SYMBOL, sql[position - 1 :]) if isinstance(sql, str) and position else None
+    symbol = found.group(0) if found else "="
+    kind = "integer" if re.fullmatch(r"\d+", number.this) else "numeric"
+    left, right = ("text", kind) if node.args.get("expression") is value else (kind, "text")
+    raise UndefinedFunction(
+        f"operator does not exist: {left} {symbol} {right}",
+        hint="No operator matches the given name and argument types. You might need to add explicit type casts.",
+        position=position,
+    )
+
+
+def _check_literals(tree: exp.Select, refs: tuple[TableRef, ...]) -> None:
+    """Refuse a string literal compared with a numeric column that does not read as its type
+    (``objectId = 'abc'``: 22P02, as PostgreSQL), before a director-key plan skips the rows.
+
+    DuckDB casts such literals only when it executes the query, not when it describes it.
+    """
+    for node in tree.find_all(*_COMPARE, exp.In, exp.Between):
+        column, values = _operands(node)
+        type_ = _catalog_type(column, refs) if column is not None else None
+        if type_ is None:
+            continue
+        if not _is_numeric(type_):
+            if type_.upper() in ("VARCHAR", "TEXT") and isinstance(node, _COMPARE):
+                _refuse_text_number(node, values[0], tree)
+            continue
+        for value in values:
+            if isinstance(value, exp.Literal) and value.is_string:
+                cursor = _empty_database(frozenset()).cursor()
+                try:
+                    cursor.execute(f"SELECT CAST(? AS {type_})", [value.this])
+                except duckdb.Error as e:
+                    err = translate(str(e))
+                    err.position = node_position(value)
+                    raise err from None
+                finally:
+                    cursor.close()
+
+
 def describe(tree: exp.Select, refs: tuple[TableRef, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(names, DuckDB types) of the query's result columns."""
+    _check_literals(tree, refs)
     plain = _plain_columns(tree, refs)
     if plain is not None:
         return plain
@@ -102,9 +215,50 @@ def describe(tree: exp.Select, refs: tuple[TableRef, ...]) -> tuple[tuple[str, .
     try:
         rows = cursor.execute("DESCRIBE " + tree.sql(dialect="duckdb")).fetchall()
     except duckdb.Error as e:
-        message = re.sub(r"\s*LINE \d+:.*", "", str(e), flags=re.S).strip()
-        message = re.sub(r"^\w+ Error: ", "", message)
-        raise from_sqlstate(_sqlstate(message), message) from None
+        raise _place(translate(str(e)), tree) from None
     finally:
         cursor.close()
     return tuple(str(r[0]) for r in rows), tuple(str(r[1]) for r in rows)
+
+
+def _squash(sql: str) -> str:
+    return re.sub(r"[\s\"`]", "", sql).lower()
+
+
+def _construct_node(tree: exp.Expr, construct: str | None) -> exp.Expr | None:
+    """The node of the construct DuckDB underlined: exactly it, else the innermost node ending
+    with it (DuckDB underlines an operator from the operator on: ``LIKE 1`` of ``name LIKE 1``)."""
+    if not construct:
+        return None
+    want = _squash(construct)
+    rendered = [(node, _squash(node.sql(dialect="duckdb"))) for node in tree.walk() if node is not tree]
+    exact = [node for node, text in rendered if text == want]
+    ending = [node for node, text in reversed(rendered) if text.endswith(want)]
+    sql = tree.meta.get(SQL_META)
+    if not exact and not ending and isinstance(sql, str) and re.fullmatch(_SYMBOL, construct):
+        # a bare operator (``+``): the first binary node written with it
+        for node, _ in rendered:
+            at = operator_position(node, sql) if isinstance(node, exp.Binary) else None
+            if at is not None and sql[at - 1 :].startswith(construct):
+                return node
+    # last, the innermost node whose text holds it (``NAME`` of ``CAST('x' AS NAME)``)
+    holding = [node for node, text in reversed(rendered) if want in text]
+    return next((n for n in exact + ending + holding if node_position(n) is not None), None)
+
+
+def _place(err: QservError, tree: exp.Expr) -> QservError:
+    """``err`` at its construct's position in the user's SQL (an operator's: at the operator),
+    and a comparison's type error named by its operator, as PostgreSQL does."""
+    node = _construct_node(tree, err.construct)
+    if node is None:
+        return err
+    sql = tree.meta.get(SQL_META)
+    binary = isinstance(node, exp.Binary) and isinstance(sql, str)
+    err.position = operator_position(node, sql) if binary and isinstance(sql, str) else node_position(node)
+    compare = re.match(r"cannot compare values of type (.+) and (.+)$", err.message)
+    if compare and binary and isinstance(sql, str) and err.position is not None:
+        symbol = re.match(_SYMBOL + r"|[A-Za-z]+", sql[err.position - 1 :])
+        if symbol:
+            err.message = f"operator does not exist: {compare.group(1)} {symbol.group(0)} {compare.group(2)}"
+            err.hint = "No operator matches the given name and argument types. You might need to add explicit type casts."
+    return err

@@ -45,6 +45,7 @@ from qserv.catalog_json import table_from_json
 from qserv.errors import InternalError, InvalidParameter, QservError
 from qserv.metadata.store import MetadataStore
 from qserv.rpc.codec import decode_ipc, encode_ipc
+from qserv.sqlerrors import scrub
 
 _log = logging.getLogger(__name__)
 
@@ -247,6 +248,7 @@ def make_handler(ingest: Ingest, max_body_bytes: int = MAX_BODY_BYTES) -> type[B
             return json_response({"sqlstate": "42P01", "message": f"no endpoint {path}"}, status=404)
 
         def _error(self, e: QservError) -> Response:
+            e = scrub(e)  # no internal wording reaches a client (qserv.sqlerrors)
             doc = {"sqlstate": e.sqlstate, "message": e.message, "detail": e.detail, "hint": e.hint}
             return json_response(doc, status=error_status(e))
 

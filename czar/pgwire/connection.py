@@ -45,6 +45,7 @@ from qserv.errors import (
     Unsupported,
     from_sqlstate,
 )
+from qserv.sqlerrors import scrub
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ def error_fields(exc: BaseException, position: Callable[[int], int] = lambda p: 
         internal = InternalError()
         log.error("internal error, incident %s", internal.incident, exc_info=exc)
         exc = internal
+    exc = scrub(exc)  # the last guard: no internal wording reaches a client
     pos = position(exc.position) if exc.position is not None else None
     return pw.ErrorFields(exc.sqlstate, exc.message, detail=exc.detail, hint=exc.hint, position=pos)
 

@@ -221,7 +221,10 @@ class _Partials:
                         position=node_position(node),
                     )
                 make_partials, make_merge = rule
-                return make_merge([self._partial(p) for p in make_partials(node)])
+                merged = make_merge([self._partial(p) for p in make_partials(node)])
+                if isinstance(merged, exp.Binary) and isinstance(node.parent, (exp.Binary, exp.Unary)):
+                    merged = exp.Paren(this=merged)  # MAX(x) / AVG(y): not MAX(x) / SUM(y) / COUNT(y)
+                return merged
             return node
 
         out = expression.copy().transform(rewrite, copy=False)
@@ -241,7 +244,8 @@ def _split_aggregate(q: AnalyzedQuery, worker: exp.Select) -> exp.Select:
     merged = []
     for i, p in enumerate(tree.expressions):
         expression = partials.merge(_inner(p))
-        if _inner(p).find(exp.AggFunc) is not None:
+        # (no cast to DuckDB's "NULL" type of MIN(NULL): it has no SQL spelling)
+        if _inner(p).find(exp.AggFunc) is not None and q.types[i].strip('"').upper() != "NULL":
             expression = exp.cast(expression, exp.DataType.build(q.types[i], dialect="duckdb"))
         merged.append(exp.alias_(expression, _name(q, i)))
     merge = exp.select(*merged).from_(RESULT_TABLE)

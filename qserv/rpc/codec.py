@@ -161,8 +161,12 @@ def rpc_error(err: grpc.RpcError, address: str = "") -> QservError:
             f"{where} ended the call (it is stopping): {details}",
             hint="the query is retried on another replica",
         )
-    name = code.name if code is not None else type(err).__name__
-    return from_sqlstate("XX000", f"call to {where} failed ({name}): {details}")
+    # no qserv status: the details are the worker's own text (maybe a Python exception), for
+    # the log only; the client gets an incident id to quote
+    name = code.name if code is not None else "no status"
+    internal = InternalError(f"call to {where} failed ({name})")
+    event(_log, "worker call failed", logging.ERROR, incident=internal.incident, code=name, details=details)
+    return internal
 
 
 # ---------------------------------------------------------------------------------------------

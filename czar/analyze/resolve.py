@@ -125,9 +125,13 @@ def _find_ref(refs: tuple[TableRef, ...], alias: str, position: int | None) -> T
     for ref in refs:
         if ref.alias.lower() == alias.lower():
             return ref
-    for ref in refs:  # db.Table.col or Table.col where the table has another alias
+    for ref in refs:  # Table.col where the table has another alias: hidden by it, as in PG
         if ref.table.name.lower() == alias.lower():
-            return ref
+            raise UndefinedTable(
+                f'invalid reference to FROM-clause entry for table "{alias}"',
+                hint=f'Perhaps you meant to reference the table alias "{ref.alias}".',
+                position=position,
+            )
     raise UndefinedTable(
         f'missing FROM-clause entry for table "{alias}"',
         position=position,

@@ -111,6 +111,13 @@ def guard(tree: exp.Expr) -> exp.Select:
                 position=node_position(columns[0]),
             )
     for node in tree.walk():
+        if isinstance(node, exp.Dot):  # b''.width: a field of something that has none
+            raise SyntaxError_('syntax error at or near "."', position=_dot_position(tree, node))
+        if isinstance(node, exp.BitString | exp.HexString | exp.ByteString):
+            raise Unsupported(
+                "bit-string and byte-string literals are not supported: write the number",
+                position=node_position(node),
+            )
         if isinstance(node, exp.Window):
             raise Unsupported(
                 "window functions are not supported yet: compute them on the result",
@@ -133,6 +140,16 @@ def guard(tree: exp.Expr) -> exp.Select:
         if isinstance(node, exp.Func) and not isinstance(node, exp.Connector):
             _check_function(node)
     return tree
+
+
+def _dot_position(tree: exp.Select, node: exp.Dot) -> int | None:
+    """Where the ``.`` of a dotted access is written: the last one before its field name."""
+    after = node_position(node.expression)
+    sql = tree.meta.get(SQL_META)
+    if after is None or not isinstance(sql, str):
+        return after
+    dot = sql.rfind(".", 0, after - 1)
+    return dot + 1 if dot >= 0 else after
 
 
 def _constant_position(tree: exp.Select, key: exp.Expr, clause: str) -> int | None:

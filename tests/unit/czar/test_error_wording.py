@@ -54,6 +54,7 @@ CASES = [
     ('SELECT "abc FROM Object', "42601", 'unterminated quoted identifier at or near ""abc FROM Object"', 8),
     ("SELECT ra FROM Object WHERE ra IS 1", "42601", 'syntax error at or near "1"', 35),
     ("SELECT decl << 2 FROM Object", "42883", "operator does not exist: double precision << integer", 13),
+    ("SELECT b'' . width FROM Object", "42601", 'syntax error at or near "."', 12),
     # a table's name is hidden by its alias (PostgreSQL folds it: "object")
     ("SELECT o.ra FROM Object o WHERE Object.objectId > 5", "42P01",
      'invalid reference to FROM-clause entry for table "Object"', 33),

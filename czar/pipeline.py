@@ -114,7 +114,9 @@ class Pipeline:
         analyzed, view = self._analyze(sql, default_db, view)
         regular = regular_tables(analyzed)
         ctx = self._context(view, analyzed.family, regular)
-        prepared = Prepared(_restricted(lambda: make_plan(analyzed, ctx), view, ctx), ctx.placement, ctx.workers)
+        prepared = Prepared(
+            _restricted(lambda: make_plan(analyzed, ctx), view, ctx), ctx.placement, ctx.workers
+        )
         if self._views.get() is view:  # not if the snapshot was refreshed meanwhile
             if len(view.memo) > PLAN_CACHE_ENTRIES:
                 view.memo.clear()

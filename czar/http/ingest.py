@@ -21,18 +21,10 @@ for a regular table (``begin`` answers those workers: the loader sends to them a
 other), and on each worker of a chunk when :meth:`Ingest.placement` hands the chunk out.
 Whatever an interrupted load or a worker that was down left behind, the next load is whole.
 
-Copies that miss a commit. Every copy a transaction sends rows to (chunk c on worker w; a
-regular table's whole copy on w) is recorded in the store before the loader learns of it, so
-the workers that must commit are durable. At commit, the one rule of
-:mod:`qserv.metadata.copies` drops every copy of the transaction's chunks that will not hold
-its rows (a worker down or unreachable at commit, or down when the chunk was placed): its
-replica record goes in the same store step that makes the transaction COMMITTED, so the
-planner never routes there, and the chunk is under-replicated until the replication controller
-copies it again. A regular table's holders are the workers that committed every load of it
-(``MetadataStore.table_copies``). If a chunk would be left with no complete copy, the commit
-is refused before any worker publishes: the transaction is aborted, naming the chunk. A worker
-that missed a transaction is told to drop its staged rows when it is reachable again
-(:meth:`Ingest.clear_missed`, run at each ``begin`` and when the czar starts).
+Copies that miss a commit: every copy a transaction sends rows to is recorded before the
+loader learns of it; the commit drops the copies that will not hold its rows, or refuses the
+commit before anything is published when a chunk would be left without one (see
+:mod:`czar.http.copies`).
 
 Uniqueness of director keys. The duplicate check and the publication of a load's keys in
 the director index are one step per table, under a per-table lock: a commit checks, records
@@ -53,23 +45,23 @@ from typing import Any, TypeVar
 import pyarrow as pa
 
 from czar.director_index import DirectorIndex
+from czar.http.copies import orphan_error, settlement
+from czar.http.workers import WorkerClients
 from qserv.catalog import Database, Partitioning, Table, TableKind
 from qserv.catalog_json import database_to_json, table_to_json
 from qserv.errors import InvalidParameter, QservError, UndefinedDatabase, UndefinedTable, WorkerUnavailable
-from qserv.metadata.copies import Settlement, settle
 from qserv.metadata.store import (
     ChunkRows,
     MetadataStore,
     Replica,
     Target,
-    TargetOutcome,
     Transaction,
     TransactionState,
     WorkerInfo,
     WorkerState,
 )
 from qserv.replica.placement import place_chunks
-from qserv.rpc.client import WorkerClient
+from qserv.replica.rejoin import clear_missed
 from qserv.sphere.overlap import check_overlap
 
 _log = logging.getLogger(__name__)
@@ -87,42 +79,6 @@ def transaction_to_json(t: Transaction) -> dict[str, Any]:
         "fingerprint": t.fingerprint,
         "rows": t.rows,
     }
-
-
-class WorkerClients:
-    """One gRPC client per worker address, shared by the HTTP threads."""
-
-    def __init__(self) -> None:
-        self._clients: dict[str, WorkerClient] = {}
-        self._lock = threading.Lock()
-
-    def get(self, worker: WorkerInfo) -> WorkerClient:
-        with self._lock:
-            client = self._clients.get(worker.address)
-            if client is None:
-                client = self._clients[worker.address] = WorkerClient(worker.address)
-            return client
-
-    def call(self, worker: WorkerInfo, fn: Callable[[WorkerClient], T]) -> T:
-        """``fn(client)``, once more on a new channel if the worker was unreachable.
-
-        A channel that failed to connect waits out a reconnect backoff (seconds, growing) and
-        fails every call meanwhile: a worker that came back would look dead until it ends.
-        """
-        try:
-            return fn(self.get(worker))
-        except WorkerUnavailable:
-            with self._lock:
-                stale = self._clients.pop(worker.address, None)
-            if stale is not None:
-                stale.close()
-            return fn(self.get(worker))
-
-    def close(self) -> None:
-        with self._lock:
-            for c in self._clients.values():
-                c.close()
-            self._clients.clear()
 
 
 class Ingest:
@@ -431,29 +387,6 @@ class Ingest:
             if other.transaction_id != t.transaction_id and other.table.lower() == t.table.lower():
                 self.index.publish(other.transaction_id)
 
-    def _settlement(self, t: Transaction, committed: set[str]) -> Settlement:
-        """The commit rule (qserv.metadata.copies) for ``t`` if exactly ``committed`` publish it."""
-        family = self._database(t.database).partitioning.family
-        targets = self.store.targets(t.transaction_id)
-        chunks = {x.chunk_id for x in targets if x.chunk_id is not None}
-        holders: dict[int, list[str]] = {}
-        if chunks:
-            for r in self.store.replicas(family):
-                if r.chunk_id in chunks:
-                    holders.setdefault(r.chunk_id, []).append(r.worker)
-        return settle(family, targets, holders, committed)
-
-    def _orphan_error(self, t: Transaction, s: Settlement, why: str) -> WorkerUnavailable:
-        chunk = s.orphans[0]
-        what = f"table {t.database}.{t.table}" if chunk is None else f"chunk {chunk} of {t.database}.{t.table}"
-        workers = sorted({x.worker for x in self.store.targets(t.transaction_id) if x.chunk_id == chunk})
-        more = f" (and {len(s.orphans) - 1} more)" if len(s.orphans) > 1 else ""
-        return WorkerUnavailable(
-            f"transaction {t.transaction_id}: no worker holding {what}{more} can commit it "
-            f"(its rows went to {', '.join(workers)}: down or unreachable); {why}",
-            hint="restart the workers (or wait for the replication controller) and load again",
-        )
-
     def _check_copies(self, t: Transaction) -> None:
         """Abort ``t`` (error naming the chunk) if a chunk of it could be left without a complete copy.
 
@@ -466,10 +399,13 @@ class Ingest:
         with ThreadPoolExecutor(max_workers=max(1, len(candidates)), thread_name_prefix="probe") as pool:
             answers = list(pool.map(self._answers, candidates))
         reachable = {w.name for w, ok in zip(candidates, answers, strict=True) if ok}
-        s = self._settlement(t, reachable)
+        s = settlement(self.store, self._family(t), t.transaction_id, reachable)
         if s.orphans:
             self._abort(t.transaction_id)
-            raise self._orphan_error(t, s, "the transaction was aborted and nothing of it is visible")
+            raise orphan_error(self.store, t, s, "the transaction was aborted and nothing of it is visible")
+
+    def _family(self, t: Transaction) -> str:
+        return self._database(t.database).partitioning.family
 
     def _answers(self, worker: WorkerInfo) -> bool:
         try:
@@ -503,9 +439,9 @@ class Ingest:
             for f in futures:
                 f.result()
         committed = {w.name for w in workers} - set(failures)
-        s = self._settlement(t, committed)
+        s = settlement(self.store, self._family(t), transaction_id, committed)
         if s.orphans:
-            raise self._orphan_error(t, s, "it stays committing until those workers are back")
+            raise orphan_error(self.store, t, s, "it stays committing until those workers are back")
         if failures and not self.store.targets(transaction_id):
             raise next(iter(failures.values()))  # a transaction of a store without targets
         self.store.finish_transaction(transaction_id, TransactionState.COMMITTED, committed, s.dropped)
@@ -542,28 +478,14 @@ class Ingest:
         self._forget(transaction_id)
 
     def clear_missed(self) -> int:
-        """Tell active workers that missed a transaction to drop its staged rows; how many did.
-
-        Best effort: a worker still unreachable is asked again next time. Its staged rows are
-        never published (nothing commits an ended transaction), they only take disk space.
-        """
-        missed = self.store.missed_targets()
-        if not missed:
+        """Tell active workers that missed a transaction to drop its staged rows (best effort;
+        the replication controller does it too when a worker comes back); how many did."""
+        if not self.store.missed_targets():
             return 0
         active = {w.name: w for w in self._active_workers()}
-        done = 0
-        for transaction_id, name in missed:
-            w = active.get(name)
-            if w is None:
-                continue
-            try:
-                self.clients.call(w, lambda c: c.abort(transaction_id, timeout=PROBE_TIMEOUT_S * 5))
-            except QservError as e:
-                _log.info("worker %s has not cleared transaction %d yet: %s", name, transaction_id, e.message)
-                continue
-            self.store.set_target_outcome(transaction_id, name, TargetOutcome.CLEARED)
-            done += 1
-        return done
+        return clear_missed(
+            self.store, lambda name: self.clients.get(active[name]) if name in active else None
+        )
 
     def _forget(self, transaction_id: int) -> None:
         # Once a transaction ends its replicas are committed (store) or gone (aborted).

@@ -499,7 +499,9 @@ class SQLStore(ABC):
                     hint="start a new transaction to load the data again",
                 )
             targets_sql.settle_targets(tx, transaction_id, state, reached, dropped)
-            tx.run("UPDATE transactions SET state = ? WHERE transaction_id = ?", (state.value, transaction_id))
+            tx.run(
+                "UPDATE transactions SET state = ? WHERE transaction_id = ?", (state.value, transaction_id)
+            )
 
     def missed_targets(self) -> list[tuple[int, str]]:
         """(transaction, worker) pairs whose staged rows are still to be cleared."""

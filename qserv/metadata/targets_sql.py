@@ -21,7 +21,12 @@ def add_targets(tx: Tx, transaction_id: int, targets: Collection[Target]) -> Non
         "INSERT INTO transaction_targets (transaction_id, chunk_id, worker, outcome) VALUES (?, ?, ?, ?) "
         "ON CONFLICT DO NOTHING",
         [
-            (transaction_id, WHOLE_TABLE if t.chunk_id is None else t.chunk_id, t.worker, TargetOutcome.STAGED.value)
+            (
+                transaction_id,
+                WHOLE_TABLE if t.chunk_id is None else t.chunk_id,
+                t.worker,
+                TargetOutcome.STAGED.value,
+            )
             for t in targets
         ],
     )
@@ -36,7 +41,11 @@ def targets(tx: Tx, transaction_id: int) -> list[Target]:
 
 
 def settle_targets(
-    tx: Tx, transaction_id: int, state: TransactionState, reached: Collection[str], dropped: Collection[Replica]
+    tx: Tx,
+    transaction_id: int,
+    state: TransactionState,
+    reached: Collection[str],
+    dropped: Collection[Replica],
 ) -> None:
     """Record each target worker's outcome and drop the replicas that miss the transaction."""
     done = TargetOutcome.COMMITTED if state is TransactionState.COMMITTED else TargetOutcome.CLEARED
@@ -83,5 +92,7 @@ def table_copies(tx: Tx) -> list[TableCopies]:
     for database, table, transaction_id, worker, outcome in rows:
         key = (database.lower(), table.lower())
         names.setdefault(key, (database, table))
-        loads.setdefault(key, []).append((int(transaction_id), worker, outcome == TargetOutcome.COMMITTED.value))
+        loads.setdefault(key, []).append(
+            (int(transaction_id), worker, outcome == TargetOutcome.COMMITTED.value)
+        )
     return [TableCopies(*names[key], holders(loads[key])) for key in sorted(loads)]

@@ -135,7 +135,10 @@ def test_regular_tables_are_read_only_on_workers_holding_a_complete_copy(tmp_pat
         store.upsert_worker(WorkerInfo(name, "127.0.0.1", port))
     store.add_replicas([Replica(family, 7, "w1"), Replica(family, 7, "w2"), Replica(family, 8, "w3")])
     # Filter: w3 missed a load; Band: loaded on w2 and w3 only
-    for table, sent, committed in (("Filter", ["w1", "w2", "w3"], ["w1", "w2"]), ("Band", ["w2", "w3"], ["w2", "w3"])):
+    for table, sent, committed in (
+        ("Filter", ["w1", "w2", "w3"], ["w1", "w2"]),
+        ("Band", ["w2", "w3"], ["w2", "w3"]),
+    ):
         t = store.begin_transaction("sky", table, table)
         store.add_targets(t.transaction_id, [Target(None, w) for w in sent])
         store.finish_transaction(t.transaction_id, TransactionState.COMMITTED, committed)

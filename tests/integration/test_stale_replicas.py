@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -168,10 +169,6 @@ def test_tables_loaded_while_a_worker_is_down_are_not_served_from_it(tc: LiveClu
     _load(tc, "Src2", ["--child-of", "Obj2", "--key", "objectId"], src)
     _load(tc, "Filter2", ["--regular"], filt_b)
     _load(tc, "Band", ["--regular"], band)
-    # the copies worker-3 holds lack those rows: its replicas of their chunks are gone from the
-    # placement, and those chunks are under-replicated (for the replication controller to heal)
-    by_chunk = _replicas_by_chunk(tc)
-    assert any(len(ws) < 2 for ws in by_chunk.values())
     _restart(tc, "worker-3")
 
     ref = _reference(tc, {"Obj2": [obj_a, obj_b], "Src2": [src], "Filter2": [filt_a, filt_b], "Band": [band]})
@@ -194,6 +191,10 @@ def test_tables_loaded_while_a_worker_is_down_are_not_served_from_it(tc: LiveClu
             *_variants("SELECT COUNT(*), MIN(band) FROM Band WHERE filterId > {k}"),
         ],
     )  # fmt: skip
+
+    # the copies worker-3 holds lack those rows: its replicas of their chunks are gone from the
+    # placement, and those chunks are under-replicated (for the replication controller to heal)
+    assert any(len(ws) < 2 for ws in _replicas_by_chunk(tc).values())
 
     # with only worker-3 alive, no live worker holds a complete copy: a clear refusal
     _kill(tc, "worker-1", "worker-2")
@@ -257,11 +258,6 @@ def test_a_worker_that_dies_after_staging_misses_the_commit(tc: LiveCluster, tmp
                 p.kill()
                 p.wait()
     _restart(tc, "worker-2")
-    # the next load tells worker-2 to drop the rows it staged for the transactions it missed
-    _load(tc, "Tick", ["--regular"], _filters(tmp_path / "Tick.parquet", "_tick"))
-    left = [p.name for p in staged.iterdir() if p.name.startswith(tuple(f"t{t}__" for t in tids.values()))]
-    assert left == [], left
-
     ref = _reference(tc, {"Obj3": [obj], "Filter3": [tmp_path / "Filter3a.parquet", filt]})
     _assert_same(
         tc,
@@ -275,48 +271,54 @@ def test_a_worker_that_dies_after_staging_misses_the_commit(tc: LiveCluster, tmp
             *_variants("SELECT COUNT(*), MIN(filterName), MAX(filterName) FROM Filter3 WHERE filterId > {k}"),
         ],
     )
+    # the next load tells worker-2 to drop the rows it staged for the transactions it missed
+    _load(tc, "Tick", ["--regular"], _filters(tmp_path / "Tick.parquet", "_tick"))
+    left = [p.name for p in staged.iterdir() if p.name.startswith(tuple(f"t{t}__" for t in tids.values()))]
+    assert left == [], left
 
 
 def test_a_commit_that_would_leave_a_chunk_without_a_copy_is_refused(tc: LiveCluster, tmp_path: Path) -> None:
     obj = _director(tmp_path / "Obj4.parquet", 3_000, seed=51, first_id=1)
+    ref = _reference(tc, {"Obj4": [obj]})
+    # the two workers holding the most chunks together: the load has rows in some of those
+    pairs = Counter(frozenset(ws) for ws in _replicas_by_chunk(tc).values() if len(ws) == 2)
+    victims = sorted(pairs.most_common(1)[0][0])
     barrier = tmp_path / "barrier"
     barrier.mkdir()
     proc = _loader(tc, "Obj4", DIRECTOR, obj, barrier, 2)
-    victims: set[str] = set()
     try:
         _wait_for("the load staged", lambda: len(list(barrier.glob("*.ready"))) == 1, 300)
         tid = _open_transactions(tc, "Obj4")["Obj4"]
-        store = open_store(tc.spec.metadata())
-        try:
-            by_chunk: dict[int, set[str]] = {}
-            for t in store.targets(tid):
-                assert t.chunk_id is not None
-                by_chunk.setdefault(t.chunk_id, set()).add(t.worker)
-        finally:
-            store.close()
-        # both workers holding some chunk of the load die before its commit
-        victims = next(ws for _, ws in sorted(by_chunk.items()) if len(ws) == 2)
-        _kill(tc, *sorted(victims))
+        _kill(tc, *victims)  # both die after staging, before the commit
         (barrier / "test.ready").touch()
         _, err = proc.communicate(timeout=300)
-        assert proc.returncode != 0, err
-        assert "chunk" in err and "aborted" in err, err
-        orphans = [c for c, ws in by_chunk.items() if ws <= victims]
-        assert any(f"chunk {c} " in err for c in orphans), err
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        if victims:
-            _restart(tc, *sorted(victims))
-    assert tc.query("SELECT COUNT(*) FROM Obj4") == [(0,)]  # nothing of it anywhere
+        _restart(tc, *victims)
+    # all or nothing: the count is 0 or the whole file, never a part of it
+    count = "SELECT COUNT(*), SUM(objectId) FROM Obj4"
+    assert tc.query(count) in ([(0, None)], ref.execute(count).fetchall())
+    assert tc.query(count) == [(0, None)], "the commit should have been refused"
+    assert proc.returncode != 0 and "aborted" in err, err
+    store = open_store(tc.spec.metadata())
+    try:
+        targets: dict[int, set[str]] = {}
+        for t in store.targets(tid):
+            assert t.chunk_id is not None
+            targets.setdefault(t.chunk_id, set()).add(t.worker)
+    finally:
+        store.close()
+    orphans = [c for c, ws in targets.items() if ws <= set(victims)]
+    assert orphans and any(f"chunk {c} of sky.Obj4" in err for c in orphans), err
+
     _load(tc, "Obj4", DIRECTOR, obj)  # the rerun loads it, exactly once
-    ref = _reference(tc, {"Obj4": [obj]})
     _assert_same(
         tc,
         ref,
         [
-            "SELECT COUNT(*), SUM(objectId), MAX(objectId) FROM Obj4",
+            count,
             "SELECT objectId, COUNT(*) FROM Obj4 GROUP BY objectId HAVING COUNT(*) > 1",
             "SELECT extendedness, COUNT(*) FROM Obj4 GROUP BY extendedness ORDER BY extendedness",
         ],

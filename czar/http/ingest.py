@@ -61,7 +61,7 @@ from qserv.metadata.store import (
     WorkerState,
 )
 from qserv.replica.placement import place_chunks
-from qserv.replica.rejoin import clear_missed
+from qserv.replica.rejoin import ABORT_TIMEOUT_S, clear_missed
 from qserv.sphere.overlap import check_overlap
 
 _log = logging.getLogger(__name__)
@@ -483,9 +483,11 @@ class Ingest:
         if not self.store.missed_targets():
             return 0
         active = {w.name: w for w in self._active_workers()}
-        return clear_missed(
-            self.store, lambda name: self.clients.get(active[name]) if name in active else None
-        )
+
+        def abort(name: str, transaction_id: int) -> None:
+            self.clients.call(active[name], lambda c: c.abort(transaction_id, timeout=ABORT_TIMEOUT_S))
+
+        return clear_missed(self.store, set(active), abort)
 
     def _forget(self, transaction_id: int) -> None:
         # Once a transaction ends its replicas are committed (store) or gone (aborted).

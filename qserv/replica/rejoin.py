@@ -11,7 +11,7 @@ the next successful probe.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from qserv.errors import QservError
 from qserv.log import event
@@ -30,23 +30,22 @@ def rejoin(store: MetadataStore, worker: str, client: WorkerClient) -> None:
     """
     for t in store.catalog().tables:
         client.create_table(t.database, t.name, t.kind, t.columns)
-    clear_missed(store, lambda name: client if name == worker else None)
+    clear_missed(store, {worker}, lambda _, tid: client.abort(tid, timeout=ABORT_TIMEOUT_S))
 
 
-def clear_missed(store: MetadataStore, client_of: Callable[[str], WorkerClient | None]) -> int:
-    """Tell each worker ``client_of`` reaches to drop the rows it staged for transactions that
-    ended without it; how many (transaction, worker) pairs were cleared.
+def clear_missed(store: MetadataStore, workers: Collection[str], abort: Callable[[str, int], None]) -> int:
+    """Have each of ``workers`` drop the rows it staged for transactions that ended without it
+    (``abort(worker, transaction)``); how many (transaction, worker) pairs were cleared.
 
     Best effort for the workers that fail (asked again next time): staged rows of an ended
     transaction are never published, they only take disk space.
     """
     done = 0
     for transaction_id, name in store.missed_targets():
-        client = client_of(name)
-        if client is None:
+        if name not in workers:
             continue
         try:
-            client.abort(transaction_id, timeout=ABORT_TIMEOUT_S)
+            abort(name, transaction_id)
         except QservError as e:
             event(
                 log, "staged rows not cleared yet", worker=name, transaction=transaction_id, error=e.message

@@ -32,10 +32,10 @@ from qserv.errors import InternalError, UndefinedTable, WorkerUnavailable
 from qserv.log import event
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 PLAN_CACHE_ENTRIES = 256
 REFRESH_ON_MISS_SECONDS = 1.0
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,9 @@ import dataclasses
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 import pyarrow as pa
 
@@ -26,10 +27,12 @@ from czar.parse import parse
 from czar.plan import plan as make_plan
 from czar.plan.model import DirectorIndex, PlanContext, QueryPlan
 from czar.view import ClusterView, ViewCache
-from qserv.errors import InternalError, UndefinedTable
+from qserv.catalog import TableKind
+from qserv.errors import InternalError, UndefinedTable, WorkerUnavailable
 from qserv.log import event
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 PLAN_CACHE_ENTRIES = 256
 REFRESH_ON_MISS_SECONDS = 1.0
@@ -51,6 +54,25 @@ class QueryAnswer:
     table: pa.Table
     plan: QueryPlan
     retried_chunks: int
+
+
+def regular_tables(q: AnalyzedQuery) -> tuple[tuple[str, str], ...]:
+    """The regular tables ``q`` reads, as (database, table) lower-cased."""
+    return tuple(sorted({r.key for r in q.tables if r.kind is TableKind.REGULAR}))
+
+
+def _restricted(make: Callable[[], T], view: ClusterView, ctx: PlanContext) -> T:
+    """``make()``; a chunk without a replica on the workers ``ctx`` allows is explained."""
+    try:
+        return make()
+    except WorkerUnavailable as e:
+        if len(ctx.workers) == len(view.live_workers):
+            raise
+        raise WorkerUnavailable(
+            f"no live worker holding complete copies of the regular tables the query reads "
+            f"({', '.join(ctx.workers)}) has a needed chunk: {e.message}",
+            hint="restart the other workers holding the chunk, or load the regular tables again",
+        ) from e
 
 
 class Pipeline:
@@ -85,20 +107,25 @@ class Pipeline:
         shape = generic.shape_of(sql)
         shape_key = ("generic", db, shape.key) if shape is not None else None
         template = view.memo.get(shape_key) if shape_key is not None else None
-        if shape is not None and isinstance(template, generic.Template):
-            ctx = self._context(view, template.family)
-            rebound = generic.rebind(template, shape, ctx)
+        if shape is not None and isinstance(template, tuple) and isinstance(template[0], generic.Template):
+            generic_plan, regular = template
+            ctx = self._context(view, generic_plan.family, regular)
+            rebound = _restricted(lambda: generic.rebind(generic_plan, shape, ctx), view, ctx)
             if rebound is not None:
-                return Prepared(rebound, ctx.placement, view.live_workers, planning="generic")
+                return Prepared(rebound, ctx.placement, ctx.workers, planning="generic")
         analyzed, view = self._analyze(sql, default_db, view)
-        ctx = self._context(view, analyzed.family)
-        prepared = Prepared(make_plan(analyzed, ctx), ctx.placement, view.live_workers)
+        regular = regular_tables(analyzed)
+        ctx = self._context(view, analyzed.family, regular)
+        prepared = Prepared(
+            _restricted(lambda: make_plan(analyzed, ctx), view, ctx), ctx.placement, ctx.workers
+        )
         if self._views.get() is view:  # not if the snapshot was refreshed meanwhile
             if len(view.memo) > PLAN_CACHE_ENTRIES:
                 view.memo.clear()
             view.memo[key] = prepared
             if shape is not None and shape_key is not None and shape_key not in view.memo:
-                view.memo[shape_key] = generic.template(analyzed, shape)  # None: not generic
+                found = generic.template(analyzed, shape)
+                view.memo[shape_key] = (found, regular) if found is not None else None  # None: not generic
         return prepared
 
     def _analyze(self, sql: str, default_db: str, view: ClusterView) -> tuple[AnalyzedQuery, ClusterView]:
@@ -113,14 +140,19 @@ class Pipeline:
             view = self._views.get(refresh=True)
             return analyze(parse(sql), view.catalog, default_db, sql=sql), view
 
-    def _context(self, view: ClusterView, family: str | None) -> PlanContext:
-        """The cluster as ``family``'s chunks are placed (the query's chunked tables' family)."""
+    def _context(
+        self, view: ClusterView, family: str | None, regular: tuple[tuple[str, str], ...] = ()
+    ) -> PlanContext:
+        """The cluster as ``family``'s chunks are placed (the query's chunked tables' family),
+        on the live workers holding complete copies of the ``regular`` tables it reads."""
+        workers = view.holders_of(regular)
+        placement, held = view.placement_on(family, workers) if family else ({}, {})
         return PlanContext(
-            placement=view.family_placement(family) if family else {},
-            held=view.family_held(family) if family else {},
+            placement=placement,
+            held=held,
             memo=view.memo,
             nonempty_chunks=view.nonempty_chunks,
-            workers=view.live_workers,
+            workers=workers,
             director_index=self._director_index,
             catalog=view.catalog,
         )

@@ -1,5 +1,10 @@
 """A cached snapshot of the metadata the planner needs: catalog, replicas, non-empty chunks.
 
+It is also the one home of the rule "plan only on complete copies": a query reading regular
+tables runs only on live workers holding a complete copy of each (:meth:`ClusterView.holders_of`,
+from ``MetadataStore.table_copies``), and its chunks only on replicas on those workers
+(:meth:`ClusterView.placement_on`).
+
 Reading the store on every query would cost milliseconds (more on a remote PostgreSQL) against
 a point-lookup budget of a few; the snapshot is refreshed when older than ``max_age`` seconds
 or when a name does not resolve (a table loaded a moment ago).
@@ -10,11 +15,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 
 from qserv.catalog import Catalog
-from qserv.errors import QservError
+from qserv.errors import QservError, WorkerUnavailable
 from qserv.log import event
 from qserv.metadata import MetadataStore, WorkerInfo, WorkerState
 
@@ -32,8 +37,15 @@ class ClusterView:
     # (database lower, table lower) -> chunks with rows
     nonempty_chunks: Mapping[tuple[str, str], frozenset[int]]
     taken_at: float
+    # (database lower, table lower) -> workers with a complete copy of that regular table; a
+    # table absent has no recorded copies (not loaded yet, or loaded by an older qserv): any
+    # live worker serves it, as before
+    copies: Mapping[tuple[str, str], frozenset[str]] = field(default_factory=dict)
     # planner cache valid for this snapshot only (see PlanContext.memo)
     memo: dict[object, object] = field(default_factory=dict, compare=False, repr=False)
+    # placements restricted to some workers (placement_on): one object per worker set, so the
+    # assignment memo (keyed by the placement's identity) stays valid
+    restricted: dict[object, object] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def live_workers(self) -> tuple[str, ...]:
@@ -50,14 +62,63 @@ class ClusterView:
         """Live worker -> chunks of ``family`` it holds."""
         return self.held.get(family, {})
 
+    def holders_of(self, regular: Collection[tuple[str, str]]) -> tuple[str, ...]:
+        """Live workers holding a complete copy of every regular table in ``regular`` (keys
+        lower-cased); raises WorkerUnavailable naming the tables when there is none."""
+        workers = self.live_workers
+        named: list[str] = []
+        for key in sorted(set(regular)):
+            copies = self.copies.get(key)
+            if copies is None:
+                continue
+            named.append(self._name(key))
+            workers = tuple(w for w in workers if w in copies)
+            if not workers:
+                what = (
+                    f"a complete copy of regular table {named[0]} (complete copies: "
+                    f"{', '.join(sorted(copies)) or 'none'})"
+                    if len(named) == 1
+                    else f"complete copies of all of the regular tables {', '.join(named)}"
+                )
+                raise WorkerUnavailable(
+                    f"no live worker holds {what}",
+                    hint="restart the workers holding it, or load the table again while every worker is up",
+                )
+        return workers
+
+    def placement_on(
+        self, family: str, workers: Collection[str]
+    ) -> tuple[Mapping[int, tuple[str, ...]], Mapping[str, frozenset[int]]]:
+        """``family``'s placement and held chunks on ``workers`` only (a subset of the live ones)."""
+        keep = frozenset(workers)
+        if keep >= frozenset(self.live_workers):
+            return self.family_placement(family), self.family_held(family)
+        key = (family, keep)
+        cached = self.restricted.get(key)
+        if cached is None:
+            placement = {
+                c: kept
+                for c, ws in self.family_placement(family).items()
+                for kept in [tuple(w for w in ws if w in keep)]
+                if kept
+            }
+            held = {w: cs for w, cs in self.family_held(family).items() if w in keep}
+            cached = self.restricted[key] = (placement, held)
+        return cached  # type: ignore[return-value]
+
+    def _name(self, key: tuple[str, str]) -> str:
+        table = self.catalog.table(*key)
+        return f"{table.database}.{table.name}" if table is not None else ".".join(key)
+
 
 def _unchanged(old: ClusterView, new: ClusterView) -> bool:
-    return (old.catalog, old.workers, old.placement, old.held, old.nonempty_chunks) == (
+    return (old.catalog, old.workers, old.placement, old.held, old.nonempty_chunks, old.copies) == (
         new.catalog,
         new.workers,
         new.placement,
         new.held,
         new.nonempty_chunks,
+        new.copies,
     )
 
 
@@ -87,6 +148,7 @@ def read_view(store: MetadataStore, suspects: frozenset[str] = frozenset()) -> C
         held={f: {w: frozenset(cs) for w, cs in by_worker.items()} for f, by_worker in held.items()},
         nonempty_chunks={k: frozenset(v) for k, v in nonempty.items()},
         taken_at=time.monotonic(),
+        copies={(c.database.lower(), c.table.lower()): c.workers for c in store.table_copies()},
     )
 
 

@@ -21,6 +21,11 @@ for a regular table (``begin`` answers those workers: the loader sends to them a
 other), and on each worker of a chunk when :meth:`Ingest.placement` hands the chunk out.
 Whatever an interrupted load or a worker that was down left behind, the next load is whole.
 
+Copies that miss a commit: every copy a transaction sends rows to is recorded before the
+loader learns of it; the commit drops the copies that will not hold its rows, or refuses the
+commit before anything is published when a chunk would be left without one (see
+:mod:`czar.http.copies`).
+
 Uniqueness of director keys. The duplicate check and the publication of a load's keys in
 the director index are one step per table, under a per-table lock: a commit checks, records
 COMMITTING and publishes its keys before the next commit of the table checks (keys of a
@@ -40,6 +45,8 @@ from typing import Any, TypeVar
 import pyarrow as pa
 
 from czar.director_index import DirectorIndex
+from czar.http.copies import orphan_error, settlement
+from czar.http.workers import WorkerClients
 from qserv.catalog import Database, Partitioning, Table, TableKind
 from qserv.catalog_json import database_to_json, table_to_json
 from qserv.errors import InvalidParameter, QservError, UndefinedDatabase, UndefinedTable, WorkerUnavailable
@@ -47,17 +54,20 @@ from qserv.metadata.store import (
     ChunkRows,
     MetadataStore,
     Replica,
+    Target,
     Transaction,
     TransactionState,
     WorkerInfo,
     WorkerState,
 )
 from qserv.replica.placement import place_chunks
-from qserv.rpc.client import WorkerClient
+from qserv.replica.rejoin import ABORT_TIMEOUT_S, clear_missed
 from qserv.sphere.overlap import check_overlap
 
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+PROBE_TIMEOUT_S = 2.0  # a worker that does not answer a health probe this fast cannot commit
 
 
 def transaction_to_json(t: Transaction) -> dict[str, Any]:
@@ -69,42 +79,6 @@ def transaction_to_json(t: Transaction) -> dict[str, Any]:
         "fingerprint": t.fingerprint,
         "rows": t.rows,
     }
-
-
-class WorkerClients:
-    """One gRPC client per worker address, shared by the HTTP threads."""
-
-    def __init__(self) -> None:
-        self._clients: dict[str, WorkerClient] = {}
-        self._lock = threading.Lock()
-
-    def get(self, worker: WorkerInfo) -> WorkerClient:
-        with self._lock:
-            client = self._clients.get(worker.address)
-            if client is None:
-                client = self._clients[worker.address] = WorkerClient(worker.address)
-            return client
-
-    def call(self, worker: WorkerInfo, fn: Callable[[WorkerClient], T]) -> T:
-        """``fn(client)``, once more on a new channel if the worker was unreachable.
-
-        A channel that failed to connect waits out a reconnect backoff (seconds, growing) and
-        fails every call meanwhile: a worker that came back would look dead until it ends.
-        """
-        try:
-            return fn(self.get(worker))
-        except WorkerUnavailable:
-            with self._lock:
-                stale = self._clients.pop(worker.address, None)
-            if stale is not None:
-                stale.close()
-            return fn(self.get(worker))
-
-    def close(self) -> None:
-        with self._lock:
-            for c in self._clients.values():
-                c.close()
-            self._clients.clear()
 
 
 class Ingest:
@@ -272,6 +246,7 @@ class Ingest:
         active workers, the ones a regular table's rows go to (it was created on each).
         """
         t = self.table(database, table)
+        self.clear_missed()
         with self._table_lock(t.database, t.name), self._lock:
             for old in self.store.transactions(t.database):
                 if old.table.lower() != t.name.lower() or old.fingerprint != fingerprint:
@@ -288,6 +263,8 @@ class Ingest:
         workers = self._active_workers()
         if t.kind is TableKind.REGULAR:
             try:
+                # its whole copy goes to each of these workers: recorded before any row is sent
+                self.store.add_targets(new.transaction_id, [Target(None, w.name) for w in workers])
                 self._ensure_table(new.transaction_id, t, workers)
             except QservError:
                 with self._table_lock(t.database, t.name):
@@ -307,10 +284,22 @@ class Ingest:
         with self._lock:
             holders: dict[int, list[str]] = {}
             load: dict[str, int] = dict.fromkeys(active, 0)
+            held_down: dict[int, list[str]] = {}
             for r in self.store.replicas(family):
                 if r.worker in active:
                     holders.setdefault(r.chunk_id, []).append(r.worker)
                     load[r.worker] += 1
+                else:
+                    held_down.setdefault(r.chunk_id, []).append(r.worker)
+            for c in sorted(set(chunk_ids)):
+                if c in held_down and c not in holders:
+                    # a new copy would hold this load's rows only, not the family's other tables
+                    raise WorkerUnavailable(
+                        f"cannot load rows into chunk {c} of {t.database}.{t.table}: every worker holding "
+                        f"the chunk is down ({', '.join(sorted(held_down[c]))})",
+                        hint="restart those workers (or let the replication controller copy the chunk) "
+                        "and load again",
+                    )
             pending: dict[int, tuple[str, ...]] = {}
             for fam, placed in self._pending.values():
                 if fam == family:
@@ -332,6 +321,8 @@ class Ingest:
             # Recorded under the transaction: visible only if it commits.
             new = [Replica(family, c, w) for c, ws in result.items() if c not in holders for w in ws]
             self.store.add_replicas(new, transaction_id)
+            # the copies this load writes, durable before the loader may send a row to them
+            self.store.add_targets(transaction_id, [Target(c, w) for c, ws in result.items() for w in ws])
             mine = self._pending.setdefault(transaction_id, (family, {}))[1]
             for c in fresh:
                 mine[c] = result[c]
@@ -369,6 +360,7 @@ class Ingest:
         with self._table_lock(t.database, t.table):
             t = self._transaction(transaction_id)
             if t.state is TransactionState.STARTED:
+                self._check_copies(t)
                 self._publish_committing(t)
                 try:
                     self.index.check(transaction_id)
@@ -395,16 +387,69 @@ class Ingest:
             if other.transaction_id != t.transaction_id and other.table.lower() == t.table.lower():
                 self.index.publish(other.transaction_id)
 
+    def _check_copies(self, t: Transaction) -> None:
+        """Abort ``t`` (error naming the chunk) if a chunk of it could be left without a complete copy.
+
+        Runs before anything is published: the workers that can commit are the active target
+        workers that answer a health probe now.
+        """
+        targets = self.store.targets(t.transaction_id)
+        names = {x.worker for x in targets}
+        candidates = [w for w in self._active_workers() if w.name in names]
+        with ThreadPoolExecutor(max_workers=max(1, len(candidates)), thread_name_prefix="probe") as pool:
+            answers = list(pool.map(self._answers, candidates))
+        reachable = {w.name for w, ok in zip(candidates, answers, strict=True) if ok}
+        s = settlement(self.store, self._family(t), t.transaction_id, reachable)
+        if s.orphans:
+            self._abort(t.transaction_id)
+            raise orphan_error(self.store, t, s, "the transaction was aborted and nothing of it is visible")
+
+    def _family(self, t: Transaction) -> str:
+        return self._database(t.database).partitioning.family
+
+    def _answers(self, worker: WorkerInfo) -> bool:
+        try:
+            self.clients.call(worker, lambda c: c.health(timeout=PROBE_TIMEOUT_S))
+            return True
+        except QservError:
+            return False
+
     def _finish(self, transaction_id: int) -> None:
-        """Publish a COMMITTING transaction: index, every worker, then COMMITTED (idempotent)."""
+        """Publish a COMMITTING transaction: index, every worker, then COMMITTED (idempotent).
+
+        A target worker that is down or fails to commit misses the transaction: its copies are
+        dropped (module docstring). If a chunk would be left without a complete copy (its
+        workers all failed since the commit's check), the transaction stays COMMITTING and is
+        finished when they are back (a rerun of the load, or a czar restart).
+        """
+        t = self._transaction(transaction_id)
         workers = self._active_workers()
+        failures: dict[str, QservError] = {}
+
+        def commit_on(w: WorkerInfo) -> None:
+            try:
+                self.clients.call(w, lambda c: c.commit(transaction_id))
+            except WorkerUnavailable as e:
+                failures[w.name] = e
+
         # Workers publish in parallel (each sorts its staged rows), and so does the index.
         with ThreadPoolExecutor(max_workers=len(workers) + 1, thread_name_prefix="commit") as pool:
-            futures = [pool.submit(self.clients.call, w, lambda c: c.commit(transaction_id)) for w in workers]
+            futures = [pool.submit(commit_on, w) for w in workers]
             futures.append(pool.submit(self.index.publish, transaction_id))
             for f in futures:
                 f.result()
-        self.store.set_transaction_state(transaction_id, TransactionState.COMMITTED)
+        committed = {w.name for w in workers} - set(failures)
+        s = settlement(self.store, self._family(t), transaction_id, committed)
+        if s.orphans:
+            raise orphan_error(self.store, t, s, "it stays committing until those workers are back")
+        if failures and not self.store.targets(transaction_id):
+            raise next(iter(failures.values()))  # a transaction of a store without targets
+        self.store.finish_transaction(transaction_id, TransactionState.COMMITTED, committed, s.dropped)
+        if s.dropped:
+            _log.warning(
+                "transaction %d: dropped %d copies that missed the commit (now under-replicated): %s",
+                transaction_id, len(s.dropped), ", ".join(f"chunk {r.chunk_id} on {r.worker}" for r in s.dropped[:20]),
+            )  # fmt: skip
         self._forget(transaction_id)
         self._on_change()
 
@@ -420,14 +465,29 @@ class Ingest:
         return transaction_to_json(self._transaction(transaction_id))
 
     def _abort(self, transaction_id: int) -> None:
+        cleared = set()
         for w in self._active_workers():
             try:
                 self.clients.call(w, lambda c: c.abort(transaction_id))
+                cleared.add(w.name)
             except WorkerUnavailable:
                 _log.warning("worker %s unreachable while aborting transaction %d", w.name, transaction_id)
         self.index.abort(transaction_id)
-        self.store.set_transaction_state(transaction_id, TransactionState.ABORTED)
+        # target workers that did not answer clear their staged rows later (clear_missed)
+        self.store.finish_transaction(transaction_id, TransactionState.ABORTED, cleared)
         self._forget(transaction_id)
+
+    def clear_missed(self) -> int:
+        """Tell active workers that missed a transaction to drop its staged rows (best effort;
+        the replication controller does it too when a worker comes back); how many did."""
+        if not self.store.missed_targets():
+            return 0
+        active = {w.name: w for w in self._active_workers()}
+
+        def abort(name: str, transaction_id: int) -> None:
+            self.clients.call(active[name], lambda c: c.abort(transaction_id, timeout=ABORT_TIMEOUT_S))
+
+        return clear_missed(self.store, set(active), abort)
 
     def _forget(self, transaction_id: int) -> None:
         # Once a transaction ends its replicas are committed (store) or gone (aborted).
@@ -441,6 +501,7 @@ def resume_transactions(
 ) -> list[int]:
     """Finish commits interrupted by a czar restart; the ids of the transactions finished."""
     ingest = Ingest(store, director_index, 1, clients)
+    ingest.clear_missed()
     done = []
     for t in store.transactions(state=TransactionState.COMMITTING):
         try:

@@ -13,6 +13,9 @@ Visibility: replica rows and chunk-row counts carry the transaction that wrote t
 0 for none) and are returned only once that transaction is COMMITTED. Replica rows are keyed by
 (family, chunk, worker, transaction), so concurrent transactions adding the same replica never
 conflict: the replica becomes visible as soon as any of them commits.
+
+Targets: ``transaction_targets`` holds every copy a transaction sends rows to (chunk_id -1:
+a regular table's whole copy) and what became of it on its worker (``TargetOutcome``).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import Any, Protocol
 
 from qserv.errors import QservError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,15 @@ POSTGRES = Dialect(
     # lock held until commit makes the first open of a fresh store safe from many processes.
     schema_lock="SELECT pg_advisory_xact_lock(7216003142)",
 )
+
+# Version 2. chunk_id -1: the whole copy of a regular table (a primary key column cannot be NULL).
+_TARGETS_DDL = """CREATE TABLE IF NOT EXISTS transaction_targets (
+        transaction_id BIGINT NOT NULL REFERENCES transactions (transaction_id),
+        chunk_id BIGINT NOT NULL,
+        worker TEXT NOT NULL,
+        outcome TEXT NOT NULL DEFAULT 'staged',
+        PRIMARY KEY (transaction_id, chunk_id, worker))"""
+_TARGETS_INDEX = "CREATE INDEX IF NOT EXISTS targets_by_outcome ON transaction_targets (outcome)"
 
 # Tables in dependency order. Types are those both backends accept: SQLite maps BIGINT and
 # DOUBLE PRECISION to its INTEGER and REAL affinities (64-bit integer, 8-byte float).
@@ -120,13 +132,16 @@ _DDL = (
         table_name TEXT NOT NULL,
         row_count BIGINT NOT NULL,
         PRIMARY KEY (transaction_id, database_key, table_key, chunk_id))""",
+    _TARGETS_DDL,
     "CREATE INDEX IF NOT EXISTS replicas_by_transaction ON replicas (transaction_id)",
     "CREATE INDEX IF NOT EXISTS chunk_rows_by_table ON chunk_rows (database_key, table_key, chunk_id)",
     "CREATE INDEX IF NOT EXISTS transactions_by_database ON transactions (database_key)",
+    _TARGETS_INDEX,
 )
 
-# MIGRATIONS[n]: statements upgrading a store from version n - 1 to n (none yet).
-MIGRATIONS: dict[int, tuple[str, ...]] = {}
+# MIGRATIONS[n]: statements upgrading a store from version n - 1 to n. Transactions of a
+# version 1 store have no targets: their copies count as complete (what version 1 assumed).
+MIGRATIONS: dict[int, tuple[str, ...]] = {2: (_TARGETS_DDL, _TARGETS_INDEX)}
 
 
 def ddl(dialect: Dialect) -> list[str]:

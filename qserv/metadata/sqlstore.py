@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from types import TracebackType
@@ -20,8 +20,19 @@ from typing import Any
 
 from qserv.catalog import Catalog, Column, Database, Partitioning, Table, TableKind
 from qserv.errors import DuplicateObject, InvalidParameter, UndefinedDatabase, UndefinedTable
+from qserv.metadata import targets_sql
 from qserv.metadata.schema import Cursor, Dialect, Tx, ensure_schema
-from qserv.metadata.store import ChunkRows, Replica, Transaction, TransactionState, WorkerInfo, WorkerState
+from qserv.metadata.store import (
+    ChunkRows,
+    Replica,
+    TableCopies,
+    Target,
+    TargetOutcome,
+    Transaction,
+    TransactionState,
+    WorkerInfo,
+    WorkerState,
+)
 
 # --- row <-> dataclass mapping (the only place that knows column order) -------------------
 
@@ -449,6 +460,67 @@ class SQLStore(ABC):
                     "UPDATE transactions SET state = ?, row_count = ? WHERE transaction_id = ?",
                     (state.value, rows, transaction_id),
                 )
+
+    # --- copies written by transactions (targets_sql) ---------------------------------------
+
+    def add_targets(self, transaction_id: int, targets: list[Target]) -> None:
+        """Record copies the open transaction is about to send rows to (idempotent)."""
+        with self._tx() as tx:
+            self._open_transaction(tx, transaction_id, "add targets")
+            targets_sql.add_targets(tx, transaction_id, targets)
+
+    def targets(self, transaction_id: int) -> list[Target]:
+        """The copies the transaction wrote, by chunk (None, a whole table, first) and worker."""
+        with self._tx(write=False) as tx:
+            return targets_sql.targets(tx, transaction_id)
+
+    def finish_transaction(
+        self,
+        transaction_id: int,
+        state: TransactionState,
+        reached: Collection[str],
+        dropped: Collection[Replica] = (),
+    ) -> None:
+        """End a transaction in one step: its state, each target's outcome, the dropped replicas.
+
+        ``reached``: the workers that committed it (COMMITTED) or cleared its staged rows
+        (ABORTED); every other target worker has MISSED it. Finishing again in the same
+        state is a no-op; a terminal transaction never changes state (InvalidParameter).
+        """
+        if state not in _TERMINAL:
+            raise InvalidParameter(f"a transaction finishes committed or aborted, not {state.value}")
+        with self._tx() as tx:
+            current = self._transaction_state(tx, transaction_id)
+            if current is state:
+                return
+            if current in _TERMINAL:
+                raise InvalidParameter(
+                    f"transaction {transaction_id} is already {current.value}; it cannot become {state.value}",
+                    hint="start a new transaction to load the data again",
+                )
+            targets_sql.settle_targets(tx, transaction_id, state, reached, dropped)
+            tx.run(
+                "UPDATE transactions SET state = ? WHERE transaction_id = ?", (state.value, transaction_id)
+            )
+
+    def missed_targets(self) -> list[tuple[int, str]]:
+        """(transaction, worker) pairs whose staged rows are still to be cleared."""
+        with self._tx(write=False) as tx:
+            return targets_sql.missed_targets(tx)
+
+    def set_target_outcome(self, transaction_id: int, worker: str, outcome: TargetOutcome) -> None:
+        """Record what became of the transaction on ``worker`` (e.g. CLEARED after an abort there)."""
+        with self._tx() as tx:
+            targets_sql.set_target_outcome(tx, transaction_id, worker, outcome)
+
+    def table_copies(self) -> list[TableCopies]:
+        """Workers with a complete copy of each regular table whose loads recorded targets.
+
+        A table absent here has no such load (none yet, or only loads of a version 1 store,
+        whose copies count as complete everywhere, as version 1 assumed).
+        """
+        with self._tx(write=False) as tx:
+            return targets_sql.table_copies(tx)
 
     def _transaction_state(self, tx: Tx, transaction_id: int) -> TransactionState:
         # lock the row so a concurrent commit/abort waits for this write to finish (PostgreSQL)

@@ -6,10 +6,17 @@ reach it through the czar's HTTP API.
 
 Visibility rule: chunk row counts and replicas written under a transaction become visible
 (returned by ``chunk_rows``/``replicas``) only once that transaction is COMMITTED.
+
+Copies a transaction writes (its *targets*: chunk c on worker w, or a regular table's whole
+copy on w) are recorded before any row is sent there, so the commit knows durably which
+workers must publish it. A copy whose worker did not commit is dropped at commit (its replica
+record removed; for a regular table, the worker is no longer a holder of a complete copy, see
+``table_copies``) and its staged rows are cleared when the worker is reachable again.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -41,6 +48,33 @@ class Replica:
     family: str
     chunk_id: int
     worker: str
+
+
+@dataclass(frozen=True)
+class Target:
+    """A copy a transaction writes rows to: chunk ``chunk_id`` on ``worker``.
+
+    ``chunk_id`` None: the whole copy of a regular table on ``worker``.
+    """
+
+    chunk_id: int | None
+    worker: str
+
+
+class TargetOutcome(StrEnum):
+    STAGED = "staged"  # rows may be staged there; the transaction has not ended
+    COMMITTED = "committed"  # the worker published the transaction
+    MISSED = "missed"  # the transaction ended without this worker: its staged rows must go
+    CLEARED = "cleared"  # the worker dropped whatever it had staged (aborted there)
+
+
+@dataclass(frozen=True)
+class TableCopies:
+    """The workers holding a complete copy of a regular table (every committed load of it)."""
+
+    database: str
+    table: str
+    workers: frozenset[str]
 
 
 class TransactionState(StrEnum):
@@ -97,6 +131,20 @@ class MetadataStore(Protocol):
     def set_transaction_state(
         self, transaction_id: int, state: TransactionState, rows: int | None = None
     ) -> None: ...
+
+    # copies written by transactions (see the module docstring)
+    def add_targets(self, transaction_id: int, targets: list[Target]) -> None: ...
+    def targets(self, transaction_id: int) -> list[Target]: ...
+    def finish_transaction(
+        self,
+        transaction_id: int,
+        state: TransactionState,
+        reached: Collection[str],
+        dropped: Collection[Replica] = (),
+    ) -> None: ...
+    def missed_targets(self) -> list[tuple[int, str]]: ...
+    def set_target_outcome(self, transaction_id: int, worker: str, outcome: TargetOutcome) -> None: ...
+    def table_copies(self) -> list[TableCopies]: ...
 
     def close(self) -> None: ...
 

@@ -1,7 +1,8 @@
 """The replication controller loop (``qserv replicad``): observe, decide, act.
 
 This first version watches worker health and records it in the metadata store, so the czar
-stops planning on dead workers; re-replication and rebalance plug in as further decisions.
+stops planning on dead workers; a worker coming back is brought up to date first
+(:mod:`qserv.replica.rejoin`); re-replication and rebalance plug in as further decisions.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ import signal
 import threading
 
 from qserv.config import Config
+from qserv.errors import QservError
 from qserv.log import event
 from qserv.metadata import WorkerState, open_store
 from qserv.replica.health import HealthState, observe
+from qserv.replica.rejoin import rejoin
 from qserv.rpc.client import WorkerClient
 
 log = logging.getLogger(__name__)
@@ -45,7 +48,15 @@ def run(config: Config, stop: threading.Event | None = None) -> None:
                 except Exception:  # any failure to answer is a failed probe
                     probes[w.name] = False
             states, actions = observe(states, probes)
+            by_name = {w.name: clients[w.address] for w in workers}
             for action in actions:
+                if action.state is WorkerState.ACTIVE:
+                    try:
+                        rejoin(store, action.worker, by_name[action.worker])
+                    except QservError as exc:  # not up to date: it stays down, tried again next round
+                        event(log, "worker not rejoined yet", worker=action.worker, error=exc.message)
+                        states[action.worker] = HealthState(WorkerState.DOWN)
+                        continue
                 store.set_worker_state(action.worker, action.state)
                 event(
                     log,

@@ -6,6 +6,7 @@ import pytest
 
 from qserv.catalog import Catalog, Column, Database, Partitioning, Table, TableKind
 from qserv.errors import DuplicateObject, InvalidParameter, QservError, UndefinedDatabase, UndefinedTable
+from qserv.metadata.schema import SCHEMA_VERSION
 from qserv.metadata.store import (
     ChunkRows,
     MetadataStore,
@@ -238,7 +239,7 @@ def test_store_survives_reopening(store_url: str, store: MetadataStore) -> None:
     try:
         assert again.catalog() == cat
         assert [w.name for w in again.workers()] == ["worker-1"]
-        assert again.schema_version() == 1  # type: ignore[attr-defined]
+        assert again.schema_version() == SCHEMA_VERSION  # type: ignore[attr-defined]
     finally:
         again.close()
 

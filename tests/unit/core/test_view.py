@@ -1,4 +1,5 @@
-"""The czar's metadata snapshot: suspected workers are planned around at once."""
+"""The czar's metadata snapshot: suspected workers are planned around at once; regular tables
+are read only where a complete copy is."""
 
 from __future__ import annotations
 
@@ -6,9 +7,20 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from czar.view import ClusterView, ViewCache
-from qserv.catalog import Catalog, Database
-from qserv.metadata import MetadataStore, Replica, WorkerInfo, open_store
+from qserv.catalog import Catalog, Column, Database, Table, TableKind
+from qserv.errors import WorkerUnavailable
+from qserv.metadata import (
+    MetadataStore,
+    Replica,
+    Target,
+    TransactionState,
+    WorkerInfo,
+    WorkerState,
+    open_store,
+)
 
 
 def test_mark_down_removes_a_worker_from_placement_until_it_expires(tmp_path: Path) -> None:
@@ -109,4 +121,42 @@ def test_a_refresh_begun_before_a_commit_does_not_bring_back_the_old_memo(tmp_pa
     while views._refreshing and time.monotonic() < deadline:  # noqa: SLF001 - waiting for the thread
         time.sleep(0.01)
     assert views.get().memo.get("plan") == "made after the commit"
+    store.close()
+
+
+def test_regular_tables_are_read_only_on_workers_holding_a_complete_copy(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'm.sqlite3'}")
+    store.create_database(Database("sky"))
+    family = Database("sky").partitioning.family
+    for t in (Table("sky", "Filter", TableKind.REGULAR, (Column("id", "INTEGER"),)),
+              Table("sky", "Band", TableKind.REGULAR, (Column("id", "INTEGER"),))):  # fmt: skip
+        store.create_table(t)
+    for name, port in (("w1", 1), ("w2", 2), ("w3", 3)):
+        store.upsert_worker(WorkerInfo(name, "127.0.0.1", port))
+    store.add_replicas([Replica(family, 7, "w1"), Replica(family, 7, "w2"), Replica(family, 8, "w3")])
+    # Filter: w3 missed a load; Band: loaded on w2 and w3 only
+    for table, sent, committed in (
+        ("Filter", ["w1", "w2", "w3"], ["w1", "w2"]),
+        ("Band", ["w2", "w3"], ["w2", "w3"]),
+    ):
+        t = store.begin_transaction("sky", table, table)
+        store.add_targets(t.transaction_id, [Target(None, w) for w in sent])
+        store.finish_transaction(t.transaction_id, TransactionState.COMMITTED, committed)
+    view = ViewCache(store).get()
+    assert view.holders_of([]) == ("w1", "w2", "w3")
+    assert view.holders_of([("sky", "filter")]) == ("w1", "w2")
+    assert view.holders_of([("sky", "filter"), ("sky", "band")]) == ("w2",)
+    assert view.holders_of([("sky", "unrecorded")]) == ("w1", "w2", "w3")  # no copies recorded
+    placement, held = view.placement_on(family, ("w2",))
+    assert dict(placement) == {7: ("w2",)} and dict(held) == {"w2": frozenset({7})}
+    assert view.placement_on(family, ("w2",))[0] is placement  # one object per worker set
+    assert view.placement_on(family, view.live_workers)[0] is view.family_placement(family)
+    store.set_worker_state("w2", WorkerState.DOWN)
+    view = ViewCache(store).get()
+    with pytest.raises(WorkerUnavailable, match=r"regular tables sky\.Band, sky\.Filter"):
+        view.holders_of([("sky", "filter"), ("sky", "band")])
+    store.set_worker_state("w1", WorkerState.DOWN)
+    view = ViewCache(store).get()
+    with pytest.raises(WorkerUnavailable, match=r"regular table sky\.Filter \(complete copies: w1, w2\)"):
+        view.holders_of([("sky", "filter")])
     store.close()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import duckdb
 import healpy as hp
 import numpy as np
 import pyarrow as pa
@@ -41,6 +42,18 @@ class GeneratedCatalog:
     def rows(self, name: str, database: str = DATABASE) -> pa.Table:
         """The rows of one table."""
         return self.data[(database, name)]
+
+    def plain_duckdb(self, empty: bool = False) -> duckdb.DuckDBPyConnection:
+        """One plain DuckDB (no project macros) holding these tables, one schema per database,
+        unqualified names resolving in the session's database (``empty``: no rows)."""
+        conn = duckdb.connect(":memory:", config={"threads": 1})
+        for (database, name), rows in self.data.items():
+            conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{database}"')
+            conn.register("__load", rows.slice(0, 0) if empty else rows)
+            conn.execute(f'CREATE TABLE "{database}"."{name}" AS SELECT * FROM __load')
+            conn.unregister("__load")
+        conn.execute(f'USE "{self.database.name}"')
+        return conn
 
 
 def _positions(rng: np.random.Generator, n: int, order: int) -> tuple[np.ndarray, np.ndarray]:

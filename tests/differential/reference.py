@@ -103,19 +103,11 @@ class Reference:
     def __init__(self, generated: GeneratedCatalog) -> None:
         self.generated = generated
         self.default_db = generated.database.name
-        self.conn = duckdb.connect(":memory:", config={"threads": 1})
-        self.names = duckdb.connect(":memory:", config={"threads": 1})
+        self.conn = generated.plain_duckdb()
+        self.names = generated.plain_duckdb(empty=True)
         for stub in _STUBS:
             self.names.execute(stub)
-        for (db, name), data in generated.data.items():
-            for conn, rows in ((self.conn, data), (self.names, data.slice(0, 0))):
-                conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{db}"')
-                conn.register("__load", rows)
-                conn.execute(f'CREATE TABLE "{db}"."{name}" AS SELECT * FROM __load')
-                conn.unregister("__load")
         self.conn.execute('CREATE SCHEMA "__ref"')
-        for conn in (self.conn, self.names):
-            conn.execute(f'USE "{self.default_db}"')
         self._lock = threading.Lock()
         self._serial = 0
 

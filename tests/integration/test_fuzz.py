@@ -42,7 +42,7 @@ import pytest
 import sqlglot
 
 from tests.cluster import LiveCluster, running_cluster
-from tests.differential.catalog import DATABASE, GeneratedCatalog, generate
+from tests.differential.catalog import GeneratedCatalog, generate
 from tests.differential.reference import SessionDialect
 from tests.differential.test_differential import QUERIES
 from tests.differential.test_generated import generate_query
@@ -391,13 +391,7 @@ def fuzz_cluster(
 @pytest.fixture(scope="module")
 def plain(generated: GeneratedCatalog) -> Iterator[duckdb.DuckDBPyConnection]:
     """One plain DuckDB (no project macros) holding the generated tables, one schema per database."""
-    ref = duckdb.connect(config={"threads": 1})
-    for (database, name), data in generated.data.items():
-        ref.execute(f'CREATE SCHEMA IF NOT EXISTS "{database}"')
-        ref.register("__load", data)
-        ref.execute(f'CREATE TABLE "{database}"."{name}" AS SELECT * FROM __load')
-        ref.unregister("__load")
-    ref.execute(f"USE {DATABASE}")
+    ref = generated.plain_duckdb()
     yield ref
     ref.close()
 

@@ -30,13 +30,7 @@ def fake() -> FakeCluster:
 @pytest.fixture(scope="module")
 def plain(fake: FakeCluster) -> Iterator[duckdb.DuckDBPyConnection]:
     """One DuckDB holding the plain tables, unqualified names resolving to the catalog's database."""
-    conn = duckdb.connect(":memory:")
-    for (database, name), rows in fake.generated.data.items():
-        conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{database}"')
-        conn.register("__rows", rows)
-        conn.execute(f'CREATE TABLE "{database}"."{name}" AS SELECT * FROM __rows')
-        conn.unregister("__rows")
-    conn.execute(f"SET search_path = '{fake.database}'")
+    conn = fake.generated.plain_duckdb()
     yield conn
     conn.close()
 

@@ -228,9 +228,10 @@ def _sep(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.degrees(np.arctan2(np.linalg.norm(np.cross(a, b), axis=-1), np.sum(a * b, axis=-1)))
 
 
-def _edge(side: np.ndarray, p: np.ndarray) -> None:
-    """Refuse points a hair from a region's edge (``side``: sine of the distance to it)."""
-    if (np.abs(side) < BOUNDARY_TOLERANCE).any():
+def _edge(side: np.ndarray, near: np.ndarray | bool = True) -> None:
+    """Refuse points a hair from a region's edge (``side``: sine of the distance to its great
+    circle; ``near``: the points close enough to the region for that side to bound them)."""
+    if ((np.abs(side) < BOUNDARY_TOLERANCE) & near).any():
         raise ReferenceUnavailable("a point lies on a region's edge (pick another region)")
 
 
@@ -281,9 +282,11 @@ def _inside_polygon(vertices: np.ndarray, p: np.ndarray) -> np.ndarray:
     ):
         raise _Refused("polygon not convex")
     inside = np.ones(len(p), dtype=bool)
+    reach = max(float(v @ (centre / np.linalg.norm(centre))) for v in vertices)
+    near = p @ (centre / np.linalg.norm(centre)) >= reach - 1e-6  # within the vertices' cap
     for m, s in zip(normals, signs, strict=True):
         side = (p @ m) * s
-        _edge(side, p)
+        _edge(side, near)
         inside &= side >= 0
     return inside
 
@@ -292,7 +295,7 @@ def _contains(point: list[np.ndarray], kind: str, args: list[np.ndarray]) -> np.
     p = _vec(point[0], point[1])
     if kind == "circle":
         sep = _sep(p, _vec(args[0], args[1]))
-        _edge(np.radians(sep - args[2]), p)
+        _edge(np.radians(sep - args[2]))
         return sep <= args[2]
     if kind == "box":
         lon, lat, w, h = _constant(args, kind)
@@ -301,13 +304,14 @@ def _contains(point: list[np.ndarray], kind: str, args: list[np.ndarray]) -> np.
         centre, east, north = _box_frame(lon, lat)
         x, y, z = p @ centre, p @ east, p @ north
         a, b = math.radians(w / 2), math.radians(h / 2)
+        near = (x > 0) & (np.abs(y) <= x * math.tan(a) + 1e-6) & (np.abs(z) <= x * math.tan(b) + 1e-6)
         for side in (
             y * math.cos(a) - x * math.sin(a),
             y * math.cos(a) + x * math.sin(a),
             z * math.cos(b) - x * math.sin(b),
             z * math.cos(b) + x * math.sin(b),
         ):
-            _edge(side, p)
+            _edge(side, near)
         return (x > 0) & (np.abs(y) <= x * math.tan(a)) & (np.abs(z) <= x * math.tan(b))
     return _inside_polygon(_polygon_vertices(kind, args), p)
 

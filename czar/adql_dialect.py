@@ -18,7 +18,7 @@ What ADQL lacks, or what cannot be answered as one database would, is refused by
 ``LIMIT`` (ADQL writes ``TOP``), ``::`` casts, ``LOG(b, x)``, ``RAND(seed)``.
 
 >>> parse_adql("SELECT TOP 3 LOG(x), LOG10(x), a || b FROM t ORDER BY x OFFSET 2").sql("duckdb")
-"SELECT LN(x), LOG(10, x), a || b FROM t ORDER BY x NULLS FIRST LIMIT 3 OFFSET 2"
+'SELECT LN(x), LOG(10, x), a || b FROM t ORDER BY x LIMIT 3 OFFSET 2'
 """
 
 from __future__ import annotations

@@ -14,8 +14,11 @@ vertices wind, the polygon is the convex region they bound, and its vertices are
 counter-clockwise (the interior on the left, seen from inside the sphere: every vertex on the
 positive side of each edge's plane ``v_i x v_{i+1}``).
 
+On the equator the east and west sides are meridians; the top and bottom sides are not
+parallels (they bulge towards the pole at the box's middle):
+
 >>> [tuple(round(x, 6) for x in v) for v in box_vertices(0.0, 0.0, 2.0, 2.0)]
-[(359.000152, -0.999848), (0.999848, -0.999848), (0.999848, 0.999848), (359.000152, 0.999848)]
+[(359.0, -0.999848), (1.0, -0.999848), (1.0, 0.999848), (359.0, 0.999848)]
 """
 
 from __future__ import annotations

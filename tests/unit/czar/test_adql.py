@@ -196,8 +196,16 @@ def test_polygon_rewrite_means_the_adql_shape(shape: str) -> None:
 
 def test_area_is_exact() -> None:
     """AREA of polygons: the fan-of-triangles sum equals Girard's theorem (the reference's)."""
-    for vertices in ([(0, 0), (10, 0), (0, 10)], [(0, 85), (120, 85), (240, 85)], [(9, 4), (11, 4), (11, 6), (9, 6)]):
-        v = ref._vec(np.array([x for x, _ in vertices], dtype=float), np.array([y for _, y in vertices], dtype=float))
+    for vertices in (
+        [(0, 0), (10, 0), (0, 10)],
+        [(0, 85), (120, 85), (240, 85)],
+        [(9, 4), (11, 4), (11, 6), (9, 6)],
+    ):
+        v = ref._vec(
+            np.array([x for x, _ in vertices], dtype=float), np.array([y for _, y in vertices], dtype=float)
+        )
         assert polygon_area(vertices) == pytest.approx(ref._girard(v), rel=1e-10)
     # an octant is an eighth of the sphere
-    assert polygon_area([(0, 0), (90, 0), (0, 90)]) == pytest.approx(4 * np.pi * (180 / np.pi) ** 2 / 8, rel=1e-12)
+    assert polygon_area([(0, 0), (90, 0), (0, 90)]) == pytest.approx(
+        4 * np.pi * (180 / np.pi) ** 2 / 8, rel=1e-12
+    )

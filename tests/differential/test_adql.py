@@ -91,6 +91,9 @@ QUERIES = [
     "SELECT CAST(flags AS DOUBLE) / 2 AS h, objectId FROM Object WHERE flags = 1",
 ]
 
+# Geometry means the same in every dialect (DESIGN §4): these run in PostgreSQL sessions too.
+ANY_DIALECT = [q for q in QUERIES if "CONTAINS" in q or "INTERSECTS" in q or "DISTANCE" in q or "COORD" in q]
+
 # BOX and POLYGON become scisql_s2PtInCPoly: boxes through 0/360 and over the poles.
 POLYGON_QUERIES = [
     "SELECT objectId FROM Object WHERE CONTAINS(POINT(ra, decl), BOX(10, 5, 1, 1)) = 1",
@@ -137,5 +140,6 @@ def test_adql_offset(cluster: AdqlCluster, sql: str) -> None:
 def test_geometry_in_postgres_sessions(cluster: AdqlCluster) -> None:
     """ADQL geometry in the default dialect means what it means in ADQL (DESIGN §4)."""
     plain = FakeCluster(cluster.generated)
-    for sql in QUERIES[:3] + QUERIES[14:17]:
+    assert len(ANY_DIALECT) > 20
+    for sql in ANY_DIALECT:
         assert_matches(plain.run(sql).table, cluster.reference(sql), sql=sql)

@@ -43,6 +43,12 @@ from qserv.sphere.adql import ShapeError, Vertex, box_vertices, circle_area_sql,
 
 SHAPES = ("point", "circle", "box", "polygon")
 FUNCTIONS = frozenset({*SHAPES, "contains", "intersects", "distance", "coord1", "coord2", "area"})
+# ADQL 2.1 geometry functions not offered here, and what to write instead.
+UNSUPPORTED = {
+    "centroid": "use the CIRCLE's centre or the POLYGON's vertices",
+    "region": "write the region with CIRCLE, BOX or POLYGON",
+    "coordsys": "every catalog position here is ICRS",
+}
 # Reference positions ADQL 2.0 wrote after the frame; directions do not depend on them here.
 _REFERENCE_POSITIONS = frozenset({"", "GEOCENTER", "BARYCENTER", "UNKNOWNREFPOS"})
 
@@ -74,7 +80,7 @@ def geometry_name(node: exp.Expr) -> str | None:
     """The ADQL geometry function a node calls (lower case), or None."""
     if isinstance(node, exp.Contains):
         return "contains"
-    if isinstance(node, exp.Anonymous) and node.name.lower() in FUNCTIONS:
+    if isinstance(node, exp.Anonymous) and node.name.lower() in FUNCTIONS | UNSUPPORTED.keys():
         return node.name.lower()
     return None
 
@@ -86,6 +92,12 @@ def rewrite_geometry(tree: exp.Expr) -> exp.Expr:
         for n in tree.find_all(exp.Contains, exp.Anonymous)
         if geometry_name(n) and not any(geometry_name(a) for a in _ancestors(n))
     ]
+    for node in tree.find_all(exp.Anonymous):
+        name = node.name.lower()
+        if name in UNSUPPORTED:
+            raise Unsupported(
+                f"ADQL's {name.upper()} is not supported: {UNSUPPORTED[name]}", position=node_position(node)
+            )
     for call in outermost:
         name = geometry_name(call) or ""
         replacement = _value(call, name) if name in SHAPES else _function(call, name)

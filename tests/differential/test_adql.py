@@ -46,6 +46,11 @@ QUERIES = [
     "SELECT objectId FROM Object WHERE INTERSECTS(CIRCLE(10, 5, 0.3), POINT(ra, decl)) = 1",
     "SELECT objectId FROM Object WHERE INTERSECTS(CIRCLE(ra, decl, 0.2), CIRCLE(200, -30, 0.3)) = 1",
     "SELECT objectId FROM Object WHERE CONTAINS(CIRCLE(ra, decl, 0.1), CIRCLE(200, -30, 0.5)) = 1",
+    "SELECT sourceId, psfFlux FROM Source WHERE CONTAINS(POINT(ra, decl), CIRCLE(10, 5, 0.2)) = 1",
+    # NULL positions: NULL results, never a row kept
+    "SELECT objectId, DISTANCE(POINT(ra, rMag), POINT(10, 25)) AS d, CONTAINS(POINT(ra, rMag), CIRCLE(10, 25, 20)) AS c "
+    "FROM Object WHERE flags = 2",
+    "SELECT COUNT(*) FROM Object WHERE CONTAINS(POINT(ra, rMag), CIRCLE(30, 25, 25)) = 0",
     "SELECT flags, COUNT(*) AS n FROM Object WHERE CONTAINS(POINT(ra, decl), CIRCLE(0, -90, 4)) = 1 "
     "GROUP BY flags ORDER BY flags",
     "SELECT o.objectId, o.ra FROM Object AS o WHERE o.Flags = 1 AND CONTAINS(POINT(o.RA, o.DECL), CIRCLE(10, 5, 0.6)) = 1",

@@ -115,6 +115,18 @@ REFUSALS = [
         44,
     ),
     (
+        "SELECT COORD1(CENTROID(CIRCLE(1, 2, 3))) FROM Object",
+        "0A000",
+        "ADQL's CENTROID is not supported: use the CIRCLE's centre or the POLYGON's vertices",
+        15,
+    ),
+    (
+        "SELECT objectId FROM Object WHERE CONTAINS(POINT(ra, decl), REGION('Circle ICRS 1 2 3')) = 1",
+        "0A000",
+        "ADQL's REGION is not supported: write the region with CIRCLE, BOX or POLYGON",
+        61,
+    ),
+    (
         "SELECT objectId FROM Object LIMIT 3",
         "42601",
         'ADQL has no LIMIT: write "SELECT TOP n ..." (with OFFSET m after ORDER BY to skip rows)',

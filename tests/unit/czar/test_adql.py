@@ -221,3 +221,47 @@ def test_area_is_exact() -> None:
     assert polygon_area([(0, 0), (90, 0), (0, 90)]) == pytest.approx(
         4 * np.pi * (180 / np.pi) ** 2 / 8, rel=1e-12
     )
+
+
+FORMS = [
+    (
+        "CONTAINS(POINT(ra, decl), CIRCLE(10, 5, 0.5)) = 1",
+        "scisql_s2PtInCircle(ra, decl, 10, 5, 0.5) = 1",
+    ),
+    (
+        "1 = CONTAINS(POINT('ICRS', ra, decl), CIRCLE('ICRS', POINT(10, -5), 0.5))",
+        "1 = scisql_s2PtInCircle(ra, decl, 10, -5, 0.5)",
+    ),
+    (
+        "CONTAINS(POINT(ra, decl), CIRCLE(10, 5, 0.5)) = 0",
+        "scisql_s2PtInCircle(ra, decl, 10, 5, 0.5) = 0",
+    ),
+    (
+        "INTERSECTS(CIRCLE(NULL, 10, 5, 0.5), POINT(ra, decl)) = 1",
+        "scisql_s2PtInCircle(ra, decl, 10, 5, 0.5) = 1",
+    ),
+    ("DISTANCE(POINT(ra, decl), POINT(10, 5)) < 0.1", "scisql_angSep(ra, decl, 10, 5) < 0.1"),
+    ("DISTANCE(ra, decl, 10, 5) <= 0.1", "scisql_angSep(ra, decl, 10, 5) <= 0.1"),
+    (
+        "INTERSECTS(CIRCLE(ra, decl, 0.1), CIRCLE(10, 5, 0.5)) = 1",
+        "CAST((scisql_angSep(ra, decl, 10, 5) <= 0.1 + 0.5) AS INT) = 1",
+    ),
+    (
+        "CONTAINS(POINT(ra, decl), POLYGON(9, 4, 11, 4, 10, 6)) = 1",
+        "scisql_s2PtInCPoly(ra, decl, 9.00000000000000000e+00, 4.00000000000000000e+00, "
+        "1.10000000000000000e+01, 4.00000000000000000e+00, 1.00000000000000000e+01, 6.00000000000000000e+00) = 1",
+    ),
+    (  # written clockwise: given counter-clockwise
+        "CONTAINS(POINT(ra, decl), POLYGON(10, 6, 11, 4, 9, 4)) = 1",
+        "scisql_s2PtInCPoly(ra, decl, 9.00000000000000000e+00, 4.00000000000000000e+00, "
+        "1.10000000000000000e+01, 4.00000000000000000e+00, 1.00000000000000000e+01, 6.00000000000000000e+00) = 1",
+    ),
+]
+
+
+@pytest.mark.parametrize(("adql", "scisql"), FORMS)
+def test_rewrite_forms(adql: str, scisql: str) -> None:
+    """The forms the restrictor pass prunes by: sciSQL calls with constant regions."""
+    tree = rewrite_geometry(parse_adql(f"SELECT ra FROM Object WHERE {adql}"))
+    where = tree.args["where"].this
+    assert where.sql().upper() == scisql.upper()

@@ -73,12 +73,15 @@ QUERIES = [
     "SELECT filterName, AREA(CIRCLE(0, 0, photClam / 100)) AS a FROM Filter",
     "SELECT AREA(BOX(10, 5, 2, 2)) AS a, AREA(POLYGON(0, 0, 10, 0, 0, 10)) AS b, AREA(BOX(0, 88, 6, 6)) AS c FROM Filter",
     "SELECT objectId, POINT(ra, decl) AS p FROM Object WHERE flags = 2 AND decl > 85",
+    "SELECT POINT(ra, decl), CIRCLE(ra, decl, 1) FROM Object WHERE decl < -88",
     "SELECT BOX(10, 5, 1, 2) AS b, CIRCLE(1, 2, 3) AS c, POLYGON(-1, 0, 1, 0, 0, 1) AS t FROM Filter WHERE filterId = 2",
     # TOP, ORDER BY, ties
     "SELECT TOP 10 objectId, rMag FROM Object ORDER BY rMag DESC",
     "SELECT TOP 7 objectId, flags FROM Object ORDER BY flags",
     "SELECT TOP 3 flags, COUNT(*) AS n FROM Object GROUP BY flags ORDER BY n DESC, flags",
     "SELECT TOP 1 name FROM Object WHERE name IS NOT NULL ORDER BY name DESC",
+    "SELECT DISTINCT TOP 3 flags FROM Object ORDER BY flags DESC",
+    "SELECT TOP 0 objectId FROM Object",
     # ADQL's math: LOG is natural, LOG10 base 10
     "SELECT objectId, LOG(rFlux) AS ln, LOG10(rFlux) AS lg, EXP(LOG(rFlux)) AS back FROM Object WHERE rFlux > 10 AND flags = 5",
     "SELECT objectId, TRUNCATE(rMag, 2) AS t, ROUND(rMag, 1) AS r, MOD(flags, 3) AS m, POWER(flags, 2) AS p FROM Object WHERE flags < 3",

@@ -154,32 +154,38 @@ def _function(call: exp.Expr, name: str) -> exp.Expr:
 
 
 def _contains(inner: Shape, outer: Shape, call: exp.Expr, name: str) -> exp.Expr:
-    if isinstance(outer, Point):
+    if isinstance(outer, Point) and name == "CONTAINS":
         raise Unsupported(
             f"{name}(..., POINT): a point contains nothing; the contained geometry comes first: "
             f"{name}(POINT(lon, lat), region)",
             position=node_position(call),
         )
-    if isinstance(inner, Point):
-        if isinstance(outer, Circle):
-            return _call("scisql_s2PtInCircle", inner.lon, inner.lat, outer.lon, outer.lat, outer.radius)
+    if isinstance(inner, Point) and isinstance(outer, Circle):
+        return _call("scisql_s2PtInCircle", inner.lon, inner.lat, outer.lon, outer.lat, outer.radius)
+    if isinstance(inner, Point) and isinstance(outer, Polygon):
         flat = [_double(c) for vertex in outer.vertices for c in vertex]
         return _call("scisql_s2PtInCPoly", inner.lon, inner.lat, *flat)
     if name == "CONTAINS" and isinstance(inner, Circle) and isinstance(outer, Circle):
         distance = exp.Add(this=_angsep(inner, outer), expression=inner.radius)
         return _integer(exp.LTE(this=distance, expression=outer.radius))
-    what = lambda s: type(s).__name__.upper() if not isinstance(s, Polygon) else s.kind  # noqa: E731
     raise Unsupported(
-        f"{name}({what(inner)}, {what(outer)}) cannot be computed exactly: supported are a POINT "
+        f"{name}({_kind(inner)}, {_kind(outer)}) cannot be computed exactly: supported are a POINT "
         f"in any region, CIRCLE-CIRCLE{' containment' if name == 'CONTAINS' else ''}",
         hint="test the region's points with CONTAINS(POINT(lon, lat), region)",
         position=node_position(call),
     )
 
 
+def _kind(shape: Shape) -> str:
+    return shape.kind if isinstance(shape, Polygon) else type(shape).__name__.upper()
+
+
 def _area(shape: Shape, call: exp.Expr) -> exp.Expr:
     if isinstance(shape, Circle):
-        return exp.maybe_parse(circle_area_sql(shape.radius.sql(dialect="duckdb")), dialect="duckdb")
+        area = exp.maybe_parse(circle_area_sql("__radius"), dialect="duckdb")
+        for column in list(area.find_all(exp.Column)):  # the radius as written (positions kept)
+            column.replace(shape.radius.copy())
+        return area
     if isinstance(shape, Polygon):
         return _double(polygon_area(shape.vertices))
     raise Unsupported("AREA(POINT): a point has no area", position=node_position(call))

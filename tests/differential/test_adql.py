@@ -60,6 +60,11 @@ QUERIES = [
     "SELECT objectId, DISTANCE(POINT(ra, decl), POINT(10, 5)) AS d FROM Object WHERE DISTANCE(POINT(ra, decl), POINT(10, 5)) < 0.4",
     "SELECT objectId, DISTANCE(ra, decl, 200, -30) AS d FROM Object WHERE DISTANCE(ra, decl, 200, -30) < 0.5 ORDER BY d",
     "SELECT TOP 5 objectId, DISTANCE(POINT(ra, decl), POINT(0, 90)) AS d FROM Object ORDER BY d",
+    "SELECT TOP 5 objectId FROM Object ORDER BY DISTANCE(POINT(ra, decl), POINT(10, 5))",
+    "SELECT objectId, DISTANCE(POINT(ra, decl), POINT(10, 5)) AS d FROM Object "
+    "WHERE CONTAINS(POINT(ra, decl), CIRCLE(10, 5, 0.3)) = 1 ORDER BY d DESC",
+    "SELECT flags, AVG(DISTANCE(POINT(ra, decl), POINT(0, 0))) AS m FROM Object GROUP BY flags",
+    "SELECT POINT(1, 2) AS p, COUNT(*) AS n FROM Object",
     "SELECT objectId, DISTANCE(POINT(ra, decl), POINT(0.2, 0.1)) FROM Object WHERE flags = 3 AND decl BETWEEN -2 AND 2",
     "SELECT MAX(DISTANCE(POINT(ra, decl), POINT(10, 5))) AS far, MIN(COORD2(POINT(ra, decl))) AS south FROM Object "
     "WHERE CONTAINS(POINT(ra, decl), CIRCLE(10, 5, 1)) = 1",

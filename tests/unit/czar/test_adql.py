@@ -77,6 +77,12 @@ REFUSALS = [
         35,
     ),
     (
+        "SELECT objectId FROM Object WHERE INTERSECTS(POINT(ra, decl), POINT(1, 2)) = 1",
+        "0A000",
+        "INTERSECTS(POINT, POINT) cannot be computed exactly: supported are a POINT in any region, CIRCLE-CIRCLE",
+        35,
+    ),
+    (
         "SELECT objectId FROM Object WHERE CONTAINS(POINT(ra, decl), POLYGON(0, 0, 1, 1, 0, 1, 1, 0)) = 1",
         "22023",
         "POLYGON is not convex (or its sides cross): only convex polygons are supported; split it "

@@ -34,6 +34,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import sqlglot
 from sqlglot import exp
 
 from czar.analyze.restrictors import number
@@ -182,7 +183,7 @@ def _kind(shape: Shape) -> str:
 
 def _area(shape: Shape, call: exp.Expr) -> exp.Expr:
     if isinstance(shape, Circle):
-        area = exp.maybe_parse(circle_area_sql("__radius"), dialect="duckdb")
+        area: exp.Expr = sqlglot.parse_one(circle_area_sql("__radius"), dialect="duckdb")
         for column in list(area.find_all(exp.Column)):  # the radius as written (positions kept)
             column.replace(shape.radius.copy())
         return area

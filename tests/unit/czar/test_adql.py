@@ -271,3 +271,30 @@ def test_rewrite_forms(adql: str, scisql: str) -> None:
     tree = rewrite_geometry(parse_adql(f"SELECT ra FROM Object WHERE {adql}"))
     where = tree.args["where"].this
     assert where.sql().upper() == scisql.upper()
+
+
+DIALECT = [
+    ("SELECT TOP 3 a FROM t ORDER BY a", "SELECT a FROM t ORDER BY a LIMIT 3"),
+    ("SELECT TOP 3 a FROM t ORDER BY a OFFSET 6", "SELECT a FROM t ORDER BY a LIMIT 3 OFFSET 6"),
+    ("SELECT DISTINCT TOP 2 a FROM t", "SELECT DISTINCT a FROM t LIMIT 2"),
+    ("SELECT LOG(x), LOG10(x), EXP(x) FROM t", "SELECT LN(x), LOG(10, x), EXP(x) FROM t"),
+    (
+        "SELECT TRUNCATE(x, 2), ROUND(x, 1), MOD(a, 3), POWER(x, 2) FROM t",
+        "SELECT TRUNC(x, 2), ROUND(x, 1), a % 3, POWER(x, 2) FROM t",
+    ),
+    (
+        "SELECT RAND(), PI(), SQRT(x), CEILING(x), FLOOR(x) FROM t",
+        "SELECT RANDOM(), PI(), SQRT(x), CEIL(x), FLOOR(x) FROM t",
+    ),
+    ("SELECT a || 'x' || b FROM t WHERE a ILIKE 'A%'", "SELECT a || 'x' || b FROM t WHERE a ILIKE 'A%'"),
+    (
+        "SELECT LOWER(a), UPPER(a), COALESCE(a, b), CAST(x AS INTEGER) FROM t",
+        "SELECT LOWER(a), UPPER(a), COALESCE(a, b), CAST(x AS INT) FROM t",
+    ),
+]
+
+
+@pytest.mark.parametrize(("adql", "duckdb"), DIALECT)
+def test_dialect_reads_adql(adql: str, duckdb: str) -> None:
+    """ADQL's meaning as DuckDB SQL: TOP is a LIMIT, LOG the natural logarithm, TRUNCATE to n places."""
+    assert parse_adql(adql).sql(dialect="duckdb") == duckdb

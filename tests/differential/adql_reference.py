@@ -182,8 +182,10 @@ def _leaves(call: exp.Expr) -> list[exp.Expr]:
 def _frame_ok(call: exp.Expr) -> bool:
     first = call.expressions[0] if call.expressions else None
     if isinstance(first, exp.Literal) and first.is_string:
-        words = first.this.upper().split()
-        return not words or (words[0] == "ICRS" and len(words) <= 2)
+        words = first.this.upper().split()  # ADQL 2.0 wrote a reference position after the frame
+        return not words or (
+            words[0] == "ICRS" and words[1:] in ([], ["GEOCENTER"], ["BARYCENTER"], ["UNKNOWNREFPOS"])
+        )
     return True
 
 

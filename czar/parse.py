@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ParseError, TokenError
 from sqlglot.tokens import Token, TokenType
 
@@ -27,7 +28,11 @@ def parse(sql: str) -> exp.Expr:
     Messages are PostgreSQL's (``syntax error at or near "FROM"``, ``syntax error at end of
     input``, ``unterminated quoted string at or near "'abc"``), never sqlglot's descriptions.
     """
-    dialect = Qserv()
+    return parse_in(sql, Qserv())
+
+
+def parse_in(sql: str, dialect: Dialect) -> exp.Expr:
+    """:func:`parse` with another sqlglot dialect (ADQL: czar/adql_dialect.py), same checks."""
     try:
         tokens = dialect.tokenize(sql)
         trees = dialect.parser().parse(tokens, sql)

@@ -2,6 +2,7 @@
 
 Passes, in order (each module's docstring shows its before/after):
 
+0. geometry     ADQL geometry (CONTAINS, POINT, DISTANCE, ...) -> sciSQL calls
 1. guard        only SELECT, allowed functions; writes/files refused (42501/42883)
 2. shape        sub-queries, CTEs, windows, OFFSET, COUNT(DISTINCT) ... refused (0A000)
 3. resolve      tables and columns bound case-insensitively; ``*`` expanded
@@ -21,6 +22,7 @@ from sqlglot import exp
 
 from czar.analyze.aggregates import analyze_aggregates
 from czar.analyze.classify import classify
+from czar.analyze.geometry import rewrite_geometry
 from czar.analyze.guard import guard
 from czar.analyze.joins import check_joins
 from czar.analyze.model import AggregateInfo, AnalyzedQuery, ChunkJoin, KeyRestriction, Region, TableRef
@@ -43,6 +45,7 @@ __all__ = [
 ]
 
 PASSES = (
+    rewrite_geometry,
     guard,
     shape,
     resolve_tables,
@@ -60,7 +63,7 @@ PASSES = (
 
 def analyze(tree: exp.Expr, catalog: Catalog, default_db: str, sql: str = "") -> AnalyzedQuery:
     """Run :data:`PASSES` over a copy of ``tree``; raise a typed QservError on refusal."""
-    select = guard(tree).copy()
+    select = guard(rewrite_geometry(tree.copy()))
     shape(select)
     refs = resolve_tables(select, catalog, default_db)
     expand_stars(select, refs)

@@ -22,13 +22,14 @@ ALLOWED_FUNCTION_NODES: frozenset[str] = frozenset(
     """Abs Acos Asin Atan Atan2 Cbrt Ceil Cos Cot Degrees Exp Floor Ln Log Pi Pow Radians Round
     Sign Sin Sqrt Tan Trunc Case If Cast TryCast Coalesce Nullif Greatest Least Concat Length
     Lower Upper Substring Trim Left Right StrPosition Replace Count Sum Min Max Avg Stddev
-    StddevPop StddevSamp Variance VariancePop Median AnyValue""".split()
+    StddevPop StddevSamp Variance VariancePop Median AnyValue Rand""".split()
 )
 # Functions sqlglot does not know (parsed as Anonymous), lower-cased.
 ALLOWED_ANONYMOUS: frozenset[str] = frozenset(
     {name.lower() for name, _, _ in MACROS}
     | {"qserv_areaspec_box", "qserv_areaspec_circle", "log10", "log2", "ltrim", "rtrim", "isnan"}
     | {"isinf", "isfinite", "ifnull", "even", "gamma", "lgamma", "factorial"}
+    | {"list_value"}  # ADQL shapes as result columns (czar/analyze/geometry.py)
 )
 FILE_FUNCTIONS = ("read_", "glob", "scan_", "parquet_", "sniff_", "iceberg", "delta_", "http")
 

@@ -13,15 +13,15 @@ from __future__ import annotations
 from typing import Protocol
 
 _HAVERSINE = (
-    "degrees(2 * asin(least(1.0, sqrt("
-    "pow(sin(radians(({dec2}) - ({dec1})) / 2), 2) + "
-    "cos(radians({dec1})) * cos(radians({dec2})) * pow(sin(radians(({ra2}) - ({ra1})) / 2), 2)"
-    "))))"
+    "sqrt(pow(sin(radians(({dec2}) - ({dec1})) / 2), 2) + "
+    "cos(radians({dec1})) * cos(radians({dec2})) * pow(sin(radians(({ra2}) - ({ra1})) / 2), 2))"
 )
 
 
 def _angsep(ra1: str, dec1: str, ra2: str, dec2: str) -> str:
-    return _HAVERSINE.format(ra1=ra1, dec1=dec1, ra2=ra2, dec2=dec2)
+    h = _HAVERSINE.format(ra1=ra1, dec1=dec1, ra2=ra2, dec2=dec2)
+    # CASE, not least(1.0, h): DuckDB's least skips a NULL, which made a NULL position 180 degrees away
+    return f"degrees(2 * asin(CASE WHEN {h} > 1.0 THEN 1.0 ELSE {h} END))"
 
 
 # Longitudes are normalised into [0, 360) before the box test so that -10 and 350 agree.

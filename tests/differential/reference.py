@@ -120,7 +120,7 @@ class Reference:
 
     def _answer(self, sql: str) -> Answer:
         try:
-            tree = sqlglot.parse_one(sql, read=SessionDialect)
+            tree = self._parse(sql)
         except SqlglotError as e:
             return Answer(sql, error=f"syntax error: {e}", sqlstate="42601")
         if not isinstance(tree, exp.Query):
@@ -139,6 +139,10 @@ class Reference:
         finally:
             for name in created:
                 self.conn.execute(f'DROP TABLE "__ref"."{name}"')
+
+    def _parse(self, sql: str) -> exp.Expr:
+        """The query in the session's dialect (tests/differential/adql_reference.py: ADQL's)."""
+        return sqlglot.parse_one(sql, read=SessionDialect)
 
     def _run(self, sql: str, tree: exp.Query, names: list[str]) -> Answer:
         duck = tree.sql(dialect="duckdb")

@@ -34,9 +34,11 @@ import pytest
 
 from czar.pgwire.types import pg_type_for
 from tests.cluster import LiveCluster, running_cluster
+from tests.differential.adql_reference import AdqlReference
 from tests.differential.catalog import DATABASE, OTHER, GeneratedCatalog, generate
 from tests.differential.harness import assert_clean_refusal, assert_matches, assert_valid_answer
 from tests.differential.reference import Answer, Reference
+from tests.differential.test_adql import ANY_DIALECT as ADQL_GEOMETRY
 from tests.differential.test_differential import QUERIES, REFUSED
 from tests.differential.test_generated import generate_query
 
@@ -271,3 +273,16 @@ def test_lookups_and_cones_reuse_their_shapes_plan(
     planned = re.findall(r"query done .*?planning=(\w+)", log)[-len(queries) :]
     # the first of each shape plans in full, and so does each metadata snapshot refresh
     assert planned.count("generic") >= len(queries) - 6, planned
+
+
+@pytest.fixture(scope="module")
+def adql_single(generated: GeneratedCatalog) -> AdqlReference:
+    return AdqlReference(generated)
+
+
+@pytest.mark.parametrize("sql", ADQL_GEOMETRY)
+def test_adql_geometry_matches_single_duckdb(
+    conn: psycopg.Connection, adql_single: AdqlReference, sql: str
+) -> None:
+    """ADQL geometry in a PostgreSQL session, through psycopg (numpy geometry as the reference)."""
+    check(conn, adql_single.answer(sql), sql)

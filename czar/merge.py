@@ -9,7 +9,7 @@ a third of a full-scan aggregate's merge).  The merge's own memory is bounded by
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import duckdb
@@ -54,6 +54,20 @@ class MergeEngine:
         except duckdb.Error as e:
             # a value error found while merging (overflow of a sum, a bad cast): PostgreSQL's
             # words, never the merge query's internal names
+            raise translate(str(e)) from None
+        finally:
+            cursor.close()
+
+    def run_local(self, sql: str, tables: Mapping[str, pa.Table]) -> tuple[pa.Table, tuple[str, ...]]:
+        """Run ``sql`` over ``tables`` (sub-query results, by name) at the czar; the result and
+        its DuckDB column types. For queries that read only sub-query results."""
+        cursor = self.cursor()
+        try:
+            for name, table in tables.items():
+                cursor.register(name, table)
+            relation = cursor.sql(sql)
+            return relation.to_arrow_table(), tuple(str(t) for t in relation.types)
+        except duckdb.Error as e:
             raise translate(str(e)) from None
         finally:
             cursor.close()

@@ -18,9 +18,12 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import pyarrow as pa
+from sqlglot import exp
 
-from czar import generic
+from czar import generic, steps
 from czar.analyze import AnalyzedQuery, analyze
+from czar.analyze.guard import guard
+from czar.analyze.subqueries import Program, decompose, has_subqueries
 from czar.dispatch import BatchExecutor, dispatch
 from czar.merge import MergeEngine
 from czar.parse import parse
@@ -52,7 +55,7 @@ class Prepared:
 class QueryAnswer:
     query_id: str
     table: pa.Table
-    plan: QueryPlan
+    plan: QueryPlan | None  # None: a program of sub-queries, each planned on its own
     retried_chunks: int
 
 
@@ -90,8 +93,9 @@ class Pipeline:
         self._execute = execute
         self._merger = merger
 
-    def prepare(self, sql: str, default_db: str) -> Prepared:
-        """Parse, analyze and plan ``sql`` (pure given the metadata snapshot).
+    def prepare(self, sql: str, default_db: str) -> Prepared | Program:
+        """Parse, analyze and plan ``sql`` (pure given the metadata snapshot); a query with
+        sub-queries becomes a :class:`Program` of steps, each planned when it runs.
 
         Plans are cached per snapshot (a commit through this czar invalidates it): by exact
         text, so a repeated query (a dashboard, a monitoring probe) skips its ~5 ms of
@@ -104,6 +108,8 @@ class Pipeline:
         cached = view.memo.get(key)
         if isinstance(cached, Prepared):
             return dataclasses.replace(cached, planning="cached")
+        if isinstance(cached, Program):
+            return cached
         shape = generic.shape_of(sql)
         shape_key = ("generic", db, shape.key) if shape is not None else None
         template = view.memo.get(shape_key) if shape_key is not None else None
@@ -114,6 +120,10 @@ class Pipeline:
             if rebound is not None:
                 return Prepared(rebound, ctx.placement, ctx.workers, planning="generic")
         analyzed, view = self._analyze(sql, default_db, view)
+        if isinstance(analyzed, Program):
+            if self._views.get() is view:
+                view.memo[key] = analyzed
+            return analyzed
         regular = regular_tables(analyzed)
         ctx = self._context(view, analyzed.family, regular)
         prepared = Prepared(
@@ -128,9 +138,11 @@ class Pipeline:
                 view.memo[shape_key] = (found, regular) if found is not None else None  # None: not generic
         return prepared
 
-    def _analyze(self, sql: str, default_db: str, view: ClusterView) -> tuple[AnalyzedQuery, ClusterView]:
+    def _analyze(
+        self, sql: str, default_db: str, view: ClusterView
+    ) -> tuple[AnalyzedQuery | Program, ClusterView]:
         try:
-            return analyze(parse(sql), view.catalog, default_db, sql=sql), view
+            return self._analyze_on(sql, default_db, view), view
         except UndefinedTable:
             # the table may have been created through another czar since the snapshot was
             # taken (this czar's own loads invalidate it); re-read at most once a second, so
@@ -138,7 +150,22 @@ class Pipeline:
             if time.monotonic() - view.taken_at < REFRESH_ON_MISS_SECONDS:
                 raise
             view = self._views.get(refresh=True)
-            return analyze(parse(sql), view.catalog, default_db, sql=sql), view
+            return self._analyze_on(sql, default_db, view), view
+
+    def _analyze_on(self, sql: str, default_db: str, view: ClusterView) -> AnalyzedQuery | Program:
+        tree = parse(sql)
+        if has_subqueries(tree):
+            program = decompose(guard(tree), view.catalog, default_db)
+            if program is not None:
+                return program
+        return analyze(tree, view.catalog, default_db, sql=sql)
+
+    def _prepare_tree(self, tree: exp.Select, default_db: str) -> Prepared:
+        """Analyze and plan one step of a program (no plan cache: its constants are results)."""
+        view = self._views.get()
+        analyzed = analyze(tree, view.catalog, default_db, sql=tree.sql())
+        ctx = self._context(view, analyzed.family, regular_tables(analyzed))
+        return Prepared(_restricted(lambda: make_plan(analyzed, ctx), view, ctx), ctx.placement, ctx.workers)
 
     def _context(
         self, view: ClusterView, family: str | None, regular: tuple[tuple[str, str], ...] = ()
@@ -158,7 +185,8 @@ class Pipeline:
         )
 
     def explain(self, sql: str, default_db: str) -> str:
-        return self.prepare(sql, default_db).plan.explain()
+        prepared = self.prepare(sql, default_db)
+        return prepared.explain() if isinstance(prepared, Program) else prepared.plan.explain()
 
     async def run(self, sql: str, default_db: str, query_id: str | None = None) -> QueryAnswer:
         """Answer ``sql``; raises a QservError for anything the client should see."""
@@ -171,6 +199,31 @@ class Pipeline:
             # a long statement (a key list of thousands) plans for up to seconds: in a thread,
             # the GIL's switch interval lets the event loop serve the other sessions meanwhile
             prepared = await asyncio.to_thread(self.prepare, sql, default_db)
+        if isinstance(prepared, Program):
+            return await self._run_program(prepared, default_db, query_id)
+        return await self._answer(prepared, query_id, started)
+
+    async def _run_program(self, program: Program, default_db: str, query_id: str) -> QueryAnswer:
+        """Each step as its own query, its result written into the next (czar/steps.py)."""
+        retried = 0
+
+        async def distributed(query: exp.Select) -> steps.Answer:
+            nonlocal retried
+            answer = await self._answer(self._prepare_tree(query, default_db), query_id, time.perf_counter())
+            retried += answer.retried_chunks
+            assert answer.plan is not None
+            return answer.table, answer.plan.types
+
+        async def local(query: exp.Select, tables: Mapping[str, pa.Table]) -> steps.Answer:
+            return await asyncio.to_thread(self._merger.run_local, query.sql(dialect="duckdb"), tables)
+
+        table, _ = await steps.execute(program, distributed, local)
+        if program.names is not None and len(program.names) == table.num_columns:
+            table = table.rename_columns(list(program.names))
+        return QueryAnswer(query_id, table, None, retried)
+
+    async def _answer(self, prepared: Prepared, query_id: str, started: float) -> QueryAnswer:
+        """Dispatch a planned query and merge its batches."""
         planned = time.perf_counter()
         plan = prepared.plan
         dispatched = await dispatch(plan, self._execute, query_id, prepared.placement, prepared.live_workers)

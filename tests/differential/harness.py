@@ -11,17 +11,22 @@ compares the two, and :func:`assert_matches` is the one comparison both harnesse
 
 from __future__ import annotations
 
+import asyncio
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import duckdb
 import numpy as np
 import pyarrow as pa
+from sqlglot import exp
 
+from czar import steps
 from czar.analyze import AnalyzedQuery, analyze
-from czar.merge import merge
+from czar.analyze.guard import guard
+from czar.analyze.subqueries import Program, decompose, has_subqueries
+from czar.merge import MergeEngine, merge
 from czar.parse import parse
 from czar.plan import PlanContext, QueryPlan, plan
 from qserv.catalog import CHUNK_COLUMN, SUBCHUNK_COLUMN, Catalog, TableKind
@@ -45,9 +50,10 @@ class DictDirectorIndex:
 
 @dataclass(frozen=True)
 class Outcome:
-    analyzed: AnalyzedQuery
+    analyzed: AnalyzedQuery  # (None for a program of sub-queries)
     plan: QueryPlan
     table: pa.Table
+    program: Program | None = None
 
 
 class FakeCluster:
@@ -140,8 +146,35 @@ class FakeCluster:
         return None
 
     def run(self, sql: str, workers: Sequence[str] | None = None) -> Outcome:
-        """The distributed answer: every batch on its fake worker, then the merge."""
-        analyzed = self.analyze(sql)
+        """The distributed answer: every batch on its fake worker, then the merge; a query with
+        sub-queries runs as the pipeline runs it, step by step (czar/steps.py)."""
+        tree = parse(sql)
+        program = decompose(guard(tree), self.catalog, self.database) if has_subqueries(tree) else None
+        if program is None:
+            return self._run_analyzed(analyze(tree, self.catalog, self.database), workers)
+        engine = MergeEngine()
+        ran: list[Outcome] = []
+
+        async def distributed(query: exp.Select) -> tuple[pa.Table, tuple[str, ...]]:
+            ran.append(self._run_analyzed(analyze(query, self.catalog, self.database), workers))
+            return ran[-1].table, ran[-1].plan.types
+
+        async def local(
+            query: exp.Select, tables: Mapping[str, pa.Table]
+        ) -> tuple[pa.Table, tuple[str, ...]]:
+            return engine.run_local(query.sql(dialect="duckdb"), tables)
+
+        try:
+            table, _ = asyncio.run(steps.execute(program, distributed, local))
+        finally:
+            engine.close()
+        if program.names is not None and len(program.names) == table.num_columns:
+            table = table.rename_columns(list(program.names))
+        # the final query's analysis and plan (None when it ran at the czar)
+        last = ran[-1] if ran and not program.final.local else None
+        return Outcome(last.analyzed if last else None, last.plan if last else None, table, program)  # type: ignore[arg-type]
+
+    def _run_analyzed(self, analyzed: AnalyzedQuery, workers: Sequence[str] | None) -> Outcome:
         query_plan = plan(analyzed, self.context(workers, self._family(analyzed)))
         batches: list[pa.RecordBatch] = []
         schema: pa.Schema | None = None

@@ -76,6 +76,19 @@ class MergeEngine:
         self._conn.close()
 
 
+_ARROW_TYPES = {"BIGINT": pa.int64()}  # the types of answers known when planning (counts)
+
+
+def planned_table(plan: QueryPlan) -> pa.Table:
+    """The answer a plan carries (``plan.rows``: known when planning, nothing dispatched)."""
+    assert plan.rows is not None
+    columns = list(zip(*plan.rows, strict=True)) if plan.rows else [() for _ in plan.columns]
+    return pa.table(
+        [pa.array(list(c), _ARROW_TYPES[t]) for c, t in zip(columns, plan.types, strict=True)],
+        names=list(plan.columns),
+    )
+
+
 def merge(
     plan: QueryPlan,
     batches: Iterable[pa.RecordBatch],

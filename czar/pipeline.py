@@ -25,7 +25,7 @@ from czar.analyze import AnalyzedQuery, analyze
 from czar.analyze.guard import guard
 from czar.analyze.subqueries import Program, decompose, has_subqueries
 from czar.dispatch import BatchExecutor, dispatch
-from czar.merge import MergeEngine
+from czar.merge import MergeEngine, planned_table
 from czar.parse import parse
 from czar.plan import plan as make_plan
 from czar.plan.model import DirectorIndex, PlanContext, QueryPlan
@@ -182,6 +182,7 @@ class Pipeline:
             workers=workers,
             director_index=self._director_index,
             catalog=view.catalog,
+            row_counts=view.row_counts,
         )
 
     def explain(self, sql: str, default_db: str) -> str:
@@ -226,6 +227,9 @@ class Pipeline:
         """Dispatch a planned query and merge its batches."""
         planned = time.perf_counter()
         plan = prepared.plan
+        if plan.rows is not None:  # answered from the metadata while planning
+            event(log, "query done", query_id=query_id, strategy=plan.strategy, planning=prepared.planning)
+            return QueryAnswer(query_id, planned_table(plan), plan, 0)
         dispatched = await dispatch(plan, self._execute, query_id, prepared.placement, prepared.live_workers)
         dispatched_at = time.perf_counter()
         if dispatched.failed_workers:

@@ -2,6 +2,7 @@
 
 Passes, in order:
 
+0. counts   COUNT(*) of a whole table: answered from the chunks' row counts (counts.py)
 1. chunks   layered chunk choice: director-key, region, full scan (chunks.py)
 2. split    worker query template and merge query, aggregates split (split.py)
 3. assign   one live replica per chunk, load balanced; one batch per worker (assign.py)
@@ -17,6 +18,7 @@ import zlib
 from czar.analyze.model import AnalyzedQuery
 from czar.plan.assign import assign
 from czar.plan.chunks import ChunkChoice, choose_chunks
+from czar.plan.counts import whole_table_count
 from czar.plan.model import (
     MAX_RANGES,
     DirectorIndex,
@@ -36,6 +38,20 @@ PASSES = (choose_chunks, split, assign)
 
 def plan(q: AnalyzedQuery, ctx: PlanContext) -> QueryPlan:
     """Plan ``q`` on the cluster described by ``ctx``."""
+    counted = whole_table_count(q, ctx)
+    if counted is not None:
+        return QueryPlan(
+            strategy="row-counts",
+            reasons=(),
+            chunk_ids=(),
+            batches=(),
+            merge_sql="",
+            columns=q.columns,
+            types=q.types,
+            worker_template="",
+            chunk_columns=(),
+            rows=counted,
+        )
     return place(skeleton(q, split(q), choose_chunks(q, ctx)), ctx)
 
 

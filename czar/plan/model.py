@@ -83,6 +83,8 @@ class PlanContext:
     # a cache living as long as this placement (the czar's metadata snapshot): replica choice
     # for 12,000 chunks costs ~10 ms of Python, and full scans repeat the same chunk set
     memo: MutableMapping[object, object] | None = None
+    # (db, table) lower -> committed rows (sum of the chunks' row counts); None: not known
+    row_counts: Mapping[tuple[str, str], int] | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,7 @@ class QueryPlan:
     worker_template: str  # worker SQL with one placeholder per chunked table reference
     chunk_columns: tuple[str, ...]  # the ``alias._chunk`` column SQL of each placeholder
     passthrough: bool = False  # merge_sql only renames columns (no aggregate/order/limit/distinct)
+    rows: tuple[tuple[object, ...], ...] | None = None  # the answer, known when planning (no batch)
 
     def render(
         self, chunk_ids: Sequence[int], held: Collection[int] | None = None, runs: Runs | None = None

@@ -27,7 +27,7 @@ from czar.analyze.model import AggregateInfo, AnalyzedQuery, ChunkJoin, KeyRestr
 from czar.analyze.names import bind_names
 from czar.analyze.output import describe
 from czar.analyze.resolve import as_written, expand_stars, resolve_columns, resolve_tables
-from czar.analyze.restrictors import extract_keys, extract_region
+from czar.analyze.restrictors import extract_keys, extract_range, extract_region
 from czar.analyze.shape import shape
 from qserv.catalog import Catalog, TableKind
 
@@ -71,6 +71,7 @@ def analyze(tree: exp.Expr, catalog: Catalog, default_db: str, sql: str = "") ->
     region = extract_region(select, refs)
     children = frozenset(r.alias.lower() for r in refs if r.kind is TableKind.CHILD)
     keys = extract_keys(select, refs, children)
+    key_range = extract_range(select, refs, children)
     aggregates = analyze_aggregates(select)
     written = as_written(select)
     columns, types = describe(written, refs)
@@ -86,4 +87,5 @@ def analyze(tree: exp.Expr, catalog: Catalog, default_db: str, sql: str = "") ->
         columns=columns,
         types=types,
         partitioning=partitioning,
+        director_range=key_range,
     )

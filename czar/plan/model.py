@@ -16,6 +16,12 @@ class DirectorIndex(Protocol):
 
     def chunks_for_keys(self, database: str, table: str, keys: Sequence[int | str]) -> frozenset[int]: ...
 
+    def chunks_for_range(
+        self, database: str, table: str, low: int, high: int, max_chunks: int
+    ) -> frozenset[int] | None:
+        """Chunks holding a key in [low, high]; None when more than ``max_chunks`` do."""
+        ...
+
 
 MAX_RANGES = 8
 

@@ -47,6 +47,13 @@ class DictDirectorIndex:
         chunks = self.index.get((database.lower(), table.lower()), {})
         return frozenset(chunks[k] for k in keys if k in chunks)
 
+    def chunks_for_range(
+        self, database: str, table: str, low: int, high: int, max_chunks: int
+    ) -> frozenset[int] | None:
+        chunks = self.index.get((database.lower(), table.lower()), {})
+        found = frozenset(c for k, c in chunks.items() if isinstance(k, int) and low <= k <= high)
+        return found if len(found) <= max_chunks else None
+
 
 @dataclass(frozen=True)
 class Outcome:

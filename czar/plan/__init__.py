@@ -27,6 +27,7 @@ from czar.plan.model import (
     Runs,
     WorkerBatch,
     chunk_runs,
+    id_list,
 )
 from czar.plan.split import Split, split
 from qserv.errors import WorkerUnavailable
@@ -82,17 +83,18 @@ def place(draft: QueryPlan, ctx: PlanContext) -> QueryPlan:
         batches: tuple[WorkerBatch, ...] = (WorkerBatch(worker, (), draft.render(())),)
     else:
         batches = tuple(
-            WorkerBatch(w, ids, draft.render(ids, runs=runs))
-            for w, ids, runs in _assignment(draft.chunk_ids, ctx)
+            WorkerBatch(w, ids, draft.render(ids, runs=runs, ids_text=text))
+            for w, ids, runs, text in _assignment(draft.chunk_ids, ctx)
         )
     return dataclasses.replace(draft, batches=batches)
 
 
-Assignment = tuple[tuple[str, tuple[int, ...], Runs | None], ...]
+# (worker, chunk ids, ranges, the ids' IN-list text when no ranges) per batch
+Assignment = tuple[tuple[str, tuple[int, ...], Runs | None, str | None], ...]
 
 
 def _assignment(chunk_ids: tuple[int, ...], ctx: PlanContext) -> Assignment:
-    """(worker, chunk ids, ranges) per batch; memoised in ``ctx.memo`` by chunk set."""
+    """(worker, chunk ids, ranges, IN-list text) per batch; memoised in ``ctx.memo`` by chunk set."""
     # the memo lives with one snapshot, whose placement mapping per family is one object
     key = ("assignment", id(ctx.placement), tuple(sorted(ctx.workers)), chunk_ids)
     if ctx.memo is not None and key in ctx.memo:
@@ -106,7 +108,11 @@ def _assignment(chunk_ids: tuple[int, ...], ctx: PlanContext) -> Assignment:
                 derived.setdefault(w, set()).add(chunk_id)
         held = {w: frozenset(cs) for w, cs in derived.items()}
     held = held or {}
-    result = tuple((w, tuple(ids), chunk_runs(ids, held.get(w))) for w, ids in sorted(by_worker.items()))
+    result = tuple(
+        (w, tuple(ids), runs, None if runs is not None else id_list(ids))
+        for w, ids in sorted(by_worker.items())
+        for runs in [chunk_runs(ids, held.get(w))]
+    )
     if ctx.memo is not None:
         if len(ctx.memo) > 512:  # bounded: a snapshot lives seconds, chunk sets repeat
             ctx.memo.clear()

@@ -19,6 +19,7 @@ Merge outputs of aggregate projections are cast to the type single-node DuckDB g
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -33,12 +34,22 @@ from qserv.errors import Unsupported
 RESULT_TABLE = "__result"
 
 
+@functools.lru_cache(maxsize=256)
+def _parsed_type(name: str) -> exp.DataType:
+    return exp.DataType.build(name, dialect="duckdb")
+
+
+def _type(name: str) -> exp.DataType:
+    """DuckDB type ``name`` as a node (parsed once: parsing a type costs ~20 us)."""
+    return _parsed_type(name).copy()
+
+
 def _sum(a: exp.Expr) -> exp.Expr:
     return exp.Sum(this=a)
 
 
 def _double(a: exp.Expr) -> exp.Expr:
-    return exp.cast(a, "DOUBLE")
+    return exp.cast(a, _type("DOUBLE"), copy=False)
 
 
 # a window column over the merge input, partitioned by the GROUP BY keys (see _Partials.window)
@@ -101,7 +112,9 @@ RULES: dict[
 ] = {
     exp.Count: (
         lambda n: [n.copy()],
-        lambda p, w: exp.cast(exp.Coalesce(this=_sum(p[0]), expressions=[exp.Literal.number(0)]), "BIGINT"),
+        lambda p, w: exp.cast(
+            exp.Coalesce(this=_sum(p[0]), expressions=[exp.Literal.number(0)]), _type("BIGINT"), copy=False
+        ),
     ),
     exp.Sum: (lambda n: [n.copy()], lambda p, w: _sum(p[0])),
     exp.Min: (lambda n: [n.copy()], lambda p, w: exp.Min(this=p[0])),
@@ -109,7 +122,7 @@ RULES: dict[
     exp.Avg: (
         lambda n: [exp.Sum(this=n.this.copy()), exp.Count(this=n.this.copy())],
         lambda p, w: exp.Div(
-            this=exp.cast(_sum(p[0]), "DOUBLE"),
+            this=_double(_sum(p[0])),
             expression=exp.Nullif(this=_sum(p[1]), expression=exp.Literal.number(0)),
         ),
     ),
@@ -241,7 +254,7 @@ def _split_plain(q: AnalyzedQuery, worker: exp.Select) -> exp.Select:
     else:
         worker.set("order", None)
     merge = exp.select(
-        *[exp.alias_(_col(f"_q_c{i}"), _name(q, i)) for i in range(len(tree.expressions))]
+        *[exp.alias_(_col(f"_q_c{i}"), _name(q, i), copy=False) for i in range(len(tree.expressions))]
     ).from_(RESULT_TABLE)
     if distinct:
         merge.set("distinct", exp.Distinct())
@@ -363,8 +376,8 @@ def _split_aggregate(q: AnalyzedQuery, worker: exp.Select) -> exp.Select:
         expression = partials.merge(_inner(p))
         # (no cast to DuckDB's "NULL" type of MIN(NULL): it has no SQL spelling)
         if _inner(p).find(exp.AggFunc) is not None and q.types[i].strip('"').upper() != "NULL":
-            expression = exp.cast(expression, exp.DataType.build(q.types[i], dialect="duckdb"))
-        merged.append(exp.alias_(expression, _name(q, i)))
+            expression = exp.cast(expression, _type(q.types[i]), copy=False)
+        merged.append(exp.alias_(expression, _name(q, i), copy=False))
     having = tree.args.get("having")
     merged_having = partials.merge(having.this) if having is not None else None
     order = tree.args.get("order")
@@ -387,7 +400,7 @@ def _split_aggregate(q: AnalyzedQuery, worker: exp.Select) -> exp.Select:
         "expressions",
         [exp.alias_(g.copy(), f"_q_g{j}") for j, g in enumerate(groups)]
         + [exp.alias_(d.copy(), f"_q_d{k}") for k, d in enumerate(partials.distinct)]
-        + [exp.alias_(w, f"_q_a{k}") for k, w in enumerate(partials.worker)],
+        + [exp.alias_(w, f"_q_a{k}", copy=False) for k, w in enumerate(partials.worker)],
     )
     if partials.distinct:
         worker.set("group", exp.Group(expressions=[e.copy() for e in (*groups, *partials.distinct)]))

@@ -24,7 +24,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from czar.analyze.subqueries import Program, Step, Use
-from qserv.errors import QservError, StatementTooComplex, SyntaxError_
+from qserv.errors import CardinalityViolation, StatementTooComplex, SyntaxError_
 
 MAX_IN_ROWS = 100_000
 """Most distinct values an ``IN (SELECT ...)`` sub-query may give (they become an IN list)."""
@@ -36,12 +36,10 @@ Value: TypeAlias = exp.Expr | tuple[exp.Expr, ...] | pa.Table
 Answer: TypeAlias = tuple[pa.Table, tuple[str, ...]]
 
 
-class CardinalityViolation(QservError):
-    sqlstate = "21000"
-
-
 def literal(value: object, type_: str) -> exp.Expr:
     """A constant of DuckDB type ``type_`` holding ``value`` (a Python value from Arrow)."""
+    if type_.strip('"').upper() == "NULL":  # DuckDB's type of a bare NULL has no SQL spelling
+        return exp.null()
     dtype = exp.DataType.build(type_, dialect="duckdb")
     if value is None:
         return exp.cast(exp.null(), dtype)

@@ -59,6 +59,9 @@ QUERIES = [
     "SELECT COUNT(*) FROM Object WHERE flags = (SELECT MAX(flags) FROM Object WHERE decl > 80)",
     "SELECT COUNT(*) FROM Object WHERE rFlux > (SELECT rFlux FROM Object WHERE flags > 100)",  # no row: NULL
     "SELECT name FROM Object WHERE name = (SELECT MIN(name) FROM Object) ORDER BY name LIMIT 3",
+    "SELECT SUM(rFlux - (SELECT AVG(rFlux) FROM Object)) FROM Object",
+    "SELECT (SELECT NULL) AS x, (SELECT 'it''s') AS y",
+    "SELECT COUNT(*) FROM Object WHERE gFlux > (SELECT NULL)",
     # IN (SELECT ...): the list goes through the director index when the column is a key
     "SELECT s.sourceId, s.psfFlux FROM Source s WHERE s.objectId IN (SELECT objectId FROM Object WHERE "
     "flags = 3 AND decl > 60)",
@@ -68,6 +71,8 @@ QUERIES = [
     "SELECT name, COUNT(*) FROM Object WHERE name IN (SELECT name FROM Object WHERE objectId < 1030) "
     "GROUP BY name",
     "SELECT COUNT(*) FROM Source WHERE filterId IN (SELECT filterId FROM Filter WHERE photClam > 600)",
+    "SELECT COUNT(*) FROM Object WHERE flags IN (SELECT flags FROM Object WHERE objectId IN "
+    "(SELECT objectId FROM Source WHERE psfFlux > 140))",  # nested
     # EXISTS
     "SELECT COUNT(*) FROM Object WHERE EXISTS (SELECT 1 FROM Source WHERE psfFlux > 99)",
     "SELECT COUNT(*) FROM Object WHERE NOT EXISTS (SELECT 1 FROM Source WHERE psfFlux > 100000)",
@@ -277,3 +282,21 @@ def test_variance_merge_is_exact_on_a_large_mean(cluster: FakeCluster) -> None:
     assert math.isclose(var_pop, float(m2 / len(exact)), rel_tol=1e-7)
     naive = (sum(v * v for v in values) - sum(values) ** 2 / len(values)) / len(values)
     assert not math.isclose(naive, float(m2 / len(exact)), rel_tol=1e-3)
+
+
+def test_explain_lists_the_steps() -> None:
+    from czar.analyze.guard import guard
+    from czar.analyze.subqueries import decompose
+    from czar.parse import parse
+    from tests.differential.catalog import generate
+
+    generated = generate(seed=3, n_objects=50)
+    sql = "WITH b AS (SELECT objectId FROM Object) SELECT COUNT(*) FROM Source WHERE objectId IN (SELECT objectId FROM b)"
+    program = decompose(guard(parse(sql)), generated.catalog, generated.database.name)
+    assert program is not None
+    assert program.explain().splitlines() == [
+        "strategy: sub-queries",
+        "step __qserv_sq_0 (table, distributed): SELECT objectId FROM Object",
+        "step __qserv_sq_1 (in, czar): SELECT objectId FROM __qserv_sq_0 AS b",
+        "step result (result, distributed): SELECT COUNT(*) FROM Source WHERE objectId IN $__qserv_sq_1",
+    ]

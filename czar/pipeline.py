@@ -29,6 +29,7 @@ from czar.merge import MergeEngine, planned_table
 from czar.parse import parse
 from czar.plan import plan as make_plan
 from czar.plan.model import DirectorIndex, PlanContext, QueryPlan
+from czar.plan.shipped import Shipped, ship, shipped_catalog
 from czar.view import ClusterView, ViewCache
 from qserv.catalog import TableKind
 from qserv.errors import InternalError, UndefinedTable, WorkerUnavailable
@@ -160,12 +161,16 @@ class Pipeline:
                 return program
         return analyze(tree, view.catalog, default_db, sql=sql)
 
-    def _prepare_tree(self, tree: exp.Select, default_db: str) -> Prepared:
-        """Analyze and plan one step of a program (no plan cache: its constants are results)."""
+    def _prepare_tree(self, tree: exp.Select, default_db: str, shipped: Shipped) -> Prepared:
+        """Analyze and plan one step of a program (no plan cache: its constants are results),
+        with the ``shipped`` sub-query results as regular tables sent along."""
         view = self._views.get()
-        analyzed = analyze(tree, view.catalog, default_db, sql=tree.sql())
-        ctx = self._context(view, analyzed.family, regular_tables(analyzed))
-        return Prepared(_restricted(lambda: make_plan(analyzed, ctx), view, ctx), ctx.placement, ctx.workers)
+        catalog = shipped_catalog(view.catalog, default_db, shipped) if shipped else view.catalog
+        analyzed = analyze(tree, catalog, default_db, sql=tree.sql())
+        regular = tuple(k for k in regular_tables(analyzed) if k[1] not in {n.lower() for n in shipped})
+        ctx = self._context(view, analyzed.family, regular)
+        planned = _restricted(lambda: make_plan(analyzed, ctx), view, ctx)
+        return Prepared(ship(planned, default_db, shipped), ctx.placement, ctx.workers)
 
     def _context(
         self, view: ClusterView, family: str | None, regular: tuple[tuple[str, str], ...] = ()
@@ -208,9 +213,10 @@ class Pipeline:
         """Each step as its own query, its result written into the next (czar/steps.py)."""
         retried = 0
 
-        async def distributed(query: exp.Select) -> steps.Answer:
+        async def distributed(query: exp.Select, shipped: Shipped) -> steps.Answer:
             nonlocal retried
-            answer = await self._answer(self._prepare_tree(query, default_db), query_id, time.perf_counter())
+            prepared = self._prepare_tree(query, default_db, shipped)
+            answer = await self._answer(prepared, query_id, time.perf_counter())
             retried += answer.retried_chunks
             assert answer.plan is not None
             return answer.table, answer.plan.types

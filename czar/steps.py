@@ -15,15 +15,15 @@ BatchExecutor. IN lists and tables are bounded: a larger result is refused, nami
 
 from __future__ import annotations
 
-import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from decimal import Decimal
 from typing import TypeAlias
 
 import pyarrow as pa
 from sqlglot import exp
 
 from czar.analyze.subqueries import Program, Step, Use
+from czar.plan.constants import literal
+from czar.plan.shipped import Shipped
 from qserv.errors import CardinalityViolation, StatementTooComplex, SyntaxError_
 
 MAX_IN_ROWS = 100_000
@@ -34,26 +34,6 @@ MAX_TABLE_ROWS = 5_000_000
 Value: TypeAlias = exp.Expr | tuple[exp.Expr, ...] | pa.Table
 # (table, DuckDB type of each column)
 Answer: TypeAlias = tuple[pa.Table, tuple[str, ...]]
-
-
-def literal(value: object, type_: str) -> exp.Expr:
-    """A constant of DuckDB type ``type_`` holding ``value`` (a Python value from Arrow)."""
-    if type_.strip('"').upper() == "NULL":  # DuckDB's type of a bare NULL has no SQL spelling
-        return exp.null()
-    dtype = exp.DataType.build(type_, dialect="duckdb")
-    if value is None:
-        return exp.cast(exp.null(), dtype)
-    if isinstance(value, bool):
-        return exp.cast(exp.Boolean(this=value), dtype)
-    if isinstance(value, int) or (isinstance(value, float) and math.isfinite(value)):
-        return exp.cast(exp.Literal.number(repr(value)), dtype)
-    if isinstance(value, Decimal):
-        return exp.cast(exp.Literal.number(str(value)), dtype)
-    if isinstance(value, bytes):
-        return exp.cast(exp.Literal.string("".join(f"\\x{b:02X}" for b in value)), dtype)
-    if hasattr(value, "isoformat"):
-        return exp.cast(exp.Literal.string(value.isoformat()), dtype)
-    return exp.cast(exp.Literal.string(str(value)), dtype)
 
 
 def _list_item(value: object, type_: str) -> exp.Expr:
@@ -129,19 +109,27 @@ def bind(query: exp.Select, values: Mapping[str, Value]) -> exp.Select:
 
 async def execute(
     program: Program,
-    distributed: Callable[[exp.Select], Awaitable[Answer]],
+    distributed: Callable[[exp.Select, Shipped], Awaitable[Answer]],
     local: Callable[[exp.Select, Mapping[str, pa.Table]], Awaitable[Answer]],
 ) -> Answer:
-    """Run the steps in order, then the final query; the final query's answer."""
+    """Run the steps in order, then the final query; the final query's answer.
+
+    A distributed step reading earlier TABLE steps (joined with catalog tables) gets their
+    rows and types, to send to the workers (czar/plan/shipped.py).
+    """
     values: dict[str, Value] = {}
-    tables: dict[str, pa.Table] = {}
+    tables: dict[str, Answer] = {}
     for step in (*program.steps, program.final):
         query = bind(step.query, values)
-        table, types = await (local(query, tables) if step.local else distributed(query))
+        if step.local:
+            table, types = await local(query, {name: t for name, (t, _) in tables.items()})
+        else:
+            read = {t.name for t in query.find_all(exp.Table)}
+            table, types = await distributed(query, {n: a for n, a in tables.items() if n in read})
         if step is program.final:
             return table, types
         value = value_of(step, table, types)
         values[step.name] = value
         if isinstance(value, pa.Table):
-            tables[step.name] = value
+            tables[step.name] = (value, types)
     raise AssertionError("unreachable: the final step returns")

@@ -16,9 +16,10 @@ sub-queries::
 
 Uses: a scalar sub-query (a literal of its type), ``IN (SELECT ...)`` (a constant list),
 ``EXISTS (SELECT ...)`` (TRUE/FALSE, the inner query limited to one row), and a derived table
-or CTE (its rows, read by a query that reads only sub-query results, run at the czar's merge
-DuckDB). A sub-query naming a column of an enclosing query (correlated) is refused, naming the
-column; a derived table or CTE joined with catalog tables is refused too.
+or CTE (its rows: a query that reads only sub-query results runs at the czar's merge DuckDB;
+one that joins them with catalog tables sends them to the workers as constants, see
+czar/plan/shipped.py). A sub-query naming a column of an enclosing query (correlated) is
+refused, naming the column.
 
 Pure: the tree in, a typed program out (no I/O). Depends on guard (only SELECTs, allowed
 functions, everywhere in the tree).
@@ -202,13 +203,6 @@ class _Lowering:
                 columns = frozenset(c.name.lower() for c in table.columns) if table is not None else None
                 scope.tables[(source.alias or source.name).lower()] = columns
                 catalog_read.append(source)
-        if steps_read and catalog_read:
-            raise Unsupported(
-                f'a derived table or CTE ("{steps_read[0]}") joined with catalog tables '
-                f'("{catalog_read[0].name}") is not supported yet: filter with IN (SELECT ...) '
-                "or join the catalog tables directly",
-                position=node_position(catalog_read[0]),
-            )
         self._check_correlation(s, scope, outer)
         # (derived tables were replaced above: what is left is in expressions)
         nested = [

@@ -29,6 +29,7 @@ from czar.analyze.subqueries import Program, decompose, has_subqueries
 from czar.merge import MergeEngine, merge, planned_table
 from czar.parse import parse
 from czar.plan import PlanContext, QueryPlan, plan
+from czar.plan.shipped import Shipped, ship, shipped_catalog
 from qserv.catalog import CHUNK_COLUMN, SUBCHUNK_COLUMN, Catalog, TableKind
 from qserv.errors import QservError
 from qserv.sphere.healpix import chunk_ids
@@ -165,8 +166,9 @@ class FakeCluster:
         engine = MergeEngine()
         ran: list[Outcome] = []
 
-        async def distributed(query: exp.Select) -> tuple[pa.Table, tuple[str, ...]]:
-            ran.append(self._run_analyzed(analyze(query, self.catalog, self.database), workers))
+        async def distributed(query: exp.Select, shipped: Shipped) -> tuple[pa.Table, tuple[str, ...]]:
+            catalog = shipped_catalog(self.catalog, self.database, shipped)
+            ran.append(self._run_analyzed(analyze(query, catalog, self.database), workers, shipped))
             return ran[-1].table, ran[-1].plan.types
 
         async def local(
@@ -184,8 +186,12 @@ class FakeCluster:
         last = ran[-1] if ran and not program.final.local else None
         return Outcome(last.analyzed if last else None, last.plan if last else None, table, program)  # type: ignore[arg-type]
 
-    def _run_analyzed(self, analyzed: AnalyzedQuery, workers: Sequence[str] | None) -> Outcome:
-        query_plan = plan(analyzed, self.context(workers, self._family(analyzed)))
+    def _run_analyzed(
+        self, analyzed: AnalyzedQuery, workers: Sequence[str] | None, shipped: Shipped | None = None
+    ) -> Outcome:
+        query_plan = ship(
+            plan(analyzed, self.context(workers, self._family(analyzed))), self.database, shipped or {}
+        )
         if query_plan.rows is not None:  # answered from the row counts, nothing dispatched
             return Outcome(analyzed, query_plan, planned_table(query_plan))
         batches: list[pa.RecordBatch] = []

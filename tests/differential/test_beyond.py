@@ -13,6 +13,7 @@ from fractions import Fraction
 import pytest
 
 from czar import steps
+from czar.plan import shipped
 from qserv.errors import QservError
 from tests.differential.harness import FakeCluster, assert_clean_refusal
 
@@ -89,6 +90,18 @@ QUERIES = [
     "WITH x AS (SELECT objectId, flags FROM Object WHERE decl > 85), y AS (SELECT flags, COUNT(*) AS n "
     "FROM Object GROUP BY flags) SELECT x.objectId, y.n FROM x JOIN y ON x.flags = y.flags",
     "SELECT COUNT(*) FROM (SELECT DISTINCT name FROM Object) AS d",
+    # derived tables and CTEs joined with catalog tables: their rows sent to the workers
+    "SELECT COUNT(*) FROM (SELECT objectId FROM Object) AS t JOIN Source s ON s.objectId = t.objectId",
+    "SELECT s.sourceId, t.n FROM Source s JOIN (SELECT flags AS f, COUNT(*) AS n FROM Object GROUP BY flags) AS t "
+    "ON t.f = s.filterId WHERE s.psfFlux > 90",
+    "WITH top AS (SELECT objectId, rMag FROM Object WHERE rMag IS NOT NULL ORDER BY rMag LIMIT 20) "
+    "SELECT o.objectId, o.flags, top.rMag FROM Object o JOIN top ON top.objectId = o.objectId",
+    "SELECT f.filterName, COUNT(*) FROM Source s JOIN (SELECT filterId, filterName FROM Filter) AS f "
+    "ON f.filterId = s.filterId GROUP BY f.filterName",
+    "WITH n AS (SELECT name, COUNT(*) AS c FROM Object GROUP BY name) SELECT o.objectId, n.c FROM Object o "
+    "JOIN n ON n.name = o.name WHERE o.objectId < 1100",  # NULL names match nothing
+    "WITH e AS (SELECT objectId FROM Object WHERE flags > 100) SELECT COUNT(*) FROM Source s JOIN e "
+    "ON e.objectId = s.objectId",  # no rows shipped
     # BETWEEN on the director key, and on a child's key
     "SELECT objectId, ra FROM Object WHERE objectId BETWEEN 1000 AND 1010",
     "SELECT COUNT(*), SUM(psfFlux) FROM Source WHERE objectId BETWEEN 1100 AND 1120",
@@ -133,10 +146,10 @@ REFUSALS = [
         'correlated sub-queries are not supported: the sub-query uses the outer query\'s column "s.filterId"',
     ),
     (
-        "SELECT COUNT(*) FROM (SELECT objectId FROM Object) AS t JOIN Source s ON s.objectId = t.objectId",
+        "SELECT COUNT(*) FROM Object WHERE objectId IN (SELECT objectId FROM Source WHERE Source.filterId = "
+        "Object.flags)",
         "0A000",
-        'a derived table or CTE ("t") joined with catalog tables ("Source") is not supported yet: filter with '
-        "IN (SELECT ...) or join the catalog tables directly",
+        'correlated sub-queries are not supported: the sub-query uses the outer query\'s column "Object.flags"',
     ),
     (
         "WITH RECURSIVE t AS (SELECT 1 AS n) SELECT n FROM t",
@@ -222,6 +235,24 @@ def test_derived_table_past_its_bound_is_refused(
     assert str(info.value) == (
         "sub-query result too large: a derived table or CTE has 8 rows, above the bound of 5"
     )
+
+
+def test_shipped_table_past_its_bound_is_refused(
+    cluster: FakeCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(shipped, "MAX_SHIPPED_ROWS", 7)
+    sql = (
+        "SELECT COUNT(*) FROM Source s JOIN (SELECT DISTINCT flags FROM Object) AS t ON t.flags = s.filterId"
+    )
+    with pytest.raises(QservError) as info:
+        cluster.run(sql)
+    assert info.value.sqlstate == "54001"
+    assert str(info.value) == (
+        "sub-query result too large: a derived table or CTE joined with catalog tables has 8 rows, "
+        "above the bound of 7 sent to the workers"
+    )
+    monkeypatch.setattr(shipped, "MAX_SHIPPED_ROWS", 8)
+    cluster.check(sql)
 
 
 def test_in_sub_query_on_the_key_uses_the_director_index(cluster: FakeCluster) -> None:

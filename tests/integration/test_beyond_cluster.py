@@ -42,6 +42,8 @@ SUB_QUERIES = [
     "SELECT extendedness, n FROM e ORDER BY extendedness",
     "SELECT MAX(n) FROM (SELECT objectId, COUNT(*) AS n FROM Source GROUP BY objectId) AS t",
     "SELECT COUNT(DISTINCT extendedness), STDDEV(1e6 + ra * 1e-3) FROM Object",
+    "SELECT COUNT(*), SUM(t.n) FROM Source s JOIN (SELECT extendedness AS e, COUNT(*) AS n FROM Object "
+    "GROUP BY extendedness) AS t ON t.e = s.filterId",  # a derived table sent to the workers
 ]
 
 

@@ -112,13 +112,14 @@ class _Scope:
 
 
 def _output_names(select: exp.Select) -> frozenset[str] | None:
+    """The column names of ``select``'s result (None: some are not known before running it)."""
     names: set[str] = set()
     for p in select.expressions:
         if isinstance(p, exp.Alias):
             names.add(p.alias.lower())
         elif isinstance(p, exp.Column) and not isinstance(p.this, exp.Star):
             names.add(p.name.lower())
-        elif isinstance(p, exp.Star) or (isinstance(p, exp.Column) and isinstance(p.this, exp.Star)):
+        else:  # ``*``, or an expression DuckDB names by its text: not known here
             return None
     return frozenset(names)
 
@@ -173,7 +174,6 @@ class _Lowering:
                 self._columns[ctes[cte.alias_or_name.lower()]] = _output_names(body)
             s.set("with_", None)
         scope = _Scope()
-        steps_read: list[str] = []
         catalog_read: list[exp.Table] = []
         sources: list[exp.Expr] = []
         if s.args.get("from_") is not None:
@@ -191,13 +191,11 @@ class _Lowering:
                 self._columns[name] = _output_names(body)
                 source.replace(exp.alias_(exp.to_table(name), alias, table=True))
                 scope.tables[alias.lower()] = self._columns[name]
-                steps_read.append(alias)
             elif isinstance(source, exp.Table) and not source.db and source.name.lower() in ctes:
                 name = ctes[source.name.lower()]
                 alias = source.alias or source.name
                 source.replace(exp.alias_(exp.to_table(name), alias, table=True))
                 scope.tables[alias.lower()] = self._columns.get(name)
-                steps_read.append(alias)
             elif isinstance(source, exp.Table):
                 table = self.catalog.table(source.db or self.default_db, source.name)
                 columns = frozenset(c.name.lower() for c in table.columns) if table is not None else None

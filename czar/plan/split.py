@@ -184,7 +184,7 @@ def split(q: AnalyzedQuery) -> Split:
         merge = _split_aggregate(q, worker)
     else:
         merge = _split_plain(q, worker)
-    template = worker.sql(dialect="duckdb")
+    template = worker.sql(dialect="duckdb", copy=False)  # (this plan's own copy: no second one)
     for i in range(len(columns)):
         if template.count(CHUNK_FILTER_PLACEHOLDER.format(i)) != 1:
             raise Unsupported("query text collides with qserv's internal chunk placeholders")
@@ -195,7 +195,7 @@ def split(q: AnalyzedQuery) -> Split:
         and q.tree.args.get("limit") is None
         and q.tree.args.get("offset") is None
     )
-    return Split(template, columns, merge.sql(dialect="duckdb"), passthrough)
+    return Split(template, columns, merge.sql(dialect="duckdb", copy=False), passthrough)
 
 
 def _name(q: AnalyzedQuery, i: int) -> exp.Identifier:

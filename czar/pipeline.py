@@ -224,9 +224,20 @@ class Pipeline:
         async def local(query: exp.Select, tables: Mapping[str, pa.Table]) -> steps.Answer:
             return await asyncio.to_thread(self._merger.run_local, query.sql(dialect="duckdb"), tables)
 
+        started = time.perf_counter()
         table, _ = await steps.execute(program, distributed, local)
         if program.names is not None and len(program.names) == table.num_columns:
             table = table.rename_columns(list(program.names))
+        event(
+            log,
+            "query done",
+            query_id=query_id,
+            strategy="sub-queries",
+            steps=len(program.steps) + 1,
+            retried_chunks=retried,
+            rows=table.num_rows,
+            ms=round((time.perf_counter() - started) * 1000, 2),
+        )
         return QueryAnswer(query_id, table, None, retried)
 
     async def _answer(self, prepared: Prepared, query_id: str, started: float) -> QueryAnswer:

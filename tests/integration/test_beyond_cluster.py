@@ -58,6 +58,14 @@ def test_sub_queries_match_single_duckdb(
         assert g == pytest.approx(w, rel=1e-8), sql  # sums in another order: last bits differ
 
 
+def test_explain_shows_the_steps(small: LiveCluster) -> None:
+    plan = _explain(
+        small, "SELECT COUNT(*) FROM Source WHERE objectId IN (SELECT objectId FROM Object WHERE decl > 60)"
+    )
+    assert plan.splitlines()[0] == "strategy: sub-queries"
+    assert "step __qserv_sq_0 (in, distributed): SELECT objectId FROM Object WHERE decl > 60" in plan
+
+
 def test_correlated_sub_query_is_refused_naming_the_column(small: LiveCluster) -> None:
     with small.connect() as conn, pytest.raises(Exception) as info:
         conn.execute(

@@ -3,7 +3,9 @@
 Passes, in order (each module's docstring shows its before/after):
 
 1. guard        only SELECT, allowed functions; writes/files refused (42501/42883)
-2. shape        sub-queries, CTEs, windows, OFFSET, COUNT(DISTINCT) ... refused (0A000)
+2. shape        set operations, windows, ROLLUP, non-splittable aggregates ... refused (0A000);
+                sub-queries and CTEs never get here: the pipeline runs them as a program of
+                steps first (subqueries.py, czar/steps.py)
 3. resolve      tables and columns bound case-insensitively; ``*`` expanded
    names        ORDER BY/GROUP BY/HAVING names: alias or input column, as DuckDB binds them
 4. classify     director/child/regular; one family of chunked tables

@@ -90,6 +90,12 @@ class _KeyCache:
         hit = pos[self.keys[pos] == probe]
         return frozenset(int(c) for c in np.unique(self.chunks[hit]))
 
+    def chunks_in(self, low: int, high: int) -> np.ndarray:
+        """Chunks of the keys in [low, high]: two binary searches and a slice."""
+        start = int(np.searchsorted(self.keys, low, side="left"))
+        stop = int(np.searchsorted(self.keys, high, side="right"))
+        return np.unique(self.chunks[start:stop]) if stop > start else np.zeros(0, np.int32)
+
 
 class DirectorIndex:
     """Director key -> chunk map of every director table, staged per transaction."""
@@ -261,6 +267,35 @@ class DirectorIndex:
             return frozenset(int(r[0]) for r in rows)
         finally:
             cur.close()
+
+    def chunks_for_range(
+        self, database: str, table: str, low: int, high: int, max_chunks: int
+    ) -> frozenset[int] | None:
+        """Chunks holding a key in [low, high] of director ``database.table``; None when more
+        than ``max_chunks`` do (the caller scans instead).
+
+        Keys are appended key-sorted per transaction, so DuckDB's zone maps read only the row
+        groups overlapping the range; the in-memory copy answers with two binary searches.
+        """
+        index = _index_name(database, table)
+        if low > high or index not in self._published:
+            return frozenset()
+        low, high = max(low, _INT64_MIN), min(high, _INT64_MAX)
+        cache = self._cache(index)
+        if cache is not None:
+            found = cache.chunks_in(low, high)
+            return frozenset(int(c) for c in found) if len(found) <= max_chunks else None
+        cur = self._conn.cursor()
+        try:
+            rows = cur.execute(
+                f"SELECT DISTINCT chunk FROM {_quote(index)} WHERE key BETWEEN ? AND ? LIMIT ?",
+                [low, high, max_chunks + 1],
+            ).fetchall()
+        except duckdb.Error:
+            return None  # keys of another type (strings): no range lookup, scan instead
+        finally:
+            cur.close()
+        return frozenset(int(r[0]) for r in rows) if len(rows) <= max_chunks else None
 
     def warm(self, database: str, table: str) -> bool:
         """Build the in-memory key copy of a director table now; whether one is in use."""

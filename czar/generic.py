@@ -102,8 +102,8 @@ def shape_of(sql: str) -> Shape | None:
 
 def template(q: AnalyzedQuery, shape: Shape) -> Template | None:
     """The generic form of ``q``'s plan, or None when it has no constants that can vary safely."""
-    if not q.chunked or (q.director_keys is None and q.region is None):
-        return None
+    if not q.chunked or (q.director_keys is None and q.region is None) or q.director_range is not None:
+        return None  # (a key range is planned in full: its bounds choose the chunks)
     by_start = {token.start: i for i, token in enumerate(shape.constants)}
     terms: list[tuple[int, ...]] = []
     for term in q.director_keys.terms if q.director_keys is not None else ():

@@ -9,7 +9,7 @@ a third of a full-scan aggregate's merge).  The merge's own memory is bounded by
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import duckdb
@@ -58,8 +58,35 @@ class MergeEngine:
         finally:
             cursor.close()
 
+    def run_local(self, sql: str, tables: Mapping[str, pa.Table]) -> tuple[pa.Table, tuple[str, ...]]:
+        """Run ``sql`` over ``tables`` (sub-query results, by name) at the czar; the result and
+        its DuckDB column types. For queries that read only sub-query results."""
+        cursor = self.cursor()
+        try:
+            for name, table in tables.items():
+                cursor.register(name, table)
+            relation = cursor.sql(sql)
+            return relation.to_arrow_table(), tuple(str(t) for t in relation.types)
+        except duckdb.Error as e:
+            raise translate(str(e)) from None
+        finally:
+            cursor.close()
+
     def close(self) -> None:
         self._conn.close()
+
+
+_ARROW_TYPES = {"BIGINT": pa.int64()}  # the types of answers known when planning (counts)
+
+
+def planned_table(plan: QueryPlan) -> pa.Table:
+    """The answer a plan carries (``plan.rows``: known when planning, nothing dispatched)."""
+    assert plan.rows is not None
+    columns = list(zip(*plan.rows, strict=True)) if plan.rows else [() for _ in plan.columns]
+    return pa.table(
+        [pa.array(list(c), _ARROW_TYPES[t]) for c, t in zip(columns, plan.types, strict=True)],
+        names=list(plan.columns),
+    )
 
 
 def merge(

@@ -18,14 +18,18 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import pyarrow as pa
+from sqlglot import exp
 
-from czar import generic
+from czar import generic, steps
 from czar.analyze import AnalyzedQuery, analyze
+from czar.analyze.guard import guard
+from czar.analyze.subqueries import Program, decompose, has_subqueries
 from czar.dispatch import BatchExecutor, dispatch
-from czar.merge import MergeEngine
+from czar.merge import MergeEngine, planned_table
 from czar.parse import parse
 from czar.plan import plan as make_plan
 from czar.plan.model import DirectorIndex, PlanContext, QueryPlan
+from czar.plan.shipped import Shipped, ship, shipped_catalog
 from czar.view import ClusterView, ViewCache
 from qserv.catalog import TableKind
 from qserv.errors import InternalError, UndefinedTable, WorkerUnavailable
@@ -52,7 +56,7 @@ class Prepared:
 class QueryAnswer:
     query_id: str
     table: pa.Table
-    plan: QueryPlan
+    plan: QueryPlan | None  # None: a program of sub-queries, each planned on its own
     retried_chunks: int
 
 
@@ -90,8 +94,9 @@ class Pipeline:
         self._execute = execute
         self._merger = merger
 
-    def prepare(self, sql: str, default_db: str) -> Prepared:
-        """Parse, analyze and plan ``sql`` (pure given the metadata snapshot).
+    def prepare(self, sql: str, default_db: str) -> Prepared | Program:
+        """Parse, analyze and plan ``sql`` (pure given the metadata snapshot); a query with
+        sub-queries becomes a :class:`Program` of steps, each planned when it runs.
 
         Plans are cached per snapshot (a commit through this czar invalidates it): by exact
         text, so a repeated query (a dashboard, a monitoring probe) skips its ~5 ms of
@@ -104,6 +109,8 @@ class Pipeline:
         cached = view.memo.get(key)
         if isinstance(cached, Prepared):
             return dataclasses.replace(cached, planning="cached")
+        if isinstance(cached, Program):
+            return cached
         shape = generic.shape_of(sql)
         shape_key = ("generic", db, shape.key) if shape is not None else None
         template = view.memo.get(shape_key) if shape_key is not None else None
@@ -114,6 +121,10 @@ class Pipeline:
             if rebound is not None:
                 return Prepared(rebound, ctx.placement, ctx.workers, planning="generic")
         analyzed, view = self._analyze(sql, default_db, view)
+        if isinstance(analyzed, Program):
+            if self._views.get() is view:
+                view.memo[key] = analyzed
+            return analyzed
         regular = regular_tables(analyzed)
         ctx = self._context(view, analyzed.family, regular)
         prepared = Prepared(
@@ -128,9 +139,11 @@ class Pipeline:
                 view.memo[shape_key] = (found, regular) if found is not None else None  # None: not generic
         return prepared
 
-    def _analyze(self, sql: str, default_db: str, view: ClusterView) -> tuple[AnalyzedQuery, ClusterView]:
+    def _analyze(
+        self, sql: str, default_db: str, view: ClusterView
+    ) -> tuple[AnalyzedQuery | Program, ClusterView]:
         try:
-            return analyze(parse(sql), view.catalog, default_db, sql=sql), view
+            return self._analyze_on(sql, default_db, view), view
         except UndefinedTable:
             # the table may have been created through another czar since the snapshot was
             # taken (this czar's own loads invalidate it); re-read at most once a second, so
@@ -138,7 +151,26 @@ class Pipeline:
             if time.monotonic() - view.taken_at < REFRESH_ON_MISS_SECONDS:
                 raise
             view = self._views.get(refresh=True)
-            return analyze(parse(sql), view.catalog, default_db, sql=sql), view
+            return self._analyze_on(sql, default_db, view), view
+
+    def _analyze_on(self, sql: str, default_db: str, view: ClusterView) -> AnalyzedQuery | Program:
+        tree = parse(sql)
+        if has_subqueries(tree):
+            program = decompose(guard(tree), view.catalog, default_db)
+            if program is not None:
+                return program
+        return analyze(tree, view.catalog, default_db, sql=sql)
+
+    def _prepare_tree(self, tree: exp.Select, default_db: str, shipped: Shipped) -> Prepared:
+        """Analyze and plan one step of a program (no plan cache: its constants are results),
+        with the ``shipped`` sub-query results as regular tables sent along."""
+        view = self._views.get()
+        catalog = shipped_catalog(view.catalog, default_db, shipped) if shipped else view.catalog
+        analyzed = analyze(tree, catalog, default_db, sql=tree.sql())
+        regular = tuple(k for k in regular_tables(analyzed) if k[1] not in {n.lower() for n in shipped})
+        ctx = self._context(view, analyzed.family, regular)
+        planned = _restricted(lambda: make_plan(analyzed, ctx), view, ctx)
+        return Prepared(ship(planned, default_db, shipped), ctx.placement, ctx.workers)
 
     def _context(
         self, view: ClusterView, family: str | None, regular: tuple[tuple[str, str], ...] = ()
@@ -155,10 +187,12 @@ class Pipeline:
             workers=workers,
             director_index=self._director_index,
             catalog=view.catalog,
+            row_counts=view.row_counts,
         )
 
     def explain(self, sql: str, default_db: str) -> str:
-        return self.prepare(sql, default_db).plan.explain()
+        prepared = self.prepare(sql, default_db)
+        return prepared.explain() if isinstance(prepared, Program) else prepared.plan.explain()
 
     async def run(self, sql: str, default_db: str, query_id: str | None = None) -> QueryAnswer:
         """Answer ``sql``; raises a QservError for anything the client should see."""
@@ -171,8 +205,48 @@ class Pipeline:
             # a long statement (a key list of thousands) plans for up to seconds: in a thread,
             # the GIL's switch interval lets the event loop serve the other sessions meanwhile
             prepared = await asyncio.to_thread(self.prepare, sql, default_db)
+        if isinstance(prepared, Program):
+            return await self._run_program(prepared, default_db, query_id)
+        return await self._answer(prepared, query_id, started)
+
+    async def _run_program(self, program: Program, default_db: str, query_id: str) -> QueryAnswer:
+        """Each step as its own query, its result written into the next (czar/steps.py)."""
+        retried = 0
+
+        async def distributed(query: exp.Select, shipped: Shipped) -> steps.Answer:
+            nonlocal retried
+            prepared = self._prepare_tree(query, default_db, shipped)
+            answer = await self._answer(prepared, query_id, time.perf_counter())
+            retried += answer.retried_chunks
+            assert answer.plan is not None
+            return answer.table, answer.plan.types
+
+        async def local(query: exp.Select, tables: Mapping[str, pa.Table]) -> steps.Answer:
+            return await asyncio.to_thread(self._merger.run_local, query.sql(dialect="duckdb"), tables)
+
+        started = time.perf_counter()
+        table, _ = await steps.execute(program, distributed, local)
+        if program.names is not None and len(program.names) == table.num_columns:
+            table = table.rename_columns(list(program.names))
+        event(
+            log,
+            "query done",
+            query_id=query_id,
+            strategy="sub-queries",
+            steps=len(program.steps) + 1,
+            retried_chunks=retried,
+            rows=table.num_rows,
+            ms=round((time.perf_counter() - started) * 1000, 2),
+        )
+        return QueryAnswer(query_id, table, None, retried)
+
+    async def _answer(self, prepared: Prepared, query_id: str, started: float) -> QueryAnswer:
+        """Dispatch a planned query and merge its batches."""
         planned = time.perf_counter()
         plan = prepared.plan
+        if plan.rows is not None:  # answered from the metadata while planning
+            event(log, "query done", query_id=query_id, strategy=plan.strategy, planning=prepared.planning)
+            return QueryAnswer(query_id, planned_table(plan), plan, 0)
         dispatched = await dispatch(plan, self._execute, query_id, prepared.placement, prepared.live_workers)
         dispatched_at = time.perf_counter()
         if dispatched.failed_workers:

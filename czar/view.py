@@ -41,6 +41,8 @@ class ClusterView:
     # table absent has no recorded copies (not loaded yet, or loaded by an older qserv): any
     # live worker serves it, as before
     copies: Mapping[tuple[str, str], frozenset[str]] = field(default_factory=dict)
+    # (database lower, table lower) -> committed rows: the sum of its chunks' row counts
+    row_counts: Mapping[tuple[str, str], int] = field(default_factory=dict)
     # planner cache valid for this snapshot only (see PlanContext.memo)
     memo: dict[object, object] = field(default_factory=dict, compare=False, repr=False)
     # placements restricted to some workers (placement_on): one object per worker set, so the
@@ -112,13 +114,22 @@ class ClusterView:
 
 
 def _unchanged(old: ClusterView, new: ClusterView) -> bool:
-    return (old.catalog, old.workers, old.placement, old.held, old.nonempty_chunks, old.copies) == (
+    return (
+        old.catalog,
+        old.workers,
+        old.placement,
+        old.held,
+        old.nonempty_chunks,
+        old.copies,
+        old.row_counts,
+    ) == (
         new.catalog,
         new.workers,
         new.placement,
         new.held,
         new.nonempty_chunks,
         new.copies,
+        new.row_counts,
     )
 
 
@@ -137,10 +148,13 @@ def read_view(store: MetadataStore, suspects: frozenset[str] = frozenset()) -> C
             placement.setdefault(r.family, {}).setdefault(r.chunk_id, []).append(r.worker)
             held.setdefault(r.family, {}).setdefault(r.worker, set()).add(r.chunk_id)
     nonempty: dict[tuple[str, str], set[int]] = {}
+    row_counts: dict[tuple[str, str], int] = {}
     for db in catalog.databases:
         for cr in store.chunk_rows(db.name):
+            key = (cr.database.lower(), cr.table.lower())
+            row_counts[key] = row_counts.get(key, 0) + cr.rows
             if cr.rows > 0:
-                nonempty.setdefault((cr.database.lower(), cr.table.lower()), set()).add(cr.chunk_id)
+                nonempty.setdefault(key, set()).add(cr.chunk_id)
     return ClusterView(
         catalog=catalog,
         workers=workers,
@@ -149,6 +163,7 @@ def read_view(store: MetadataStore, suspects: frozenset[str] = frozenset()) -> C
         nonempty_chunks={k: frozenset(v) for k, v in nonempty.items()},
         taken_at=time.monotonic(),
         copies={(c.database.lower(), c.table.lower()): c.workers for c in store.table_copies()},
+        row_counts=row_counts,
     )
 
 

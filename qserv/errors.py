@@ -118,6 +118,12 @@ class ProtocolViolation(QservError):
     sqlstate = "08P01"
 
 
+class CardinalityViolation(QservError):
+    """A scalar sub-query that returned more than one row (PostgreSQL: 21000)."""
+
+    sqlstate = "21000"
+
+
 class UndefinedParameter(QservError):
     """A ``$n`` no Bind can supply (PostgreSQL: "there is no parameter $n")."""
 

@@ -4,7 +4,9 @@ Passes, in order (each module's docstring shows its before/after):
 
 0. geometry     ADQL geometry (CONTAINS, POINT, DISTANCE, ...) -> sciSQL calls
 1. guard        only SELECT, allowed functions; writes/files refused (42501/42883)
-2. shape        sub-queries, CTEs, windows, OFFSET, COUNT(DISTINCT) ... refused (0A000)
+2. shape        set operations, windows, ROLLUP, non-splittable aggregates ... refused (0A000);
+                sub-queries and CTEs never get here: the pipeline runs them as a program of
+                steps first (subqueries.py, czar/steps.py)
 3. resolve      tables and columns bound case-insensitively; ``*`` expanded
    names        ORDER BY/GROUP BY/HAVING names: alias or input column, as DuckDB binds them
 4. classify     director/child/regular; one family of chunked tables
@@ -29,7 +31,7 @@ from czar.analyze.model import AggregateInfo, AnalyzedQuery, ChunkJoin, KeyRestr
 from czar.analyze.names import bind_names
 from czar.analyze.output import describe
 from czar.analyze.resolve import as_written, expand_stars, resolve_columns, resolve_tables
-from czar.analyze.restrictors import extract_keys, extract_region
+from czar.analyze.restrictors import extract_keys, extract_range, extract_region
 from czar.analyze.shape import shape
 from qserv.catalog import Catalog, TableKind
 
@@ -74,6 +76,7 @@ def analyze(tree: exp.Expr, catalog: Catalog, default_db: str, sql: str = "") ->
     region = extract_region(select, refs)
     children = frozenset(r.alias.lower() for r in refs if r.kind is TableKind.CHILD)
     keys = extract_keys(select, refs, children)
+    key_range = extract_range(select, refs, children)
     aggregates = analyze_aggregates(select)
     written = as_written(select)
     columns, types = describe(written, refs)
@@ -89,4 +92,5 @@ def analyze(tree: exp.Expr, catalog: Catalog, default_db: str, sql: str = "") ->
         columns=columns,
         types=types,
         partitioning=partitioning,
+        director_range=key_range,
     )

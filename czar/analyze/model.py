@@ -56,6 +56,17 @@ class KeyRestriction:
 
 
 @dataclass(frozen=True)
+class KeyRange:
+    """``key BETWEEN low AND high`` (integer constants) in a top-level WHERE conjunct on a
+    director's key (or a child's key column): the planner asks the director index for the
+    chunks of the keys in the range, if they are few enough (plan/chunks.py)."""
+
+    director: tuple[str, str]  # (database, director table) to look keys up in
+    low: int
+    high: int
+
+
+@dataclass(frozen=True)
 class AggregateInfo:
     """Whether the query aggregates, and its GROUP BY keys (ordinals and aliases resolved)."""
 
@@ -83,6 +94,7 @@ class AnalyzedQuery:
     columns: tuple[str, ...]
     types: tuple[str, ...]  # DuckDB type of each output column, as single-node DuckDB gives it
     partitioning: Partitioning | None  # of the chunked tables (None: regular tables only)
+    director_range: KeyRange | None = None
 
     @property
     def family(self) -> str | None:

@@ -21,7 +21,7 @@ from sqlglot import exp
 
 from czar.analyze.model import TableRef
 from czar.parse import SQL_META, node_position, operator_position
-from qserv.catalog import Table
+from qserv.catalog import Catalog, Table
 from qserv.errors import QservError, UndefinedFunction
 from qserv.sphere.scisql import MACROS, install_macros
 from qserv.sqlerrors import translate
@@ -262,3 +262,23 @@ def _place(err: QservError, tree: exp.Expr) -> QservError:
             err.message = f"operator does not exist: {compare.group(1)} {symbol.group(0)} {compare.group(2)}"
             err.hint = "No operator matches the given name and argument types. You might need to add explicit type casts."
     return err
+
+
+def describe_whole(tree: exp.Select, catalog: Catalog, default_db: str) -> tuple[str, ...] | None:
+    """Result names of a query with sub-queries, as single-node DuckDB gives them (the
+    unaliased projection ``(SELECT max(x) FROM t)`` is named by its text, not by the constant
+    the sub-query's result becomes); None when DuckDB cannot describe it as written."""
+    tables = frozenset(
+        t
+        for node in tree.find_all(exp.Table)
+        for t in [catalog.table(node.db or default_db, node.name)]
+        if t is not None
+    )
+    cursor = _empty_database(tables).cursor()
+    try:
+        cursor.execute(f"SET schema = '{default_db.replace(chr(39), chr(39) * 2)}'")
+        return tuple(str(r[0]) for r in cursor.execute("DESCRIBE " + tree.sql(dialect="duckdb")).fetchall())
+    except duckdb.Error:
+        return None
+    finally:
+        cursor.close()

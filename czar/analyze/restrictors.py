@@ -7,7 +7,8 @@ Areaspecs, top-level WHERE conjuncts only, select the region *and* filter rows (
        WHERE scisql_s2PtInBox("o"."ra", "o"."decl", 10, -5, 20, 5) = 1 AND o.flux > 1
 
 Director keys: ``id = const`` or ``id IN (consts)`` on a director's id column (or a child's key
-column) in a top-level conjunct; the planner looks them up in the director index.
+column) in a top-level conjunct; the planner looks them up in the director index. So does
+``id BETWEEN low AND high`` (integer constants), as a range of keys.
 Depends on resolve (qualified columns) and joins (which children are tied to a director).
 """
 
@@ -21,7 +22,7 @@ import sqlglot
 from sqlglot import exp
 
 from czar.analyze.joins import conjuncts
-from czar.analyze.model import KeyRestriction, Region, TableRef
+from czar.analyze.model import KeyRange, KeyRestriction, Region, TableRef
 from czar.dialect import Qserv
 from czar.parse import node_position
 from qserv.catalog import TableKind
@@ -189,6 +190,36 @@ def extract_keys(
     terms = tuple(values for d, values in found if d == director)
     keys = common_keys([[k for k in map(literal_key, values) if k is not None] for values in terms])
     return KeyRestriction(director, keys, terms)
+
+
+def extract_range(
+    tree: exp.Select, refs: tuple[TableRef, ...], joined_children: frozenset[str]
+) -> KeyRange | None:
+    """The key range of ``key BETWEEN low AND high`` conjuncts (integer constants): their
+    intersection, on the director of the first one.
+
+        WHERE o.objectId BETWEEN 1000 AND 1050 AND o.objectId BETWEEN 1040 AND 2000
+        -> KeyRange(("sky", "Object"), 1040, 1050)
+    """
+    by_alias = {r.alias.lower(): r for r in refs}
+    where = tree.args.get("where")
+    found: KeyRange | None = None
+    for term in conjuncts(where.this if where is not None else None):
+        if not isinstance(term, exp.Between) or term.args.get("symmetric"):
+            continue
+        column = term.this
+        low, high = literal_key(term.args["low"]), literal_key(term.args["high"])
+        if not isinstance(column, exp.Column) or not isinstance(low, int) or not isinstance(high, int):
+            continue
+        ref = by_alias.get(column.table.lower())
+        director = _keyed_director(ref, column.name, joined_children) if ref is not None else None
+        if director is None:
+            continue
+        if found is None:
+            found = KeyRange(director, low, high)
+        elif found.director == director:
+            found = KeyRange(director, max(found.low, low), min(found.high, high))
+    return found
 
 
 def _keyed_director(ref: TableRef, column: str, joined_children: frozenset[str]) -> tuple[str, str] | None:

@@ -1,7 +1,7 @@
 """Pass 2 (shape): refuse what the planner cannot yet evaluate correctly, naming the construct.
 
-    SELECT COUNT(DISTINCT a) FROM Object       -> Unsupported 0A000 "COUNT(DISTINCT ...)"
-    SELECT a FROM Object LIMIT 5 OFFSET 10     -> Unsupported 0A000 "OFFSET"
+    SELECT a FROM Object UNION SELECT b FROM Source   -> Unsupported 0A000 "UNION/INTERSECT/EXCEPT"
+    SELECT a FROM Object LIMIT 5 OFFSET x             -> Unsupported 0A000 "OFFSET must be ..."
 
 Depends on guard (the tree is a SELECT).
 """
@@ -18,7 +18,6 @@ _REFUSED: tuple[tuple[type[exp.Expr], str, str], ...] = (
     (exp.With, "WITH (common table expressions)", "inline the CTE"),
     (exp.SetOperation, "UNION/INTERSECT/EXCEPT", "run the queries separately"),
     (exp.Window, "window functions", "compute them on the result"),
-    (exp.Offset, "OFFSET", "page with a WHERE condition on an ordered key"),
     (exp.Qualify, "QUALIFY", "filter the result instead"),
     (exp.Lateral, "LATERAL", "join the tables directly"),
     (exp.Rollup, "ROLLUP", "use GROUP BY"),
@@ -29,7 +28,18 @@ _REFUSED: tuple[tuple[type[exp.Expr], str, str], ...] = (
     (exp.Values, "VALUES", "select from catalog tables"),
 )
 
-SPLITTABLE_AGGREGATES = (exp.Count, exp.Sum, exp.Min, exp.Max, exp.Avg)
+SPLITTABLE_AGGREGATES = (
+    exp.Count,
+    exp.Sum,
+    exp.Min,
+    exp.Max,
+    exp.Avg,
+    exp.Stddev,
+    exp.StddevSamp,
+    exp.StddevPop,
+    exp.Variance,
+    exp.VariancePop,
+)
 
 
 def shape(tree: exp.Select) -> None:
@@ -48,11 +58,14 @@ def shape(tree: exp.Select) -> None:
     distinct = tree.args.get("distinct")
     if isinstance(distinct, exp.Distinct) and distinct.args.get("on"):
         raise Unsupported("DISTINCT ON is not supported yet: use GROUP BY", position=node_position(distinct))
-    limit = tree.args.get("limit")
-    if limit is not None:
-        value = limit.expression if isinstance(limit, exp.Limit) else limit
-        if not (isinstance(value, exp.Literal) and value.is_int):
-            raise Unsupported("LIMIT must be an integer constant", position=node_position(limit))
+    for key in ("limit", "offset"):
+        clause = tree.args.get(key)
+        if clause is not None:
+            value = clause.expression if isinstance(clause, exp.Limit | exp.Offset) else clause
+            if not (isinstance(value, exp.Literal) and value.is_int):
+                raise Unsupported(
+                    f"{key.upper()} must be an integer constant", position=node_position(clause)
+                )
     for join in tree.args.get("joins") or []:
         if join.args.get("using"):
             raise Unsupported(
@@ -63,14 +76,10 @@ def shape(tree: exp.Select) -> None:
 
 def _check_aggregate(node: exp.AggFunc) -> None:
     name = node.sql_name().upper()
-    if isinstance(node.this, exp.Distinct):
-        raise Unsupported(
-            f"{name}(DISTINCT ...) is not supported yet: use GROUP BY on the column",
-            position=node_position(node),
-        )
     if not isinstance(node, SPLITTABLE_AGGREGATES):
         raise Unsupported(
-            f"aggregate {name} cannot be split across chunks yet: use COUNT, SUM, MIN, MAX or AVG",
+            f"aggregate {name} cannot be split across chunks yet: use COUNT, SUM, MIN, MAX, AVG, "
+            "STDDEV or VARIANCE",
             position=node_position(node),
         )
     for inner in node.find_all(exp.AggFunc):

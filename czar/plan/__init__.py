@@ -2,6 +2,7 @@
 
 Passes, in order:
 
+0. counts   COUNT(*) of a whole table: answered from the chunks' row counts (counts.py)
 1. chunks   layered chunk choice: director-key, region, full scan (chunks.py)
 2. split    worker query template and merge query, aggregates split (split.py)
 3. assign   one live replica per chunk, load balanced; one batch per worker (assign.py)
@@ -17,6 +18,7 @@ import zlib
 from czar.analyze.model import AnalyzedQuery
 from czar.plan.assign import assign
 from czar.plan.chunks import ChunkChoice, choose_chunks
+from czar.plan.counts import whole_table_count
 from czar.plan.model import (
     MAX_RANGES,
     DirectorIndex,
@@ -25,6 +27,7 @@ from czar.plan.model import (
     Runs,
     WorkerBatch,
     chunk_runs,
+    id_list,
 )
 from czar.plan.split import Split, split
 from qserv.errors import WorkerUnavailable
@@ -36,6 +39,20 @@ PASSES = (choose_chunks, split, assign)
 
 def plan(q: AnalyzedQuery, ctx: PlanContext) -> QueryPlan:
     """Plan ``q`` on the cluster described by ``ctx``."""
+    counted = whole_table_count(q, ctx)
+    if counted is not None:
+        return QueryPlan(
+            strategy="row-counts",
+            reasons=(),
+            chunk_ids=(),
+            batches=(),
+            merge_sql="",
+            columns=q.columns,
+            types=q.types,
+            worker_template="",
+            chunk_columns=(),
+            rows=counted,
+        )
     return place(skeleton(q, split(q), choose_chunks(q, ctx)), ctx)
 
 
@@ -66,17 +83,18 @@ def place(draft: QueryPlan, ctx: PlanContext) -> QueryPlan:
         batches: tuple[WorkerBatch, ...] = (WorkerBatch(worker, (), draft.render(())),)
     else:
         batches = tuple(
-            WorkerBatch(w, ids, draft.render(ids, runs=runs))
-            for w, ids, runs in _assignment(draft.chunk_ids, ctx)
+            WorkerBatch(w, ids, draft.render(ids, runs=runs, ids_text=text))
+            for w, ids, runs, text in _assignment(draft.chunk_ids, ctx)
         )
     return dataclasses.replace(draft, batches=batches)
 
 
-Assignment = tuple[tuple[str, tuple[int, ...], Runs | None], ...]
+# (worker, chunk ids, ranges, the ids' IN-list text when no ranges) per batch
+Assignment = tuple[tuple[str, tuple[int, ...], Runs | None, str | None], ...]
 
 
 def _assignment(chunk_ids: tuple[int, ...], ctx: PlanContext) -> Assignment:
-    """(worker, chunk ids, ranges) per batch; memoised in ``ctx.memo`` by chunk set."""
+    """(worker, chunk ids, ranges, IN-list text) per batch; memoised in ``ctx.memo`` by chunk set."""
     # the memo lives with one snapshot, whose placement mapping per family is one object
     key = ("assignment", id(ctx.placement), tuple(sorted(ctx.workers)), chunk_ids)
     if ctx.memo is not None and key in ctx.memo:
@@ -90,7 +108,11 @@ def _assignment(chunk_ids: tuple[int, ...], ctx: PlanContext) -> Assignment:
                 derived.setdefault(w, set()).add(chunk_id)
         held = {w: frozenset(cs) for w, cs in derived.items()}
     held = held or {}
-    result = tuple((w, tuple(ids), chunk_runs(ids, held.get(w))) for w, ids in sorted(by_worker.items()))
+    result = tuple(
+        (w, tuple(ids), runs, None if runs is not None else id_list(ids))
+        for w, ids in sorted(by_worker.items())
+        for runs in [chunk_runs(ids, held.get(w))]
+    )
     if ctx.memo is not None:
         if len(ctx.memo) > 512:  # bounded: a snapshot lives seconds, chunk sets repeat
             ctx.memo.clear()

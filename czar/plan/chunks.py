@@ -1,6 +1,8 @@
 """Chunk selection, layered cheapest first; each layer says why it did not apply.
 
 1. director-key  ``objectId IN (1, 2)`` -> director index -> a few chunks
+   director-range ``objectId BETWEEN 1 AND 99`` -> director index range -> its chunks, when at
+                  most MAX_RANGE_CHUNKS (else the next layer)
 2. region        ``qserv_areaspec_circle(...)`` -> HEALPix coverage at the chunk order
 3. full-scan     every non-empty chunk of the query's chunked tables
 
@@ -12,12 +14,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from czar.analyze.model import AnalyzedQuery, KeyRestriction, Region
+from czar.analyze.model import AnalyzedQuery, KeyRange, KeyRestriction, Region
 from czar.plan.model import PlanContext
 from qserv.catalog import Partitioning
 
 NO_KEYS = "director-key: no director key = constant or key IN (constants) in WHERE"
 NO_REGION = "region: no qserv_areaspec_* restrictor in WHERE"
+# a key range lying in more chunks than this is scanned like the rest (as fast, and a bounded
+# lookup keeps planning a few milliseconds however wide the range)
+MAX_RANGE_CHUNKS = 512
 
 
 @dataclass(frozen=True)
@@ -34,7 +39,7 @@ def choose_chunks(q: AnalyzedQuery, ctx: PlanContext) -> ChunkChoice:
         return ChunkChoice("regular-only", (), ())
     tables = tuple(sorted({ref.key for ref in chunked}))
     order = chunk_order(chunked[0].table.database, q.partitioning, ctx)
-    return layered(tables, order, q.director_keys, q.region, ctx)
+    return layered(tables, order, q.director_keys, q.region, ctx, q.director_range)
 
 
 def chunk_order(database: str, analyzed: Partitioning | None, ctx: PlanContext) -> int | None:
@@ -50,6 +55,7 @@ def layered(
     keys: KeyRestriction | None,
     region: Region | None,
     ctx: PlanContext,
+    key_range: KeyRange | None = None,
 ) -> ChunkChoice:
     """The layers over the chunked ``tables`` ((db, table) lower), partitioned at ``order``."""
     nonempty, nonempty_sorted = chunks_with_rows(ctx, tables)
@@ -61,9 +67,23 @@ def layered(
         if region_chunks is not None:
             chunks &= region_chunks
         return ChunkChoice("director-key", (), tuple(sorted(chunks)))
+    reasons: tuple[str, ...] = (NO_KEYS,)
+    if key_range is not None:
+        in_range = ctx.director_index.chunks_for_range(
+            *key_range.director, key_range.low, key_range.high, MAX_RANGE_CHUNKS
+        )
+        if in_range is not None:
+            chunks = in_range & nonempty
+            if region_chunks is not None:
+                chunks &= region_chunks
+            return ChunkChoice("director-range", (), tuple(sorted(chunks)))
+        reasons = (
+            f"director-range: keys {key_range.low}..{key_range.high} lie in more than "
+            f"{MAX_RANGE_CHUNKS} chunks",
+        )
     if region_chunks is not None:
-        return ChunkChoice("region", (NO_KEYS,), tuple(sorted(region_chunks & nonempty)))
-    return ChunkChoice("full-scan", (NO_KEYS, NO_REGION), nonempty_sorted)
+        return ChunkChoice("region", reasons, tuple(sorted(region_chunks & nonempty)))
+    return ChunkChoice("full-scan", (*reasons, NO_REGION), nonempty_sorted)
 
 
 def chunks_with_rows(

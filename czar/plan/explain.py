@@ -34,6 +34,10 @@ def explain(plan: QueryPlan) -> str:
     for i, column in enumerate(plan.chunk_columns):
         template = template.replace(CHUNK_FILTER_PLACEHOLDER.format(i), f"{column} IN (:chunks)")
     lines = [f"strategy: {plan.strategy}"]
+    columns = f"columns: {', '.join(f'{n} {t}' for n, t in zip(plan.columns, plan.types, strict=True))}"
+    if plan.rows is not None:  # answered while planning: nothing is dispatched
+        rows = "; ".join(", ".join(map(str, row)) for row in plan.rows)
+        return "\n".join([*lines, f"answer from the chunks' recorded row counts: {rows}", columns]) + "\n"
     lines += [f"not {reason}" for reason in plan.reasons]
     lines.append(f"chunks: {len(plan.chunk_ids)} {_ids(plan.chunk_ids)}")
     lines.append(f"worker query: {template}")

@@ -16,6 +16,12 @@ class DirectorIndex(Protocol):
 
     def chunks_for_keys(self, database: str, table: str, keys: Sequence[int | str]) -> frozenset[int]: ...
 
+    def chunks_for_range(
+        self, database: str, table: str, low: int, high: int, max_chunks: int
+    ) -> frozenset[int] | None:
+        """Chunks holding a key in [low, high]; None when more than ``max_chunks`` do."""
+        ...
+
 
 MAX_RANGES = 8
 
@@ -47,8 +53,17 @@ def chunk_runs(chunk_ids: Sequence[int], held: Collection[int] | None) -> Runs |
     return tuple((a, b) for a, b in runs)
 
 
+def id_list(chunk_ids: Sequence[int]) -> str:
+    """The text of an IN list of ``chunk_ids`` (sorted, distinct)."""
+    return ", ".join(map(str, sorted({int(c) for c in chunk_ids})))
+
+
 def chunk_filter(
-    column: str, chunk_ids: Sequence[int], held: Collection[int] | None = None, runs: Runs | None = None
+    column: str,
+    chunk_ids: Sequence[int],
+    held: Collection[int] | None = None,
+    runs: Runs | None = None,
+    ids_text: str | None = None,
 ) -> str:
     """SQL keeping the rows of ``chunk_ids`` on a worker that stores the ``held`` chunks.
 
@@ -64,7 +79,8 @@ def chunk_filter(
     if runs is None:
         runs = chunk_runs(chunk_ids, held)
     if runs is None:
-        return f"{column} IN ({', '.join(map(str, sorted({int(c) for c in chunk_ids})))})"
+        # ``ids_text``: the id_list, rendered once per batch (a full scan lists thousands)
+        return f"{column} IN ({ids_text if ids_text is not None else id_list(chunk_ids)})"
     parts = [f"{column} = {a}" if a == b else f"{column} BETWEEN {a} AND {b}" for a, b in runs]
     return parts[0] if len(parts) == 1 else "(" + " OR ".join(parts) + ")"
 
@@ -83,6 +99,8 @@ class PlanContext:
     # a cache living as long as this placement (the czar's metadata snapshot): replica choice
     # for 12,000 chunks costs ~10 ms of Python, and full scans repeat the same chunk set
     memo: MutableMapping[object, object] | None = None
+    # (db, table) lower -> committed rows (sum of the chunks' row counts); None: not known
+    row_counts: Mapping[tuple[str, str], int] | None = None
 
 
 @dataclass(frozen=True)
@@ -108,9 +126,14 @@ class QueryPlan:
     worker_template: str  # worker SQL with one placeholder per chunked table reference
     chunk_columns: tuple[str, ...]  # the ``alias._chunk`` column SQL of each placeholder
     passthrough: bool = False  # merge_sql only renames columns (no aggregate/order/limit/distinct)
+    rows: tuple[tuple[object, ...], ...] | None = None  # the answer, known when planning (no batch)
 
     def render(
-        self, chunk_ids: Sequence[int], held: Collection[int] | None = None, runs: Runs | None = None
+        self,
+        chunk_ids: Sequence[int],
+        held: Collection[int] | None = None,
+        runs: Runs | None = None,
+        ids_text: str | None = None,
     ) -> str:
         """Worker SQL for a subset of chunks (empty: a query returning no rows, same schema).
 
@@ -119,9 +142,14 @@ class QueryPlan:
         """
         if runs is None and held is not None:
             runs = chunk_runs(chunk_ids, held)
+        if runs is None and ids_text is None and chunk_ids and len(self.chunk_columns) > 1:
+            ids_text = id_list(chunk_ids)  # one list for every chunked table of the query
         sql = self.worker_template
         for i, column in enumerate(self.chunk_columns):
-            sql = sql.replace(CHUNK_FILTER_PLACEHOLDER.format(i), chunk_filter(column, chunk_ids, runs=runs))
+            sql = sql.replace(
+                CHUNK_FILTER_PLACEHOLDER.format(i),
+                chunk_filter(column, chunk_ids, runs=runs, ids_text=ids_text),
+            )
         return sql
 
     def explain(self) -> str:

@@ -19,6 +19,7 @@ Merge outputs of aggregate projections are cast to the type single-node DuckDB g
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -33,32 +34,103 @@ from qserv.errors import Unsupported
 RESULT_TABLE = "__result"
 
 
+@functools.lru_cache(maxsize=256)
+def _parsed_type(name: str) -> exp.DataType:
+    return exp.DataType.build(name, dialect="duckdb")
+
+
+def _type(name: str) -> exp.DataType:
+    """DuckDB type ``name`` as a node (parsed once: parsing a type costs ~20 us)."""
+    return _parsed_type(name).copy()
+
+
 def _sum(a: exp.Expr) -> exp.Expr:
     return exp.Sum(this=a)
 
 
-# aggregate -> (worker partials from the argument, merge expression from the partial columns)
+def _double(a: exp.Expr) -> exp.Expr:
+    return exp.cast(a, _type("DOUBLE"), copy=False)
+
+
+# a window column over the merge input, partitioned by the GROUP BY keys (see _Partials.window)
+Window = Callable[[exp.Expr], exp.Expr]
+
+
+def _m2(p: list[exp.Expr], window: Window) -> exp.Expr:
+    """The sum of squared deviations of all rows from the per-chunk (count, mean, M2) partials.
+
+    Chan et al.'s pairwise formula generalised to k parts: M2 = sum(M2_i) + sum(n_i (mean_i -
+    mean)^2), with ``mean`` the weighted mean of the group (a window column). Never the sum of
+    squares minus the squared sum, which cancels catastrophically on a large mean and a small
+    variance: each term here is a small deviation.
+    """
+    n, mean, m2 = p
+    overall = window(
+        exp.Div(
+            this=_sum(exp.Mul(this=_double(n), expression=mean)),
+            expression=exp.Nullif(this=_double(_sum(n)), expression=exp.Literal.number(0)),
+        )
+    )
+    deviation = exp.Paren(this=exp.Sub(this=mean, expression=overall))
+    between = _sum(exp.Mul(this=exp.Mul(this=_double(n), expression=deviation), expression=deviation.copy()))
+    return exp.Add(this=_sum(m2), expression=between)
+
+
+def _variance(sample: bool, root: bool) -> Callable[[list[exp.Expr], Window], exp.Expr]:
+    def make(p: list[exp.Expr], window: Window) -> exp.Expr:
+        count = _double(_sum(p[0].copy()))
+        divisor = exp.Sub(this=count, expression=exp.Literal.number(1)) if sample else count
+        # no variance of no rows, nor a sample variance of one row (NULL, as PostgreSQL/DuckDB)
+        value: exp.Expr = exp.Div(
+            this=exp.Paren(this=_m2(p, window)),
+            expression=exp.Nullif(this=divisor, expression=exp.Literal.number(0)),
+        )
+        return exp.Sqrt(this=value) if root else value
+
+    return make
+
+
+def _moments(n: exp.AggFunc) -> list[exp.Expr]:
+    """Per-chunk partials of a variance: count, mean and M2 (DuckDB's VAR_POP is Welford's)."""
+    x = n.this
+    return [
+        exp.Count(this=x.copy()),
+        exp.Avg(this=_double(x.copy())),
+        exp.Mul(this=exp.VariancePop(this=_double(x.copy())), expression=exp.Count(this=x.copy())),
+    ]
+
+
+# aggregate -> (worker partials from the call, merge expression from the partial columns and a
+# window-column maker). An aggregate over DISTINCT arguments has no rule: the worker groups by
+# its arguments and the merge runs the aggregate itself over their distinct values.
 RULES: dict[
     type[exp.AggFunc],
     tuple[
         Callable[[exp.AggFunc], list[exp.Expr]],
-        Callable[[list[exp.Expr]], exp.Expr],
+        Callable[[list[exp.Expr], Window], exp.Expr],
     ],
 ] = {
     exp.Count: (
         lambda n: [n.copy()],
-        lambda p: exp.cast(exp.Coalesce(this=_sum(p[0]), expressions=[exp.Literal.number(0)]), "BIGINT"),
+        lambda p, w: exp.cast(
+            exp.Coalesce(this=_sum(p[0]), expressions=[exp.Literal.number(0)]), _type("BIGINT"), copy=False
+        ),
     ),
-    exp.Sum: (lambda n: [n.copy()], lambda p: _sum(p[0])),
-    exp.Min: (lambda n: [n.copy()], lambda p: exp.Min(this=p[0])),
-    exp.Max: (lambda n: [n.copy()], lambda p: exp.Max(this=p[0])),
+    exp.Sum: (lambda n: [n.copy()], lambda p, w: _sum(p[0])),
+    exp.Min: (lambda n: [n.copy()], lambda p, w: exp.Min(this=p[0])),
+    exp.Max: (lambda n: [n.copy()], lambda p, w: exp.Max(this=p[0])),
     exp.Avg: (
         lambda n: [exp.Sum(this=n.this.copy()), exp.Count(this=n.this.copy())],
-        lambda p: exp.Div(
-            this=exp.cast(_sum(p[0]), "DOUBLE"),
+        lambda p, w: exp.Div(
+            this=_double(_sum(p[0])),
             expression=exp.Nullif(this=_sum(p[1]), expression=exp.Literal.number(0)),
         ),
     ),
+    exp.Stddev: (_moments, _variance(sample=True, root=True)),
+    exp.StddevSamp: (_moments, _variance(sample=True, root=True)),
+    exp.StddevPop: (_moments, _variance(sample=False, root=True)),
+    exp.Variance: (_moments, _variance(sample=True, root=False)),
+    exp.VariancePop: (_moments, _variance(sample=False, root=False)),
 }
 
 
@@ -112,7 +184,7 @@ def split(q: AnalyzedQuery) -> Split:
         merge = _split_aggregate(q, worker)
     else:
         merge = _split_plain(q, worker)
-    template = worker.sql(dialect="duckdb")
+    template = worker.sql(dialect="duckdb", copy=False)  # (this plan's own copy: no second one)
     for i in range(len(columns)):
         if template.count(CHUNK_FILTER_PLACEHOLDER.format(i)) != 1:
             raise Unsupported("query text collides with qserv's internal chunk placeholders")
@@ -121,8 +193,9 @@ def split(q: AnalyzedQuery) -> Split:
         and q.tree.args.get("distinct") is None
         and q.tree.args.get("order") is None
         and q.tree.args.get("limit") is None
+        and q.tree.args.get("offset") is None
     )
-    return Split(template, columns, merge.sql(dialect="duckdb"), passthrough)
+    return Split(template, columns, merge.sql(dialect="duckdb", copy=False), passthrough)
 
 
 def _name(q: AnalyzedQuery, i: int) -> exp.Identifier:
@@ -169,20 +242,34 @@ def _split_plain(q: AnalyzedQuery, worker: exp.Select) -> exp.Select:
             merge_order.append(_reordered(item, merge_ref))
     worker.set("expressions", projections)
     limit = tree.args.get("limit")
+    worker.set("offset", None)
+    if limit is not None:
+        # a chunk contributes at most LIMIT + OFFSET rows: the first ones in the query's order
+        worker.set(
+            "limit",
+            exp.Limit(expression=exp.Literal.number(_constant(limit) + _constant(tree.args.get("offset")))),
+        )
     if limit is not None and order is not None:
         worker.set("order", exp.Order(expressions=worker_order))
     else:
         worker.set("order", None)
     merge = exp.select(
-        *[exp.alias_(_col(f"_q_c{i}"), _name(q, i)) for i in range(len(tree.expressions))]
+        *[exp.alias_(_col(f"_q_c{i}"), _name(q, i), copy=False) for i in range(len(tree.expressions))]
     ).from_(RESULT_TABLE)
     if distinct:
         merge.set("distinct", exp.Distinct())
     if merge_order:
         merge.set("order", exp.Order(expressions=merge_order))
-    if limit is not None:
-        merge.set("limit", limit.copy())
+    _page(tree, merge)
     return merge
+
+
+def _constant(clause: exp.Expr | None) -> int:
+    """The integer of a LIMIT/OFFSET clause (checked by the shape pass); 0 when absent."""
+    if clause is None:
+        return 0
+    value = clause.expression if isinstance(clause, exp.Limit | exp.Offset) else clause
+    return int(value.this)
 
 
 def _reordered(item: exp.Ordered, this: exp.Expr) -> exp.Ordered:
@@ -192,12 +279,21 @@ def _reordered(item: exp.Ordered, this: exp.Expr) -> exp.Ordered:
 
 
 class _Partials:
-    """The worker's partial aggregate columns, de-duplicated, and the merge expressions over them."""
+    """The worker's partial aggregate columns, de-duplicated, and the merge expressions over them.
+
+    ``distinct`` are the arguments of DISTINCT aggregates: the worker groups by them too (its
+    other partials are then finer-grained, which every rule merges alike), so the merge sees
+    each distinct value of a group at least once. ``windows`` are columns the merge computes
+    over its input before aggregating (a group's mean, for a variance).
+    """
 
     def __init__(self, groups: tuple[exp.Expr, ...]) -> None:
         self.groups = groups
         self.worker: list[exp.Expr] = []
         self._index: dict[str, int] = {}
+        self.distinct: list[exp.Expr] = []
+        self._distinct_index: dict[str, int] = {}
+        self.windows: list[exp.Expr] = []
 
     def _partial(self, expression: exp.Expr) -> exp.Column:
         key = expression.sql(dialect="duckdb")
@@ -206,6 +302,25 @@ class _Partials:
             self.worker.append(expression)
         return _col(f"_q_a{self._index[key]}")
 
+    def _distinct(self, expression: exp.Expr) -> exp.Column:
+        key = expression.sql(dialect="duckdb")
+        if key not in self._distinct_index:
+            self._distinct_index[key] = len(self.distinct)
+            self.distinct.append(expression.copy())
+        return _col(f"_q_d{self._distinct_index[key]}")
+
+    def window(self, expression: exp.Expr) -> exp.Expr:
+        """A column holding ``expression`` (aggregates over the group's rows) on every row."""
+        partition = [_col(f"_q_g{j}") for j in range(len(self.groups))]
+
+        def over(node: exp.Expr) -> exp.Expr:
+            if isinstance(node, exp.AggFunc):
+                return exp.Window(this=node, partition_by=[c.copy() for c in partition] or None)
+            return node
+
+        self.windows.append(expression.transform(over, copy=False))
+        return _col(f"_q_w{len(self.windows) - 1}")
+
     def merge(self, expression: exp.Expr) -> exp.Expr:
         """``expression`` rewritten over ``__result`` columns."""
 
@@ -213,6 +328,12 @@ class _Partials:
             for j, group in enumerate(self.groups):
                 if node == group:
                     return _col(f"_q_g{j}")
+            if isinstance(node, exp.AggFunc) and isinstance(node.this, exp.Distinct):
+                over_distinct = node.copy()
+                over_distinct.set(
+                    "this", exp.Distinct(expressions=[self._distinct(e) for e in node.this.expressions])
+                )
+                return over_distinct
             if isinstance(node, exp.AggFunc):
                 rule = RULES.get(type(node))
                 if rule is None:
@@ -221,7 +342,7 @@ class _Partials:
                         position=node_position(node),
                     )
                 make_partials, make_merge = rule
-                merged = make_merge([self._partial(p) for p in make_partials(node)])
+                merged = make_merge([self._partial(p) for p in make_partials(node)], self.window)
                 if isinstance(merged, exp.Binary) and isinstance(node.parent, (exp.Binary, exp.Unary)):
                     merged = exp.Paren(this=merged)  # MAX(x) / AVG(y): not MAX(x) / SUM(y) / COUNT(y)
                 return merged
@@ -236,6 +357,15 @@ class _Partials:
                 )
         return out
 
+    def source(self) -> exp.Expr:
+        """What the merge reads: ``__result``, with the window columns beside it if any."""
+        if not self.windows:
+            return exp.to_table(RESULT_TABLE)
+        inner = exp.select(
+            exp.Star(), *[exp.alias_(w, f"_q_w{i}") for i, w in enumerate(self.windows)]
+        ).from_(RESULT_TABLE)
+        return exp.Subquery(this=inner, alias=exp.TableAlias(this=exp.to_identifier(RESULT_TABLE)))
+
 
 def _split_aggregate(q: AnalyzedQuery, worker: exp.Select) -> exp.Select:
     tree = q.tree
@@ -246,33 +376,43 @@ def _split_aggregate(q: AnalyzedQuery, worker: exp.Select) -> exp.Select:
         expression = partials.merge(_inner(p))
         # (no cast to DuckDB's "NULL" type of MIN(NULL): it has no SQL spelling)
         if _inner(p).find(exp.AggFunc) is not None and q.types[i].strip('"').upper() != "NULL":
-            expression = exp.cast(expression, exp.DataType.build(q.types[i], dialect="duckdb"))
-        merged.append(exp.alias_(expression, _name(q, i)))
-    merge = exp.select(*merged).from_(RESULT_TABLE)
+            expression = exp.cast(expression, _type(q.types[i]), copy=False)
+        merged.append(exp.alias_(expression, _name(q, i), copy=False))
+    having = tree.args.get("having")
+    merged_having = partials.merge(having.this) if having is not None else None
+    order = tree.args.get("order")
+    items = []
+    for item in order.expressions if order is not None else []:
+        index = _order_target(q, item.this)
+        this = _ordinal(index) if index is not None else partials.merge(item.this)
+        items.append(_reordered(item, this))
+    merge = exp.select(*merged).from_(partials.source())
     if groups:
         merge.group_by(*[_col(f"_q_g{j}") for j in range(len(groups))], copy=False)
-    having = tree.args.get("having")
-    if having is not None:
-        merge.having(partials.merge(having.this), copy=False)
-    order = tree.args.get("order")
-    if order is not None:
-        items = []
-        for item in order.expressions:
-            index = _order_target(q, item.this)
-            this = _ordinal(index) if index is not None else partials.merge(item.this)
-            items.append(_reordered(item, this))
+    if merged_having is not None:
+        merge.having(merged_having, copy=False)
+    if items:
         merge.set("order", exp.Order(expressions=items))
     if tree.args.get("distinct") is not None:
         merge.set("distinct", exp.Distinct())
-    if tree.args.get("limit") is not None:
-        merge.set("limit", tree.args["limit"].copy())
+    _page(tree, merge)
     worker.set(
         "expressions",
         [exp.alias_(g.copy(), f"_q_g{j}") for j, g in enumerate(groups)]
-        + [exp.alias_(w, f"_q_a{k}") for k, w in enumerate(partials.worker)],
+        + [exp.alias_(d.copy(), f"_q_d{k}") for k, d in enumerate(partials.distinct)]
+        + [exp.alias_(w, f"_q_a{k}", copy=False) for k, w in enumerate(partials.worker)],
     )
+    if partials.distinct:
+        worker.set("group", exp.Group(expressions=[e.copy() for e in (*groups, *partials.distinct)]))
     if not worker.expressions:
         worker.set("expressions", [exp.alias_(exp.Literal.number(1), "_q_one")])
-    for key in ("having", "order", "limit", "distinct"):
+    for key in ("having", "order", "limit", "offset", "distinct"):
         worker.set(key, None)
     return merge
+
+
+def _page(tree: exp.Select, merge: exp.Select) -> None:
+    """The query's LIMIT and OFFSET, applied by the merge."""
+    for key in ("limit", "offset"):
+        if tree.args.get(key) is not None:
+            merge.set(key, tree.args[key].copy())

@@ -5,6 +5,8 @@ replicas (timing the loader), loads the same Parquet files into one in-process D
 prints for each measurement the cluster's time, DuckDB's time and their ratio. Absolute times
 on a shared machine are noise; the ratios measured in one run are the result.
 
+``--planning`` measures only planning time (parse + analyze + plan p50, no cluster).
+
 Environment: QSERV_BENCH_OBJECTS (default 10,000,000), QSERV_BENCH_DIR (default .bench).
 """
 
@@ -43,7 +45,78 @@ def _pct(xs: list[float], p: float) -> float:
     return float(np.percentile(np.asarray(xs), p))
 
 
+PLANNING_BUDGET_MS = 2.0  # issue 6: parse + analyze + plan p50 of typical queries
+
+
+def planning_times(repeat: int = 300) -> list[tuple[str, float, float]]:
+    """(query kind, p50 ms, p95 ms) of parse + analyze + plan, without a cluster.
+
+    The catalog is the differential tests' generated one at chunk order 5; every one of the
+    12,288 chunks is non-empty and placed on 3 workers with 2 replicas, so a full scan plans
+    over as many chunks as a whole-sky catalog has. Each run varies the query's constants
+    (another key, another cone), so no plan cache applies; the per-snapshot memo the pipeline
+    keeps (non-empty chunk sets, replica choice) does, as it does in the czar.
+    """
+    from czar.analyze import analyze
+    from czar.parse import parse
+    from czar.plan import PlanContext, plan
+    from tests.differential.catalog import generate
+    from tests.differential.harness import DictDirectorIndex
+
+    generated = generate(n_objects=2000, order=5, other=False)
+    db = generated.database.name.lower()
+    ids = generated.rows("Object").column("objectId").to_pylist()
+    chunks = frozenset(range(12 * 4**5))
+    workers = ("w1", "w2", "w3")
+    ctx = PlanContext(
+        placement={c: (workers[c % 3], workers[(c + 1) % 3]) for c in chunks},
+        nonempty_chunks={(db, "object"): chunks, (db, "source"): chunks},
+        workers=workers,
+        director_index=DictDirectorIndex({(db, "object"): {k: hash(k) % len(chunks) for k in ids}}),
+        catalog=generated.catalog,
+        memo={},
+    )
+    rng = np.random.default_rng(5)
+    kinds: dict[str, Callable[[int], str]] = {
+        "cone search": lambda i: (
+            f"SELECT objectId, ra, decl FROM Object WHERE qserv_areaspec_circle("
+            f"{rng.uniform(0, 360):.4f}, {rng.uniform(-80, 80):.4f}, 0.1)"
+        ),
+        "point lookup": lambda i: f"SELECT * FROM Object WHERE objectId = {ids[i % len(ids)]}",
+        "full-scan aggregate": lambda i: (
+            f"SELECT COUNT(*), AVG(gFlux), MIN(decl), MAX(decl) FROM Object WHERE flags > {i % 7}"
+        ),
+        "director-child join": lambda i: (
+            "SELECT o.objectId, COUNT(*), AVG(s.psfFlux) FROM Object o JOIN Source s ON s.objectId = o.objectId "
+            f"WHERE o.flags = {i % 7} GROUP BY o.objectId"
+        ),
+    }
+    out = []
+    for label, make in kinds.items():
+        times = []
+        for i in range(repeat + 20):
+            sql = make(i)
+            t = time.perf_counter()
+            plan(analyze(parse(sql), generated.catalog, db, sql=sql), ctx)
+            if i >= 20:  # the first runs build the memoised describe database and chunk sets
+                times.append((time.perf_counter() - t) * 1000)
+        out.append((label, _pct(times, 50), _pct(times, 95)))
+    return out
+
+
+def print_planning_times() -> bool:
+    """Print the planning times; whether every p50 is within the budget."""
+    rows = planning_times()
+    print(f"planning (parse + analyze + plan), budget p50 <= {PLANNING_BUDGET_MS} ms")
+    print(f"{'query':24} {'p50 ms':>8} {'p95 ms':>8}")
+    for label, p50, p95 in rows:
+        print(f"{label:24} {p50:8.3f} {p95:8.3f}")
+    return all(p50 <= PLANNING_BUDGET_MS for _, p50, _ in rows)
+
+
 def main() -> int:
+    if "--planning" in sys.argv[1:]:  # only the planning measurement (no cluster)
+        return 0 if print_planning_times() else 1
     n_objects = int(os.environ.get("QSERV_BENCH_OBJECTS", "10000000"))
     root = Path(os.environ.get("QSERV_BENCH_DIR", ".bench")).resolve()
     shutil.rmtree(root / "cluster", ignore_errors=True)
@@ -161,6 +234,8 @@ def main() -> int:
         print(f"{label:34} {c:11.2f} {r:10.2f} {c / r if r else float('inf'):7.2f}")
     for note in notes:
         print(note)
+    print()
+    print_planning_times()
     return 0
 
 

@@ -11,19 +11,25 @@ compares the two, and :func:`assert_matches` is the one comparison both harnesse
 
 from __future__ import annotations
 
+import asyncio
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import duckdb
 import numpy as np
 import pyarrow as pa
+from sqlglot import exp
 
+from czar import steps
 from czar.analyze import AnalyzedQuery, analyze
-from czar.merge import merge
+from czar.analyze.guard import guard
+from czar.analyze.subqueries import Program, decompose, has_subqueries
+from czar.merge import MergeEngine, merge, planned_table
 from czar.parse import parse
 from czar.plan import PlanContext, QueryPlan, plan
+from czar.plan.shipped import Shipped, ship, shipped_catalog
 from qserv.catalog import CHUNK_COLUMN, SUBCHUNK_COLUMN, Catalog, TableKind
 from qserv.errors import QservError
 from qserv.sphere.healpix import chunk_ids
@@ -42,12 +48,20 @@ class DictDirectorIndex:
         chunks = self.index.get((database.lower(), table.lower()), {})
         return frozenset(chunks[k] for k in keys if k in chunks)
 
+    def chunks_for_range(
+        self, database: str, table: str, low: int, high: int, max_chunks: int
+    ) -> frozenset[int] | None:
+        chunks = self.index.get((database.lower(), table.lower()), {})
+        found = frozenset(c for k, c in chunks.items() if isinstance(k, int) and low <= k <= high)
+        return found if len(found) <= max_chunks else None
+
 
 @dataclass(frozen=True)
 class Outcome:
-    analyzed: AnalyzedQuery
+    analyzed: AnalyzedQuery  # (None for a program of sub-queries)
     plan: QueryPlan
     table: pa.Table
+    program: Program | None = None
 
 
 class FakeCluster:
@@ -62,6 +76,7 @@ class FakeCluster:
         self.workers = tuple(f"worker-{i + 1}" for i in range(n_workers))
         self.conns = {w: self._connect() for w in self.workers}
         self.nonempty: dict[tuple[str, str], frozenset[int]] = {}
+        self.row_counts: dict[tuple[str, str], int] = {}  # as the commits record them
         self.placements: dict[str, dict[int, tuple[str, ...]]] = {}  # family -> chunk -> workers
         index: dict[tuple[str, str], dict[int | str, int]] = {}
         for shift, db in enumerate(self.generated.databases):
@@ -100,6 +115,7 @@ class FakeCluster:
                 self.nonempty[(db.name.lower(), table.name.lower())] = frozenset(
                     int(c) for c in np.unique(chunk_col)
                 )
+                self.row_counts[(db.name.lower(), table.name.lower())] = rows.num_rows
                 for w, conn in self.conns.items():
                     mine = np.array([c for c, ws in placement.items() if w in ws], dtype=np.int64)
                     self._create(conn, db.name, table.name, rows.filter(pa.array(np.isin(chunk_col, mine))))
@@ -126,6 +142,7 @@ class FakeCluster:
             workers=tuple(workers if workers is not None else self.workers),
             director_index=self.director_index,
             catalog=self.catalog,
+            row_counts=self.row_counts,
         )
 
     def analyze(self, sql: str) -> AnalyzedQuery:
@@ -140,9 +157,43 @@ class FakeCluster:
         return None
 
     def run(self, sql: str, workers: Sequence[str] | None = None) -> Outcome:
-        """The distributed answer: every batch on its fake worker, then the merge."""
-        analyzed = self.analyze(sql)
-        query_plan = plan(analyzed, self.context(workers, self._family(analyzed)))
+        """The distributed answer: every batch on its fake worker, then the merge; a query with
+        sub-queries runs as the pipeline runs it, step by step (czar/steps.py)."""
+        tree = parse(sql)
+        program = decompose(guard(tree), self.catalog, self.database) if has_subqueries(tree) else None
+        if program is None:
+            return self._run_analyzed(analyze(tree, self.catalog, self.database), workers)
+        engine = MergeEngine()
+        ran: list[Outcome] = []
+
+        async def distributed(query: exp.Select, shipped: Shipped) -> tuple[pa.Table, tuple[str, ...]]:
+            catalog = shipped_catalog(self.catalog, self.database, shipped)
+            ran.append(self._run_analyzed(analyze(query, catalog, self.database), workers, shipped))
+            return ran[-1].table, ran[-1].plan.types
+
+        async def local(
+            query: exp.Select, tables: Mapping[str, pa.Table]
+        ) -> tuple[pa.Table, tuple[str, ...]]:
+            return engine.run_local(query.sql(dialect="duckdb"), tables)
+
+        try:
+            table, _ = asyncio.run(steps.execute(program, distributed, local))
+        finally:
+            engine.close()
+        if program.names is not None and len(program.names) == table.num_columns:
+            table = table.rename_columns(list(program.names))
+        # the final query's analysis and plan (None when it ran at the czar)
+        last = ran[-1] if ran and not program.final.local else None
+        return Outcome(last.analyzed if last else None, last.plan if last else None, table, program)  # type: ignore[arg-type]
+
+    def _run_analyzed(
+        self, analyzed: AnalyzedQuery, workers: Sequence[str] | None, shipped: Shipped | None = None
+    ) -> Outcome:
+        query_plan = ship(
+            plan(analyzed, self.context(workers, self._family(analyzed))), self.database, shipped or {}
+        )
+        if query_plan.rows is not None:  # answered from the row counts, nothing dispatched
+            return Outcome(analyzed, query_plan, planned_table(query_plan))
         batches: list[pa.RecordBatch] = []
         schema: pa.Schema | None = None
         for batch in query_plan.batches:

@@ -153,7 +153,7 @@ class Reference:
         if table.num_columns != len(names):
             raise ReferenceUnavailable(f"{sql}\n{table.column_names} vs names {names}")
         table = table.rename_columns(names)
-        if tree.args.get("order") is None and tree.args.get("limit") is None:
+        if all(tree.args.get(k) is None for k in ("order", "limit", "offset")):
             return Answer(sql, table=table, full=rows_of(table))
         if not isinstance(tree, exp.Select):
             raise ReferenceUnavailable(f"{sql}\nno tie groups for an ordered/limited set operation")

@@ -56,3 +56,36 @@ def test_publish_drops_the_copy(tmp_path: Path) -> None:
         assert ix.chunks_for_keys("sky", "Object", [1, 3]) == {10, 12}
     finally:
         ix.close()
+
+
+def test_range_lookups_match_numpy_in_both_paths(tmp_path: Path) -> None:
+    """chunks_for_range: the chunks of exactly the keys in [low, high] (truth from numpy over
+    the loaded keys), from the key copy and from DuckDB alike, and None past the bound."""
+    rng = np.random.default_rng(11)
+    keys = rng.choice(100_000, size=4000, replace=False)
+    chunks = rng.integers(0, 300, size=4000)
+    cached = DirectorIndex(tmp_path / "a.duckdb")
+    plain = DirectorIndex(tmp_path / "b.duckdb", cache_max_keys=0)
+    try:
+        for ix in (cached, plain):
+            _load(ix, 1, keys[:2500].tolist(), chunks[:2500].tolist())
+            _load(ix, 2, keys[2500:].tolist(), chunks[2500:].tolist())  # two sorted runs
+        assert cached.warm("sky", "Object")
+        for low, high in [
+            (0, 10),
+            (500, 900),
+            (int(keys[0]), int(keys[0])),
+            (99_990, 10**12),
+            (-(10**12), 50),
+        ]:
+            inside = (keys >= low) & (keys <= high)
+            truth = frozenset(int(c) for c in np.unique(chunks[inside]))
+            for ix in (cached, plain):
+                assert ix.chunks_for_range("sky", "object", low, high, 1000) == truth, (low, high)
+        for ix in (cached, plain):
+            assert ix.chunks_for_range("sky", "Object", 0, 100_000, 50) is None  # ~300 chunks > 50
+            assert ix.chunks_for_range("sky", "Object", 10, 5, 50) == frozenset()
+            assert ix.chunks_for_range("sky", "Nope", 0, 10, 50) == frozenset()
+    finally:
+        cached.close()
+        plain.close()

@@ -145,8 +145,12 @@ class FakeCluster:
             row_counts=self.row_counts,
         )
 
+    def parse(self, sql: str) -> exp.Expr:
+        """The session's parse of ``sql`` (PostgreSQL; a subclass speaks another dialect)."""
+        return parse(sql)
+
     def analyze(self, sql: str) -> AnalyzedQuery:
-        return analyze(parse(sql), self.catalog, self.database)
+        return analyze(self.parse(sql), self.catalog, self.database)
 
     def _family(self, analyzed: AnalyzedQuery) -> str | None:
         """The family of the query's partitioned tables (the placement a real czar uses)."""
@@ -159,7 +163,7 @@ class FakeCluster:
     def run(self, sql: str, workers: Sequence[str] | None = None) -> Outcome:
         """The distributed answer: every batch on its fake worker, then the merge; a query with
         sub-queries runs as the pipeline runs it, step by step (czar/steps.py)."""
-        tree = parse(sql)
+        tree = self.parse(sql)
         program = decompose(guard(tree), self.catalog, self.database) if has_subqueries(tree) else None
         if program is None:
             return self._run_analyzed(analyze(tree, self.catalog, self.database), workers)

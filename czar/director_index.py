@@ -2,7 +2,9 @@
 
 Why: a query ``WHERE objectId = 42`` or ``IN (...)`` needs only the chunks holding those
 keys, and a child row must be stored in the chunk of its director row. Both questions are
-answered here.
+answered here. A director loaded with ``--non-unique-key`` may hold a key many times, in
+several chunks: the index keeps one row per director row, so a lookup names every chunk
+holding the key (such a director has no children or match tables: a key names no one row).
 
 Layout (one DuckDB database, owned by the czar process; nobody else opens it):
 
@@ -79,16 +81,18 @@ CACHE_MAX_KEYS = 20_000_000
 class _KeyCache:
     """Published keys of one director table, sorted, with the chunk of each."""
 
-    keys: np.ndarray  # int64, strictly ascending
+    keys: np.ndarray  # int64, ascending (a director with non-unique keys repeats them)
     chunks: np.ndarray  # int32, chunks[i] holds keys[i]
 
     def chunks_for(self, keys: Sequence[int]) -> frozenset[int]:
         probe = np.fromiter(keys, dtype=np.int64, count=len(keys))
-        pos = np.searchsorted(self.keys, probe)
-        inside = pos < len(self.keys)
-        pos, probe = pos[inside], probe[inside]
-        hit = pos[self.keys[pos] == probe]
-        return frozenset(int(c) for c in np.unique(self.chunks[hit]))
+        lo = np.searchsorted(self.keys, probe, side="left")
+        hi = np.searchsorted(self.keys, probe, side="right")
+        if bool(np.all(hi - lo <= 1)):  # unique keys: one row per key found
+            return frozenset(int(c) for c in np.unique(self.chunks[lo[hi > lo]]))
+        # a repeated key may be in several chunks: every row of it counts
+        hit = np.concatenate([np.arange(a, b) for a, b in zip(lo.tolist(), hi.tolist(), strict=True)])
+        return frozenset(int(c) for c in np.unique(self.chunks[hit.astype(np.intp)]))
 
 
 class DirectorIndex:
@@ -164,8 +168,13 @@ class DirectorIndex:
         tmp.rename(self._staging / (name + _STAGED_SUFFIX))
         fsync_path(self._staging)
 
-    def check(self, transaction_id: int) -> None:
-        """Raise DataError naming a key loaded twice or already present in the index."""
+    def check(self, transaction_id: int, unique: bool = True) -> None:
+        """Raise DataError naming a key loaded twice or already present in the index.
+
+        A director with non-unique keys (``unique=False``) takes any keys: nothing to check.
+        """
+        if not unique:
+            return
         cur = self._conn.cursor()
         try:
             for target, paths in self._staged(transaction_id).items():
@@ -321,7 +330,7 @@ class DirectorIndex:
         )
         del table
         # appended sorted per transaction: usually ascending already, no sort needed
-        if keys.size > 1 and not bool(np.all(keys[1:] > keys[:-1])):
+        if keys.size > 1 and not bool(np.all(keys[1:] >= keys[:-1])):
             order = np.argsort(keys, kind="stable")
             keys, chunks = keys[order], chunks[order]
         return _KeyCache(keys, chunks)

@@ -3,7 +3,10 @@
 CSV/TSV files have a header line; the delimiter comes from the extension (``.csv`` comma,
 ``.tsv``/``.tab`` tab, ``.psv`` pipe) or is sniffed from the first 64 KiB. ``NULL``, ``null``,
 ``\\N`` and the empty field are NULL. Compressed files (``.gz``, ``.bz2``, ``.zst``) are
-read transparently.
+read transparently. Binary (BLOB) fields are written as MySQL's ``SELECT ... INTO OUTFILE``
+writes them, as Qserv's catalogs hold them: raw bytes, with ``\\0`` (NUL), ``\\t``, ``\\n``,
+``\\r``, ``\\b``, ``\\Z`` (0x1A) and ``\\\\`` escaped (``\\`` before any other byte is that
+byte); a column whose values are not UTF-8 text is inferred as binary.
 
 Schema inference reads the *whole* file (pyarrow infers from the first block only, so a
 column that looks integer for a million rows and then holds ``1.5`` would fail half-way
@@ -101,7 +104,29 @@ def _widen(t: pa.DataType) -> pa.DataType:
         return pa.int64()
     if pa.types.is_integer(t):
         return pa.float64()
+    if pa.types.is_string(t):
+        return pa.binary()  # not UTF-8: bytes
     return pa.string()
+
+
+_ESCAPES = {b"0": b"\0", b"b": b"\b", b"n": b"\n", b"r": b"\r", b"t": b"\t", b"Z": b"\x1a"}
+_ESCAPED = re.compile(rb"\\(.)", re.DOTALL)
+
+
+def _unescape(value: bytes) -> bytes:
+    """MySQL's escapes of a field's bytes undone (the module docstring)."""
+    if b"\\" not in value:
+        return value
+    return _ESCAPED.sub(lambda m: _ESCAPES.get(m.group(1), m.group(1)), value)
+
+
+def _unescape_binary(rb: pa.RecordBatch) -> pa.RecordBatch:
+    """``rb`` with the binary columns of a CSV/TSV batch unescaped."""
+    for i, field in enumerate(rb.schema):
+        if pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type):
+            values = [None if v is None else _unescape(v) for v in rb.column(i).to_pylist()]
+            rb = rb.set_column(i, field, pa.array(values, field.type))
+    return rb
 
 
 def _widest(a: pa.DataType, b: pa.DataType) -> pa.DataType:
@@ -109,6 +134,8 @@ def _widest(a: pa.DataType, b: pa.DataType) -> pa.DataType:
     if a == b:
         return a
     chain = [pa.null(), pa.int64(), pa.float64()]
+    if pa.types.is_binary(a) or pa.types.is_binary(b):
+        return pa.binary()
 
     def rank(t: pa.DataType) -> int:
         if pa.types.is_null(t):
@@ -240,7 +267,7 @@ def read_batches(
     try:
         reader = _open_csv(f, block_bytes, types)
         for rb in reader:
-            yield Batch(f, row, rb.select(names).rename_columns(schema.names))
+            yield Batch(f, row, _unescape_binary(rb.select(names).rename_columns(schema.names)))
             row += rb.num_rows
     except pa.ArrowInvalid as e:
         target = pa.schema([pa.field(n, types[n]) for n in names])

@@ -47,7 +47,7 @@ import pyarrow as pa
 from czar.director_index import DirectorIndex
 from czar.http.copies import orphan_error, settlement
 from czar.http.workers import WorkerClients
-from qserv.catalog import Database, Partitioning, Table, TableKind
+from qserv.catalog import FLAG_COLUMN, Column, Database, Partitioning, Table, TableKind
 from qserv.catalog_json import database_to_json, table_to_json
 from qserv.errors import InvalidParameter, QservError, UndefinedDatabase, UndefinedTable, WorkerUnavailable
 from qserv.metadata.store import (
@@ -197,9 +197,10 @@ class Ingest:
                 self._ready.setdefault(transaction_id, set()).add(w.name)
 
     def _create_on(self, worker: WorkerInfo, table: Table) -> None:
-        self.clients.call(
-            worker, lambda c: c.create_table(table.database, table.name, table.kind, table.columns)
-        )
+        columns = table.columns
+        if table.hidden_flag:  # stored, never shown: the catalog's columns are the user's
+            columns += (Column(FLAG_COLUMN, "INTEGER"),)
+        self.clients.call(worker, lambda c: c.create_table(table.database, table.name, table.kind, columns))
 
     def _table_lock(self, database: str, table: str) -> threading.Lock:
         key = (database.lower(), table.lower())
@@ -363,7 +364,9 @@ class Ingest:
                 self._check_copies(t)
                 self._publish_committing(t)
                 try:
-                    self.index.check(transaction_id)
+                    self.index.check(
+                        transaction_id, unique=not self.table(t.database, t.table).non_unique_key
+                    )
                 except QservError:
                     self._abort(transaction_id)
                     raise

@@ -1,0 +1,65 @@
+"""The storage layout of match rows and of children without a director row (pure, no network)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import healpy as hp
+import pyarrow as pa
+import pytest
+
+from loader.match import match_rows
+from loader.partition import child_rows
+from loader.read import Batch, InputFile
+from loader.spec import LoadSpec
+from qserv.catalog import FLAG_COLUMN, Column, Partitioning, Table, TableKind
+from qserv.errors import DataError
+
+CSV = InputFile(Path("m.csv"), "csv")
+
+
+def _match(flag: str | None) -> Table:
+    cols = (Column("l", "BIGINT"), Column("r", "BIGINT")) + ((Column(flag, "INTEGER"),) if flag else ())
+    return Table("sky", "M", TableKind.MATCH, cols, left_director="sky.A", left_column="l",
+                 right_director="sky.B", right_column="r", flag_column=flag or FLAG_COLUMN)  # fmt: skip
+
+
+def test_match_rows_are_stored_in_both_sides_chunks() -> None:
+    data = pa.record_batch({"l": [1, 2, 3, 4, 5], "r": [10, 20, 30, 40, None]})
+    left = pa.array([7, 8, None, 9, 6], pa.int32())
+    right = pa.array([7, 5, 4, None, None], pa.int32())
+    part = match_rows(Batch(CSV, 0, data), _match(None), left, right)
+    got = sorted(zip(part.rows.column("l").to_pylist(), part.rows.column("_chunk").to_pylist(),
+                     part.rows.column(FLAG_COLUMN).to_pylist(), strict=True))  # fmt: skip
+    # (left key, chunk, flag): same chunk once (3); apart twice (1, 2); one side only (+4)
+    assert got == [(1, 7, 3), (2, 5, 2), (2, 8, 1), (3, 4, 6), (4, 9, 5), (5, 6, 5)]
+    assert part.chunks.tolist() == part.rows.column("_chunk").to_pylist()
+
+
+def test_match_flag_column_named_by_the_load_is_overwritten() -> None:
+    data = pa.record_batch({"l": [1], "r": [10], "f": pa.array([99], pa.int32())})
+    part = match_rows(Batch(CSV, 0, data), _match("f"), pa.array([3], pa.int32()), pa.array([4], pa.int32()))
+    assert sorted(part.rows.column("f").to_pylist()) == [1, 2]
+    assert part.rows.column_names == ["l", "r", "f", "_chunk"]
+
+
+def test_match_row_with_neither_side_is_refused() -> None:
+    data = pa.record_batch({"l": [1, 2], "r": [10, 20]})
+    with pytest.raises(DataError, match=r"m.csv line 3: match row has neither side: no sky.A row has key 2 and no "
+                       r"sky.B row has key 20"):  # fmt: skip
+        match_rows(Batch(CSV, 0, data), _match(None), pa.array([1, None], pa.int32()), pa.array([1, None], pa.int32()))
+
+
+def test_children_without_director_row_go_to_their_own_chunk() -> None:
+    spec = LoadSpec("http://h:1", "sky", "S", TableKind.CHILD, (CSV.path,), director="O", key_column="k",
+                    lon_column="ra", lat_column="dec")  # fmt: skip
+    ra, dec = [10.0, 200.0, 359.99], [5.0, -60.0, 89.9]
+    data = pa.record_batch({"k": [1, 2, 3], "ra": ra, "dec": dec})
+    own = hp.ang2pix(32, ra, dec, nest=True, lonlat=True).tolist()
+    part = child_rows(Batch(CSV, 0, data), spec, pa.array([own[0], None, None], pa.int32()), Partitioning())
+    assert part.rows.column("_chunk").to_pylist() == own
+    # a director row two chunks away: refused naming the key (the overlap is 1 arcmin)
+    far = int(hp.ang2pix(32, 14.0, 5.0, nest=True, lonlat=True))
+    with pytest.raises(DataError, match=r"m.csv line 2: child row with key 1 lies [0-9.]+° from chunk "
+                       rf"{far} of its O row, farther than the overlap 0.016667°"):  # fmt: skip
+        child_rows(Batch(CSV, 0, data), spec, pa.array([far, None, None], pa.int32()), Partitioning())

@@ -47,7 +47,12 @@ def test_match_row_with_neither_side_is_refused() -> None:
     data = pa.record_batch({"l": [1, 2], "r": [10, 20]})
     with pytest.raises(DataError, match=r"m.csv line 3: match row has neither side: no sky.A row has key 2 and no "
                        r"sky.B row has key 20"):  # fmt: skip
-        match_rows(Batch(CSV, 0, data), _match(None), pa.array([1, None], pa.int32()), pa.array([1, None], pa.int32()))
+        match_rows(
+            Batch(CSV, 0, data),
+            _match(None),
+            pa.array([1, None], pa.int32()),
+            pa.array([1, None], pa.int32()),
+        )
 
 
 def test_children_without_director_row_go_to_their_own_chunk() -> None:

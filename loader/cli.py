@@ -26,7 +26,9 @@ crash loads the data exactly once; rerunning it after success does nothing.
 
 The database is created with default partitioning on first use (`qserv database create`
 chooses another). The table is created from --schema (a CREATE TABLE, MySQL column types
-accepted), the Parquet schema, or types inferred from the whole CSV file.
+accepted), the Parquet schema, or types inferred from the whole CSV file. In CSV/TSV, \\N and
+the empty field are NULL; binary (BLOB) fields are bytes as MySQL's SELECT ... INTO OUTFILE
+writes them (\\0, \\t, \\n, \\r, \\Z, \\\\ escaped), as in Qserv's catalogs.
 
 Table kinds:
   --director --id COL --lon COL --lat COL [--non-unique-key]

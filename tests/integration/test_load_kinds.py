@@ -289,6 +289,12 @@ def test_match_refusals(
         "match table kinds.MX: --left director other.F is in family healpix-o5-s8-ov0.050000, the match table in "
         "family healpix-o5-s8-ov0.016667" in err
     )
+    # a director of another database of the family is a match side
+    load_ok(tc, "--database", "kinds2", "--table", "G", "--director", "--id", "fid", "--lon", "ra", "--lat", "decl",
+            str(far))  # fmt: skip
+    cross = write_csv(tmp_path / "cross.csv", ["gid", "objectId"], [(1, 1), (1, 2), (5, 3)])
+    load_ok(tc, *base, "--table", "MC", "--left", "kinds2.G=gid", str(cross))
+    assert sorted(query(tc, "SELECT gid, objectId FROM MC")) == [(1, 1), (1, 2), (5, 3)]
     # a match table joined with anything: a later step
     load_ok(tc, "--database", "kinds", "--table", "MJ", "--match", "--left", "Ref=refId", "--right", "Obj=objectId",
             str(good))  # fmt: skip
@@ -364,6 +370,17 @@ def test_column_types_round_trip(tc: LiveCluster, tmp_path: Path) -> None:
         (0, False, 127, 2**63, b"\x00\xfe", b"", dt.datetime(2020, 5, 6, 7, 8, 9), dt.date(2020, 1, 1))
     ]
 
+    # without --schema: a column that is not UTF-8 text is inferred as binary, unescaped
+    inferred = tmp_path / "Inferred.tsv"
+    inferred.write_bytes(b"id\tbl\tts\n1\t" + escaped.encode().replace("\xff".encode(), b"\xff")
+                         + b"\t2010-01-02 03:04:05\n2\t\\N\t\\N\n")  # fmt: skip
+    load_ok(tc, "--database", "kinds", "--table", "Inferred", "--regular", str(inferred))
+    got = query(tc, "SELECT id, bl, ts FROM Inferred ORDER BY id")
+    assert [tuple(bytes(v) if isinstance(v, memoryview) else v for v in r) for r in got] == [
+        (1, blob, dt.datetime(2010, 1, 2, 3, 4, 5)),
+        (2, None, None),
+    ]
+
     # type mismatches: named with file, line and column
     bad = tmp_path / "Bad.tsv"
     bad.write_text(
@@ -375,3 +392,7 @@ def test_column_types_round_trip(tc: LiveCluster, tmp_path: Path) -> None:
     err = load_error(tc, "--database", "kinds", "--table", "Typed2", "--director", "--id", "id", "--lon", "c",
                      "--lat", "decl", "--schema", str(schema), str(tsv))  # fmt: skip
     assert "--lon column c must be numeric, not string" in err
+    pq.write_table(table.set_column(10, "i32", pa.array(["x"])), tmp_path / "Bad.parquet")
+    err = load_error(tc, "--database", "kinds", "--table", "Typed", "--director", "--id", "id", "--lon", "ra",
+                     "--lat", "decl", str(tmp_path / "Bad.parquet"))  # fmt: skip
+    assert f"{tmp_path / 'Bad.parquet'} row 1, column i32: cannot convert 'x' to int32" in err

@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import duckdb
 import healpy as hp
 import numpy as np
 import pyarrow as pa
@@ -122,6 +123,10 @@ def test_children_without_director_rows(
     ]
 
 
+def _rounded(rows: list[tuple[object, ...]]) -> list[tuple[object, ...]]:
+    return [tuple(round(v, 9) if isinstance(v, float) else v for v in r) for r in rows]
+
+
 def _distance_to_pixel(ra: float, dec: float, pix: int) -> float:
     """Angular distance (deg) from a point to a pixel's boundary, from healpy's boundary points."""
     boundary = hp.boundaries(NSIDE, pix, step=2000, nest=True)
@@ -173,6 +178,14 @@ def test_non_unique_director_keys(tc: LiveCluster, tmp_path: Path) -> None:
     assert query(tc, "SELECT n FROM Dup WHERE id = 7 ORDER BY n") == [
         (r[1],) for r in sorted(rows, key=lambda r: r[1]) if r[0] == 7
     ]
+    ref = duckdb.connect()
+    ref.execute(f"CREATE TABLE Dup AS SELECT * FROM read_csv(['{files[0]}', '{files[1]}'], header = true)")
+    for sql in (
+        "SELECT id, n, ra FROM Dup WHERE id = 13",
+        "SELECT id, COUNT(*), SUM(n) FROM Dup WHERE id IN (1, 2, 3, 48) GROUP BY id",
+        "SELECT COUNT(*) FROM Dup WHERE id = 999",
+    ):
+        assert Counter(query(tc, sql)) == Counter(ref.execute(sql).fetchall()), sql
     got = query(tc, "SELECT id, COUNT(*) FROM Dup WHERE id IN (7, 8, 49, 77) GROUP BY id ORDER BY id")
     want = Counter(r[0] for r in rows if r[0] in (7, 8, 49, 77))
     assert got == sorted(want.items())
@@ -242,6 +255,20 @@ def test_match_table_alone_returns_each_pair_once(
             str(path))  # fmt: skip
     got = query(tc, "SELECT * FROM M2")
     assert Counter(got) == Counter(pairs)
+
+    # against one DuckDB holding the input rows, running the query as written
+    ref = duckdb.connect()
+    ref.execute(f"CREATE TABLE M2 AS SELECT * FROM read_csv('{path}', header = true)")
+    for sql in (
+        "SELECT COUNT(*), COUNT(refId), COUNT(objectId) FROM M2",
+        "SELECT objectId, COUNT(*) AS n, MIN(dist), MAX(refId) FROM M2 GROUP BY objectId HAVING COUNT(*) > 1",
+        "SELECT refId, objectId FROM M2 WHERE objectId IN (3, 4, 5) OR refId IS NULL OR objectId IS NULL",
+        "SELECT * FROM M2 ORDER BY dist DESC, refId LIMIT 7",
+        "SELECT SUM(dist), AVG(dist) FROM M2 WHERE refId BETWEEN 1010 AND 1100",
+    ):
+        want = ref.execute(sql).fetchall()
+        got = query(tc, sql)
+        assert Counter(_rounded(got)) == Counter(_rounded(want)), sql
 
 
 def test_match_refusals(

@@ -10,8 +10,8 @@ import pytest
 
 from loader.match import match_rows
 from loader.partition import child_rows
-from loader.read import Batch, InputFile
-from loader.spec import LoadSpec
+from loader.read import Batch, InputFile, infer_schema, input_file, read_batches
+from loader.spec import LoadSpec, parse_schema
 from qserv.catalog import FLAG_COLUMN, Column, Partitioning, Table, TableKind
 from qserv.errors import DataError
 
@@ -68,3 +68,43 @@ def test_children_without_director_row_go_to_their_own_chunk() -> None:
     with pytest.raises(DataError, match=r"m.csv line 2: child row with key 1 lies [0-9.]+° from chunk "
                        rf"{far} of its O row, farther than the overlap 0.016667°"):  # fmt: skip
         child_rows(Batch(CSV, 0, data), spec, pa.array([far, None, None], pa.int32()), Partitioning())
+
+
+@pytest.mark.parametrize(
+    ("mysql", "duckdb"),
+    [
+        ("int(11) DEFAULT NULL", "INTEGER"), ("bigint(20) NOT NULL", "BIGINT"), ("tinyint(1)", "TINYINT"),
+        ("tinyint(4)", "TINYINT"), ("smallint(6)", "SMALLINT"), ("mediumint(9)", "INTEGER"),
+        ("int(10) unsigned", "UINTEGER"), ("bigint(20) unsigned", "UBIGINT"), ("tinyint unsigned", "UTINYINT"),
+        ("bit(1) NOT NULL", "BOOLEAN"), ("bit(8)", "UBIGINT"), ("boolean", "BOOLEAN"), ("float", "FLOAT"),
+        ("double DEFAULT NULL", "DOUBLE"), ("decimal(10,2)", "DECIMAL(10,2)"), ("char(4)", "VARCHAR"),
+        ("varchar(255)", "VARCHAR"), ("text", "VARCHAR"), ("mediumtext", "VARCHAR"), ("blob", "BLOB"),
+        ("longblob", "BLOB"), ("varbinary(100)", "BLOB"), ("binary(8)", "BLOB"),
+        ("timestamp NOT NULL DEFAULT CURRENT_TIMESTAMP", "TIMESTAMP"), ("datetime", "TIMESTAMP"), ("date", "DATE"),
+    ],
+)  # fmt: skip
+def test_mysql_column_types(mysql: str, duckdb: str) -> None:
+    columns, _ = parse_schema(
+        f"CREATE TABLE `T` (\n  `x` {mysql},\n  KEY `k` (`x`)\n) ENGINE=MyISAM DEFAULT CHARSET=latin1;"
+    )
+    assert columns == (Column("x", duckdb),)
+
+
+@pytest.mark.parametrize(
+    ("sql", "duckdb"),
+    [("BYTEA", "BLOB"), ("TIMESTAMP", "TIMESTAMP"), ("TIMESTAMPTZ", "TIMESTAMP WITH TIME ZONE"),
+     ("INT8", "BIGINT"), ("HUGEINT", "HUGEINT"), ("INT(11)", "INTEGER"), ("DOUBLE PRECISION", "DOUBLE"),
+     ("REAL", "FLOAT"), ("UBIGINT", "UBIGINT"), ("VARCHAR(3)", "VARCHAR"), ("BOOLEAN", "BOOLEAN")],
+)  # fmt: skip
+def test_duckdb_column_types(sql: str, duckdb: str) -> None:
+    assert parse_schema(f"CREATE TABLE t (x {sql})")[0] == (Column("x", duckdb),)
+
+
+def test_mysql_escapes_of_binary_fields_are_undone(tmp_path: Path) -> None:
+    path = tmp_path / "b.tsv"
+    path.write_bytes(b"id\tb\n1\t\\0a\\tb\\nc\\\\d\\Z\\re\xff\\x\n2\t\\N\n")
+    f = input_file(path)
+    schema = pa.schema([("id", pa.int64()), ("b", pa.binary())])
+    rows = [r for batch in read_batches(f, schema) for r in batch.data.column(1).to_pylist()]
+    assert rows == [b"\x00a\tb\nc\\d\x1a\re\xffx", None]
+    assert infer_schema(f).field("b").type == pa.binary()  # not UTF-8: bytes

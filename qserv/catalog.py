@@ -91,6 +91,13 @@ class Table:
         return self.kind is not TableKind.REGULAR
 
     @property
+    def worker_columns(self) -> tuple[Column, ...]:
+        """The columns a worker is told to create (the kind's ``_chunk``/``_subchunk`` it adds)."""
+        if self.hidden_flag:  # stored, never shown: the catalog's columns are the user's
+            return self.columns + (Column(FLAG_COLUMN, "INTEGER"),)
+        return self.columns
+
+    @property
     def hidden_flag(self) -> bool:
         """A match table whose flag column is qserv's own (``_flag``), not one of the user's."""
         return self.kind is TableKind.MATCH and self.flag_column == FLAG_COLUMN

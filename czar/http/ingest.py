@@ -47,7 +47,7 @@ import pyarrow as pa
 from czar.director_index import DirectorIndex
 from czar.http.copies import orphan_error, settlement
 from czar.http.workers import WorkerClients
-from qserv.catalog import FLAG_COLUMN, Column, Database, Partitioning, Table, TableKind
+from qserv.catalog import Database, Partitioning, Table, TableKind
 from qserv.catalog_json import database_to_json, table_to_json
 from qserv.errors import InvalidParameter, QservError, UndefinedDatabase, UndefinedTable, WorkerUnavailable
 from qserv.metadata.store import (
@@ -197,9 +197,7 @@ class Ingest:
                 self._ready.setdefault(transaction_id, set()).add(w.name)
 
     def _create_on(self, worker: WorkerInfo, table: Table) -> None:
-        columns = table.columns
-        if table.hidden_flag:  # stored, never shown: the catalog's columns are the user's
-            columns += (Column(FLAG_COLUMN, "INTEGER"),)
+        columns = table.worker_columns
         self.clients.call(worker, lambda c: c.create_table(table.database, table.name, table.kind, columns))
 
     def _table_lock(self, database: str, table: str) -> threading.Lock:

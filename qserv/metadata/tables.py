@@ -95,7 +95,7 @@ def _checked_match(db: Database, table: Table, where: str, lookup: Lookup) -> Ta
     if flag == FLAG_COLUMN and table.column(FLAG_COLUMN) is not None:
         raise InvalidParameter(
             f"{where}: column name {FLAG_COLUMN} is reserved for the match flag",
-            hint=f"name it as the flag column (--flag {FLAG_COLUMN}), or rename it",
+            hint="rename the column, or name another integer column as the flag (--flag COL)",
         )
     if flag != FLAG_COLUMN:
         col = table.column(flag or "")

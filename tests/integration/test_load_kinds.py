@@ -17,11 +17,13 @@ from pathlib import Path
 import duckdb
 import healpy as hp
 import numpy as np
+import psycopg
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.cluster import LiveCluster, running_cluster
+from qserv.metadata.store import WorkerState, open_store
+from tests.cluster import LiveCluster, running_cluster, wait_until
 
 ORDER = 5
 NSIDE = 1 << ORDER
@@ -45,8 +47,6 @@ def tc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveCluster]:
 
 
 def query(tc: LiveCluster, sql: str, db: str = "kinds") -> list[tuple[object, ...]]:
-    import psycopg
-
     with psycopg.connect(tc.dsn.replace("dbname=sky", f"dbname={db}"), autocommit=True) as conn:
         return conn.execute(sql).fetchall()
 
@@ -325,8 +325,6 @@ def test_match_refusals(
     # a match table joined with anything: a later step
     load_ok(tc, "--database", "kinds", "--table", "MJ", "--match", "--left", "Ref=refId", "--right", "Obj=objectId",
             str(good))  # fmt: skip
-    import psycopg
-
     with pytest.raises(psycopg.errors.FeatureNotSupported, match="a later step"):
         query(tc, "SELECT COUNT(*) FROM MJ m JOIN Obj o ON m.objectId = o.objectId")
 
@@ -368,8 +366,6 @@ def test_column_types_round_trip(tc: LiveCluster, tmp_path: Path) -> None:
     want2 = (2, 45.5, -0.5) + (None,) * 18 + (dt.datetime(2011, 1, 1), None, None)
     got = query(tc, "SELECT * FROM Typed ORDER BY id")
     assert [tuple(bytes(v) if isinstance(v, memoryview) else v for v in r) for r in got] == [want1, want2]
-    import psycopg
-
     with psycopg.connect(tc.dsn.replace("dbname=sky", "dbname=kinds"), autocommit=True) as conn:
         cur = conn.execute("SELECT bl, ts, flag, u64 FROM Typed WHERE id = 1")
         oids = [d.type_code for d in cur.description]
@@ -423,3 +419,37 @@ def test_column_types_round_trip(tc: LiveCluster, tmp_path: Path) -> None:
     err = load_error(tc, "--database", "kinds", "--table", "Typed", "--director", "--id", "id", "--lon", "ra",
                      "--lat", "decl", str(tmp_path / "Bad.parquet"))  # fmt: skip
     assert f"{tmp_path / 'Bad.parquet'} row 1, column i32: cannot convert 'x' to int32" in err
+
+
+def _states(tc: LiveCluster) -> dict[str, WorkerState]:
+    store = open_store(tc.spec.metadata())
+    try:
+        return {w.name: w.state for w in store.workers()}
+    finally:
+        store.close()
+
+
+def test_worker_rejoins_with_a_hidden_flag_match_table(
+    tc: LiveCluster, objects: dict[str, np.ndarray], refs: dict[str, np.ndarray], tmp_path: Path
+) -> None:
+    pairs = [(int(r), int(o)) for r, o in zip(refs["id"][:40], objects["id"][100:140], strict=True)]
+    path = write_csv(tmp_path / "MR.csv", ["refId", "objectId"], pairs)
+    load_ok(tc, "--database", "kinds", "--table", "MR", "--match", "--left", "Ref=refId", "--right", "Obj=objectId",
+            str(path))  # fmt: skip
+    name = tc.spec.worker_names()[0]
+    tc.cluster.kill(name)
+    wait_until(lambda: _states(tc)[name] is WorkerState.DOWN, 90, f"{name} is down")
+    tc.cluster.start_worker(name)
+    # rejoining creates every catalog table on the worker: the stored columns, hidden flag included
+    wait_until(lambda: _states(tc)[name] is WorkerState.ACTIVE, 90, f"{name} rejoined")
+    wait_until(lambda: _answers(tc, "SELECT COUNT(*) FROM MR"), 60, "the czar plans on it again")
+    assert query(tc, "SELECT COUNT(*) FROM MR") == [(len(pairs),)]
+    assert Counter(query(tc, "SELECT refId, objectId FROM MR")) == Counter(pairs)
+
+
+def _answers(tc: LiveCluster, sql: str) -> bool:
+    try:
+        query(tc, sql)
+        return True
+    except psycopg.Error:
+        return False

@@ -348,6 +348,10 @@ class Ingest:
         t = self.table(database, table)
         if t.kind is not TableKind.DIRECTOR:
             raise InvalidParameter(f"{t.database}.{t.name} is not a director table")
+        if t.non_unique_key:  # a key may be in several chunks: no one chunk to answer
+            raise InvalidParameter(
+                f"director {t.database}.{t.name} has non-unique keys: a key names no one chunk"
+            )
         return self.index.lookup(t.database, t.name, keys)
 
     def commit(self, transaction_id: int, chunk_rows: dict[int, int], rows: int) -> dict[str, Any]:

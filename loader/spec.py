@@ -95,8 +95,10 @@ class LoadSpec:
 
     @property
     def required_columns(self) -> tuple[str, ...]:
-        """Columns that may not be NULL (a match row's keys may: that side is absent)."""
-        cols = (self.id_column, self.lon_column, self.lat_column, self.key_column)
+        """Columns that may not be NULL (a match row's keys may: that side is absent; so may the
+        key of a child with its own position: the row is placed by that position)."""
+        key = self.key_column if self.lon_column is None else None
+        cols = (self.id_column, self.lon_column, self.lat_column, key)
         return tuple(c for c in cols if c)
 
 

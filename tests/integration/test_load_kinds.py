@@ -91,6 +91,7 @@ def test_children_without_director_rows(
     orphan_ra, orphan_dec = rng.uniform(40.0, 50.0, 60), rng.uniform(-5.0, 5.0, 60)
     for j in range(60):
         rows.append((100_000 + j, 50_000 + j, float(orphan_ra[j]), float(orphan_dec[j])))
+    rows.append((200_000, None, 45.5, 0.5))  # no key at all: placed by its position too
     src = np.array([(r[2], r[3]) for r in rows])
     director_chunk = dict(
         zip(objects["id"].tolist(), chunk(objects["ra"], objects["dec"]).tolist(), strict=True)
@@ -103,14 +104,16 @@ def test_children_without_director_rows(
     path = write_csv(tmp_path / "Src.csv", ["srcId", "objectId", "ra", "decl"], rows)
 
     # without --lon/--lat the orphans are refused, as before
+    keyed = write_csv(tmp_path / "Keyed.csv", ["srcId", "objectId", "ra", "decl"], rows[:-1])
     err = load_error(tc, "--database", "kinds", "--table", "SrcNoPos", "--child-of", "Obj", "--key", "objectId",
-                     str(path))  # fmt: skip
+                     str(keyed))  # fmt: skip
     assert f"column objectId: no Obj row has key {50_000}" in err
 
     load_ok(tc, "--database", "kinds", "--table", "Src", "--child-of", "Obj", "--key", "objectId", "--lon", "ra",
             "--lat", "decl", str(path))  # fmt: skip
     assert query(tc, "SELECT COUNT(*) FROM Src") == [(len(rows),)]
-    assert query(tc, "SELECT srcId, ra FROM Src WHERE objectId = 50007") == [(100_007, rows[-53][2])]
+    assert query(tc, "SELECT srcId, ra FROM Src WHERE objectId = 50007") == [(100_007, rows[-54][2])]
+    assert query(tc, "SELECT srcId FROM Src WHERE objectId IS NULL") == [(200_000,)]
     got = query(tc, "SELECT srcId FROM Src WHERE objectId IN (50001, 3, 50059) ORDER BY srcId")
     assert got == [(30,), (31,), (100_001,), (100_059,)]
     # a plain spatial filter on the child finds every row, whatever chunk it is in
@@ -119,7 +122,7 @@ def test_children_without_director_rows(
     assert [g[0] for g in got] == inside
     # the join keeps the children of existing director rows only
     assert query(tc, "SELECT COUNT(*) FROM Obj o JOIN Src s ON o.objectId = s.objectId") == [
-        (len(rows) - 60,)
+        (len(rows) - 61,)
     ]
 
 

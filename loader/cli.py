@@ -97,6 +97,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--schema", type=Path, metavar="FILE", help="a CREATE TABLE statement giving column types"
     )
     parser.add_argument(
+        "--no-header",
+        dest="header",
+        action="store_false",
+        help="CSV/TSV files have no header line (as Qserv's dumps): their columns are the table's, "
+        "in order (--schema, or the existing table)",
+    )
+    parser.add_argument(
         "--batch-mb", type=int, default=16, metavar="MB", help="CSV bytes per batch (default: %(default)s)"
     )
     parser.add_argument(
@@ -160,6 +167,7 @@ def spec_from_args(args: argparse.Namespace) -> LoadSpec:
         right_column=right[1],
         flag_column=args.flag,
         schema_file=args.schema,
+        header=args.header,
         batch_bytes=max(1, args.batch_mb) << 20,
         batch_rows=max(1, args.batch_rows),
     )

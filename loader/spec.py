@@ -45,6 +45,7 @@ class LoadSpec:
     right_column: str | None = None
     flag_column: str | None = None  # match: the flag column (None: qserv's hidden one)
     schema_file: Path | None = None
+    header: bool = True  # CSV/TSV files start with a header line (Qserv's dumps do not)
     batch_bytes: int = 16 << 20  # CSV block size (rows per batch follow from it)
     batch_rows: int = 256 * 1024  # Parquet rows per batch
 
@@ -82,6 +83,7 @@ class LoadSpec:
             "director": self.director,
             "key": self.key_column,
             **({"non_unique_key": "1"} if self.non_unique_key else {}),
+            **({"header": "0"} if not self.header else {}),
             **(
                 {
                     "left": f"{self.left_director}={self.left_column}",

@@ -241,6 +241,11 @@ def _target_table(spec: LoadSpec, czar: CzarClient) -> tuple[Database, Table, pa
         return db, existing, arrow_schema_of(existing.columns)
     if spec.schema_file is not None:
         columns, schema = parse_schema(spec.schema_file.read_text(), str(spec.schema_file))
+    elif not spec.header:
+        raise InvalidParameter(
+            f"files without a header line (--no-header) need --schema: table {db.name}.{spec.table} does not exist",
+            hint="give a CREATE TABLE with --schema (its columns, in the files' order)",
+        )
     else:
         files = [input_file(p) for p in spec.files]
         schema = unify_schemas([(f, infer_schema(f, spec.batch_bytes)) for f in files])
@@ -395,7 +400,7 @@ def stream(
     rows = 0
     index_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="index")
     index_future: Future[None] | None = None
-    files = [input_file(p) for p in spec.files]
+    files = [input_file(p, None if spec.header else tuple(schema.names)) for p in spec.files]
 
     def batches() -> Iterator[Batch]:
         for f in files:

@@ -407,6 +407,22 @@ def test_column_types_round_trip(tc: LiveCluster, tmp_path: Path) -> None:
         (2, None, None),
     ]
 
+    # a dump without a header line, as MySQL writes it: the existing table's columns, in order
+    dump = tmp_path / "Typed.dump.tsv"
+    fields = ["4", "46.5", "1.5", "1", "\x01", "0", "5", "6", "7", "8", "9", "10", "11", "12", "0.5", "0.75",
+              '"q', "tab\\\tin", "line\\\nbreak\rcr", escaped, "\\N", "2012-01-01 00:00:00", "\\N", "\\N"]  # fmt: skip
+    dump.write_bytes("\t".join(fields).encode().replace("\xff".encode(), b"\xff") + b"\n")
+    load_ok(tc, "--database", "kinds", "--table", "Typed", "--director", "--id", "id", "--lon", "ra", "--lat", "decl",
+            "--no-header", str(dump))  # fmt: skip
+    got = query(tc, "SELECT bit1, c, vc, t, bl, vb, ts FROM Typed WHERE id = 4")
+    assert [tuple(bytes(v) if isinstance(v, memoryview) else v for v in r) for r in got] == [
+        (True, '"q', "tab\tin", "line\nbreak\rcr", blob, None, dt.datetime(2012, 1, 1))
+    ]
+    err = load_error(tc, "--database", "kinds", "--table", "NoHeader", "--regular", "--no-header", str(dump))
+    assert (
+        "files without a header line (--no-header) need --schema: table kinds.NoHeader does not exist" in err
+    )
+
     # type mismatches: named with file, line and column
     bad = tmp_path / "Bad.tsv"
     bad.write_text(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import healpy as hp
 import pyarrow as pa
 import pytest
 
+from loader.escapes import DumpStream
 from loader.match import match_rows
 from loader.partition import child_rows
 from loader.read import Batch, InputFile, infer_schema, input_file, read_batches
@@ -108,3 +110,46 @@ def test_mysql_escapes_of_binary_fields_are_undone(tmp_path: Path) -> None:
     rows = [r for batch in read_batches(f, schema) for r in batch.data.column(1).to_pylist()]
     assert rows == [b"\x00a\tb\nc\\d\x1a\re\xffx", None]
     assert infer_schema(f).field("b").type == pa.binary()  # not UTF-8: bytes
+
+
+DUMP = (
+    b'1\tsay "hi\\\ttab"\t\\0\\\t\\\\\xfe\t\x01\ta\\\nb\rc\n'  # quote, escaped TAB, NUL, backslash, raw CR
+    b"2\t\\N\t\\N\t\x00\t\\N\n"
+)
+
+
+class _Trickle(io.RawIOBase):
+    """``DUMP`` a few bytes per read (escapes split across blocks)."""
+
+    def __init__(self, step: int) -> None:
+        self._data, self._at, self._step = DUMP, 0, step
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        out = self._data[self._at : self._at + self._step]
+        self._at += len(out)
+        return out
+
+
+@pytest.mark.parametrize("step", [1, 2, 3, 5, 64])
+def test_dump_stream_keeps_escapes_apart_from_field_and_line_ends(step: int) -> None:
+    out = DumpStream(_Trickle(step), "\t").read()  # type: ignore[arg-type]
+    assert out.count(b"\n") == 2 and [line.count(b"\t") for line in out.split(b"\n")[:2]] == [4, 4]
+
+
+def test_headerless_dump_reads_as_mysql_wrote_it(tmp_path: Path) -> None:
+    path = tmp_path / "d.tsv"
+    path.write_bytes(DUMP)
+    schema = pa.schema([("id", pa.int64()), ("s", pa.string()), ("b", pa.binary()), ("bit", pa.bool_()),
+                        ("t", pa.string())])  # fmt: skip
+    f = input_file(path, tuple(schema.names))
+    rows = [r for batch in read_batches(f, schema) for r in batch.data.to_pylist()]
+    assert rows == [
+        {"id": 1, "s": 'say "hi\ttab"', "b": b"\x00\t\\\xfe", "bit": True, "t": "a\nb\rc"},
+        {"id": 2, "s": None, "b": None, "bit": False, "t": None},
+    ]
+    path.write_bytes(b"3\tx\t\\N\t\x07\t\\N\n")
+    with pytest.raises(DataError, match=r"d.tsv line 1, column bit: cannot read b'\\x07' as a bit"):
+        list(read_batches(input_file(path, tuple(schema.names)), schema))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -75,8 +76,9 @@ def unescape_columns(rb: pa.RecordBatch, delimiter: str) -> pa.RecordBatch:
     return _unescape_where(rb, textual, delimiter.encode())
 
 
-def _unescape_where(rb: pa.RecordBatch, which: object, delimiter: bytes) -> pa.RecordBatch:
-    assert callable(which)
+def _unescape_where(
+    rb: pa.RecordBatch, which: Callable[[pa.DataType], bool], delimiter: bytes
+) -> pa.RecordBatch:
     columns = [_unescaped(c, delimiter) if which(c.type) else c for c in rb.columns]
     return pa.RecordBatch.from_arrays(columns, schema=rb.schema)
 

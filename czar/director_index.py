@@ -5,6 +5,9 @@ keys, and a child row must be stored in the chunk of its director row. Both ques
 answered here. A director loaded with ``--non-unique-key`` may hold a key many times, in
 several chunks: the index keeps one row per director row, so a lookup names every chunk
 holding the key (such a director has no children or match tables: a key names no one row).
+A child loaded with its own position (``--lon/--lat``) publishes here, under its own name, the
+keys of its rows that had no director row, so that a later director load holding one of those
+keys is refused (:meth:`DirectorIndex.check_orphans`).
 
 Layout (one DuckDB database, owned by the czar process; nobody else opens it):
 
@@ -194,6 +197,33 @@ class DirectorIndex:
                         f"director key {dup!r} of {target} is already loaded",
                         hint="director keys must be unique across loads: drop the rows already loaded",
                     )
+        finally:
+            cur.close()
+
+    def check_orphans(self, transaction_id: int, database: str, children: Sequence[str]) -> None:
+        """Raise DataError naming a director key of the load that ``children`` (children with
+        their own positions) hold rows of that had no director row when they were loaded.
+
+        Those rows are in the chunks of their own positions, not of the new director row, so a
+        director-child join would miss them. Their keys are staged and published like director
+        keys, under the child's name (:meth:`stage`).
+        """
+        cur = self._conn.cursor()
+        try:
+            for target, paths in self._staged(transaction_id).items():
+                keys = self._read(paths).column("key")
+                for child in children:
+                    index = _index_name(database, child)
+                    if index not in self._published:
+                        continue
+                    key = _already_loaded(cur, _quote(index), keys)
+                    if key is not None:
+                        raise DataError(
+                            f"director key {key!r} of {target} has rows in child table {database}.{child} "
+                            "loaded without a director row (they are in the chunks of their own positions)",
+                            hint="load a director's rows before its children's: drop these director rows, "
+                            "or reload the child after the director",
+                        )
         finally:
             cur.close()
 

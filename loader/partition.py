@@ -212,7 +212,20 @@ def child_rows(batch: Batch, spec: LoadSpec, chunks: pa.Array, partitioning: Par
                 hint="a spatial restriction on the child would miss it: fix its position, load it "
                 "without --lon/--lat, or choose a larger --overlap (qserv database create)",
             )
-    return Partitioned(with_ids(batch.data, chunk, None), chunk)
+    # the keys of rows without a director row, so that a later load of the director refuses them
+    orphan = np.flatnonzero(
+        absent & ~pc.is_null(batch.data.column(spec.key_column)).to_numpy(zero_copy_only=False)
+    )
+    index = None
+    if orphan.size:
+        index = pa.table(
+            {
+                "key": batch.data.column(spec.key_column).take(pa.array(orphan)),
+                "chunk": pa.array(chunk[orphan], pa.int32()),
+                "subchunk": pa.array(np.zeros(orphan.size, dtype=np.int64)),
+            }
+        )
+    return Partitioned(with_ids(batch.data, chunk, None), chunk, index=index)
 
 
 def chunk_counts(chunks: I32) -> dict[int, int]:

@@ -339,8 +339,9 @@ class Ingest:
         """Stage director index rows (key, chunk, subchunk) of a director load."""
         t = self._open(transaction_id)
         table = self.table(t.database, t.table)
-        if table.kind is not TableKind.DIRECTOR:
+        if table.kind is not TableKind.DIRECTOR and not (table.kind is TableKind.CHILD and table.lon_column):
             raise InvalidParameter(f"{table.database}.{table.name} is not a director table")
+        # a child with its own position: the keys of its rows without a director row
         self.index.stage(transaction_id, table.database, table.name, rows)
 
     def lookup(self, database: str, table: str, keys: pa.Array) -> pa.Array:
@@ -365,10 +366,16 @@ class Ingest:
             if t.state is TransactionState.STARTED:
                 self._check_copies(t)
                 self._publish_committing(t)
+                table = self.table(t.database, t.table)
                 try:
+                    # a child's staged keys are those of rows without a director row: any repeat
                     self.index.check(
-                        transaction_id, unique=not self.table(t.database, t.table).non_unique_key
+                        transaction_id, unique=table.kind is TableKind.DIRECTOR and not table.non_unique_key
                     )
+                    if table.kind is TableKind.DIRECTOR:
+                        self.index.check_orphans(
+                            transaction_id, table.database, self._positioned_children(table)
+                        )
                 except QservError:
                     self._abort(transaction_id)
                     raise
@@ -385,6 +392,16 @@ class Ingest:
                 )
         self._finish(transaction_id)
         return transaction_to_json(self._transaction(transaction_id))
+
+    def _positioned_children(self, director: Table) -> list[str]:
+        """Children of ``director`` loaded with their own positions (they may hold rows it lacks)."""
+        return [
+            c.name
+            for c in self.store.catalog().tables_of(director.database)
+            if c.kind is TableKind.CHILD
+            and c.lon_column
+            and (c.director or "").lower() == director.name.lower()
+        ]
 
     def _publish_committing(self, t: Transaction) -> None:
         """Publish the keys of the table's other COMMITTING transactions (a crash left them)."""

@@ -120,6 +120,18 @@ def test_children_without_director_rows(
     inside = sorted(r[0] for r in rows if 44.0 <= r[2] <= 46.0 and -1.0 <= r[3] <= 1.0)
     got = query(tc, "SELECT srcId FROM Src WHERE ra BETWEEN 44 AND 46 AND decl BETWEEN -1 AND 1 ORDER BY 1")
     assert [g[0] for g in got] == inside
+    # a director row loaded after a child row that had none would not join it: refused
+    late = write_csv(
+        tmp_path / "Late.csv", ["objectId", "ra", "decl"], [(900_001, 45.0, 0.0), (50_003, 45.0, 0.0)]
+    )
+    err = load_error(tc, "--database", "kinds", "--table", "Obj", "--director", "--id", "objectId", "--lon", "ra",
+                     "--lat", "decl", str(late))  # fmt: skip
+    assert (
+        "director key 50003 of kinds.obj has rows in child table kinds.Src loaded without a director row "
+        "(they are in the chunks of their own positions)" in err
+    )
+    assert query(tc, "SELECT COUNT(*) FROM Obj WHERE objectId IN (900001, 50003)") == [(0,)]
+
     # the join keeps the children of existing director rows only
     assert query(tc, "SELECT COUNT(*) FROM Obj o JOIN Src s ON o.objectId = s.objectId") == [
         (len(rows) - 61,)

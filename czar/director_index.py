@@ -2,7 +2,12 @@
 
 Why: a query ``WHERE objectId = 42`` or ``IN (...)`` needs only the chunks holding those
 keys, and a child row must be stored in the chunk of its director row. Both questions are
-answered here.
+answered here. A director loaded with ``--non-unique-key`` may hold a key many times, in
+several chunks: the index keeps one row per director row, so a lookup names every chunk
+holding the key (such a director has no children or match tables: a key names no one row).
+A child loaded with its own position (``--lon/--lat``) publishes here, under its own name, the
+keys of its rows that had no director row, so that a later director load holding one of those
+keys is refused (:meth:`DirectorIndex.check_orphans`).
 
 Layout (one DuckDB database, owned by the czar process; nobody else opens it):
 
@@ -79,16 +84,18 @@ CACHE_MAX_KEYS = 20_000_000
 class _KeyCache:
     """Published keys of one director table, sorted, with the chunk of each."""
 
-    keys: np.ndarray  # int64, strictly ascending
+    keys: np.ndarray  # int64, ascending (a director with non-unique keys repeats them)
     chunks: np.ndarray  # int32, chunks[i] holds keys[i]
 
     def chunks_for(self, keys: Sequence[int]) -> frozenset[int]:
         probe = np.fromiter(keys, dtype=np.int64, count=len(keys))
-        pos = np.searchsorted(self.keys, probe)
-        inside = pos < len(self.keys)
-        pos, probe = pos[inside], probe[inside]
-        hit = pos[self.keys[pos] == probe]
-        return frozenset(int(c) for c in np.unique(self.chunks[hit]))
+        lo = np.searchsorted(self.keys, probe, side="left")
+        hi = np.searchsorted(self.keys, probe, side="right")
+        if bool(np.all(hi - lo <= 1)):  # unique keys: one row per key found
+            return frozenset(int(c) for c in np.unique(self.chunks[lo[hi > lo]]))
+        # a repeated key may be in several chunks: every row of it counts
+        hit = np.concatenate([np.arange(a, b) for a, b in zip(lo.tolist(), hi.tolist(), strict=True)])
+        return frozenset(int(c) for c in np.unique(self.chunks[hit.astype(np.intp)]))
 
     def chunks_in(self, low: int, high: int) -> np.ndarray:
         """Chunks of the keys in [low, high]: two binary searches and a slice."""
@@ -170,8 +177,13 @@ class DirectorIndex:
         tmp.rename(self._staging / (name + _STAGED_SUFFIX))
         fsync_path(self._staging)
 
-    def check(self, transaction_id: int) -> None:
-        """Raise DataError naming a key loaded twice or already present in the index."""
+    def check(self, transaction_id: int, unique: bool = True) -> None:
+        """Raise DataError naming a key loaded twice or already present in the index.
+
+        A director with non-unique keys (``unique=False``) takes any keys: nothing to check.
+        """
+        if not unique:
+            return
         cur = self._conn.cursor()
         try:
             for target, paths in self._staged(transaction_id).items():
@@ -191,6 +203,33 @@ class DirectorIndex:
                         f"director key {dup!r} of {target} is already loaded",
                         hint="director keys must be unique across loads: drop the rows already loaded",
                     )
+        finally:
+            cur.close()
+
+    def check_orphans(self, transaction_id: int, database: str, children: Sequence[str]) -> None:
+        """Raise DataError naming a director key of the load that ``children`` (children with
+        their own positions) hold rows of that had no director row when they were loaded.
+
+        Those rows are in the chunks of their own positions, not of the new director row, so a
+        director-child join would miss them. Their keys are staged and published like director
+        keys, under the child's name (:meth:`stage`).
+        """
+        cur = self._conn.cursor()
+        try:
+            for target, paths in self._staged(transaction_id).items():
+                keys = self._read(paths).column("key")
+                for child in children:
+                    index = _index_name(database, child)
+                    if index not in self._published:
+                        continue
+                    key = _already_loaded(cur, _quote(index), keys)
+                    if key is not None:
+                        raise DataError(
+                            f"director key {key!r} of {target} has rows in child table {database}.{child} "
+                            "loaded without a director row (they are in the chunks of their own positions)",
+                            hint="load a director's rows before its children's: drop these director rows, "
+                            "or reload the child after the director",
+                        )
         finally:
             cur.close()
 
@@ -356,7 +395,7 @@ class DirectorIndex:
         )
         del table
         # appended sorted per transaction: usually ascending already, no sort needed
-        if keys.size > 1 and not bool(np.all(keys[1:] > keys[:-1])):
+        if keys.size > 1 and not bool(np.all(keys[1:] >= keys[:-1])):
             order = np.argsort(keys, kind="stable")
             keys, chunks = keys[order], chunks[order]
         return _KeyCache(keys, chunks)

@@ -11,10 +11,10 @@ import sys
 import time
 from pathlib import Path
 
-from loader.spec import LoadSpec
+from loader.spec import LoadSpec, director_option
 from loader.transaction import CzarClient, load
 from qserv.catalog import TableKind
-from qserv.errors import QservError
+from qserv.errors import InvalidParameter, QservError
 
 DESCRIPTION = """\
 Load CSV/TSV (with a header line) or Parquet files into one table of a qserv cluster.
@@ -24,8 +24,28 @@ every replica's worker, and become visible all at once on commit. A bad value st
 with its file, line and column, and nothing is loaded. Rerunning the same command after a
 crash loads the data exactly once; rerunning it after success does nothing.
 
-The database is created with default partitioning on first use. The table is created from
---schema, the Parquet schema, or types inferred from the whole CSV file."""
+The database is created with default partitioning on first use (`qserv database create`
+chooses another). The table is created from --schema (a CREATE TABLE, MySQL column types
+accepted), the Parquet schema, or types inferred from the whole CSV file. In CSV/TSV, \\N and
+the empty field are NULL; binary (BLOB) fields are bytes as MySQL's SELECT ... INTO OUTFILE
+writes them (\\0, \\t, \\n, \\r, \\Z, \\\\ escaped), as in Qserv's catalogs.
+
+Table kinds:
+  --director --id COL --lon COL --lat COL [--non-unique-key]
+      partitioned by its own position, with overlap rows; keys unique unless
+      --non-unique-key (then a key lookup returns every row with it)
+  --child-of DIRECTOR --key COL [--lon COL --lat COL]
+      rows go to the chunk of their DIRECTOR row; with --lon/--lat, a row whose key no
+      director row has is kept in the chunk of its own position, and a row farther than
+      the database's overlap from its director row's chunk is refused
+  --match --left [DB.]DIRECTOR=COL --right [DB.]DIRECTOR=COL [--flag COL]
+      N-to-M pairs between two directors of one family; each pair is stored in the chunk
+      of its left row and in that of its right row, the flag column (COL, else a hidden
+      one) saying which sides are in the chunk (bit 1 left, bit 2 right, bit 4 the
+      pair's only copy: its other side has no director row); a row with neither side
+      is refused
+  --regular
+      small table copied whole to every worker"""
 
 EPILOG = """\
 examples:
@@ -33,6 +53,8 @@ examples:
       --director --id objectId --lon ra --lat dec object.csv
   qserv load --url http://127.0.0.1:4048 --database sky --table Source \\
       --child-of Object --key objectId source_*.parquet
+  qserv load --url http://127.0.0.1:4048 --database sky --table RefObjMatch \\
+      --match --left RefObject=refObjectId --right Object=objectId --flag flags match.csv
   qserv load --url http://127.0.0.1:4048 --database sky --table Filter --regular filters.tsv
 """
 
@@ -53,13 +75,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     excl.add_argument(
         "--child-of", metavar="DIRECTOR", help="rows go to the chunk of their DIRECTOR row; needs --key"
     )
+    excl.add_argument(
+        "--match", action="store_true", help="N-to-M pairs of two directors; needs --left --right"
+    )
     excl.add_argument("--regular", action="store_true", help="small table copied whole to every worker")
-    kind.add_argument("--id", metavar="COL", help="director: unique key column (e.g. objectId)")
-    kind.add_argument("--lon", metavar="COL", help="director: longitude / RA column, degrees")
-    kind.add_argument("--lat", metavar="COL", help="director: latitude / Dec column, degrees")
+    kind.add_argument("--id", metavar="COL", help="director: key column (e.g. objectId)")
+    kind.add_argument(
+        "--non-unique-key",
+        action="store_true",
+        help="director: keys may repeat (Qserv's unique_primary_key: 0)",
+    )
+    kind.add_argument("--lon", metavar="COL", help="director, child: longitude / RA column, degrees")
+    kind.add_argument("--lat", metavar="COL", help="director, child: latitude / Dec column, degrees")
     kind.add_argument("--key", metavar="COL", help="child: column holding the director key")
+    kind.add_argument("--left", metavar="[DB.]DIRECTOR=COL", help="match: left director and its key column")
+    kind.add_argument("--right", metavar="[DB.]DIRECTOR=COL", help="match: right director and its key column")
+    kind.add_argument(
+        "--flag", metavar="COL", help="match: integer column to hold the flag (default: hidden)"
+    )
     parser.add_argument(
         "--schema", type=Path, metavar="FILE", help="a CREATE TABLE statement giving column types"
+    )
+    parser.add_argument(
+        "--no-header",
+        dest="header",
+        action="store_false",
+        help="CSV/TSV files have no header line (as Qserv's dumps): their columns are the table's, "
+        "in order (--schema, or the existing table)",
     )
     parser.add_argument(
         "--batch-mb", type=int, default=16, metavar="MB", help="CSV bytes per batch (default: %(default)s)"
@@ -85,20 +127,47 @@ def spec_from_args(args: argparse.Namespace) -> LoadSpec:
         kind = TableKind.DIRECTOR
     elif args.child_of:
         kind = TableKind.CHILD
+    elif args.match:
+        kind = TableKind.MATCH
     else:
         kind = TableKind.REGULAR
+    misplaced = [
+        option
+        for option, value, kinds in (
+            ("--id", args.id, (TableKind.DIRECTOR,)),
+            ("--non-unique-key", args.non_unique_key, (TableKind.DIRECTOR,)),
+            ("--lon", args.lon, (TableKind.DIRECTOR, TableKind.CHILD)),
+            ("--lat", args.lat, (TableKind.DIRECTOR, TableKind.CHILD)),
+            ("--key", args.key, (TableKind.CHILD,)),
+            ("--left", args.left, (TableKind.MATCH,)),
+            ("--right", args.right, (TableKind.MATCH,)),
+            ("--flag", args.flag, (TableKind.MATCH,)),
+        )
+        if value and kind not in kinds
+    ]
+    if misplaced:
+        raise InvalidParameter(f"{', '.join(misplaced)} cannot be used with a {kind.value} table")
+    left = director_option(args.left, "--left") if args.left else (None, None)
+    right = director_option(args.right, "--right") if args.right else (None, None)
     return LoadSpec(
         url=args.url,
         database=args.database,
         table=args.table,
         kind=kind,
         files=tuple(args.files),
-        id_column=args.id if kind is TableKind.DIRECTOR else None,
-        lon_column=args.lon if kind is TableKind.DIRECTOR else None,
-        lat_column=args.lat if kind is TableKind.DIRECTOR else None,
+        id_column=args.id,
+        lon_column=args.lon,
+        lat_column=args.lat,
         director=args.child_of,
-        key_column=args.key if kind is TableKind.CHILD else None,
+        key_column=args.key,
+        non_unique_key=args.non_unique_key,
+        left_director=left[0],
+        left_column=left[1],
+        right_director=right[0],
+        right_column=right[1],
+        flag_column=args.flag,
         schema_file=args.schema,
+        header=args.header,
         batch_bytes=max(1, args.batch_mb) << 20,
         batch_rows=max(1, args.batch_rows),
     )

@@ -4,7 +4,8 @@ Pure functions over Arrow batches (no network), in the order the loader applies 
 
     validate(batch, spec)                       # NULL ids/positions, latitude range
     director_rows(batch, spec, partitioning)    # -> Partitioned: rows + overlap rows + index
-    child_rows(batch, spec, chunks)             # chunks looked up in the director index
+    child_rows(batch, spec, chunks, partitioning)   # chunks looked up in the director index
+    match_rows(batch, table, left, right)       # loader/match.py: a pair in both sides' chunks
     Router(order).split(rows, chunks)           # -> {worker: rows}, once placement is known
 
 Chunks are nested HEALPix pixels, so one ``ang2pix`` gives every id a row needs: at the
@@ -31,7 +32,7 @@ from loader.spec import LoadSpec
 from qserv.catalog import CHUNK_COLUMN, SUBCHUNK_COLUMN, Partitioning
 from qserv.errors import DataError
 from qserv.sphere.healpix import MAX_ORDER, SIGMA_MIN, chunk_ids, n_chunks, nside
-from qserv.sphere.overlap import check_overlap, overlap_rows
+from qserv.sphere.overlap import check_overlap, distance_to_chunk, overlap_rows
 
 I32 = npt.NDArray[np.int32]
 I64 = npt.NDArray[np.int64]
@@ -88,7 +89,7 @@ def _role(spec: LoadSpec, name: str) -> str:
     return "position (--lon/--lat)"
 
 
-def _with_ids(data: pa.RecordBatch | pa.Table, chunks: I32, subchunks: I64 | None) -> pa.Table:
+def with_ids(data: pa.RecordBatch | pa.Table, chunks: I32, subchunks: I64 | None) -> pa.Table:
     table = pa.Table.from_batches([data]) if isinstance(data, pa.RecordBatch) else data
     table = table.append_column(CHUNK_COLUMN, pa.array(chunks, pa.int32()))
     if subchunks is not None:
@@ -135,7 +136,7 @@ def director_rows(batch: Batch, spec: LoadSpec, partitioning: Partitioning) -> P
     pix = chunk_ids(lon, lat, fine)
     subchunk = pix >> (2 * (fine - sub_order))
     chunk = (pix >> (2 * (fine - order))).astype(np.int32)
-    rows = _with_ids(data, chunk, subchunk)
+    rows = with_ids(data, chunk, subchunk)
     index = pa.table(
         {
             "key": data.column(spec.id_column),
@@ -167,22 +168,64 @@ def _overlap(
     row_index = border[np.asarray(found, dtype=np.int64)]
     ochunk = np.asarray(chunk, dtype=np.int32)
     taken = pa.Table.from_batches([data]).take(pa.array(row_index))
-    return _with_ids(taken, ochunk, subchunk[row_index]), ochunk
+    return with_ids(taken, ochunk, subchunk[row_index]), ochunk
 
 
-def child_rows(batch: Batch, spec: LoadSpec, chunks: pa.Array) -> Partitioned:
-    """Child rows with the chunk of their director row; refuse rows whose director is unknown."""
+def child_rows(batch: Batch, spec: LoadSpec, chunks: pa.Array, partitioning: Partitioning) -> Partitioned:
+    """Child rows with the chunk of their director row (``chunks``: null where none has the key).
+
+    Without position columns a row whose director is unknown is refused. With them (``--lon
+    --lat``) such a row goes to the chunk of its own position, and a row farther than the
+    overlap from its director row's chunk is refused: a spatial restriction on the child
+    covers its region grown by the overlap, which would miss that row.
+    """
     assert spec.key_column
-    if chunks.null_count:
-        row = _first_true(pc.is_null(chunks))
-        key = batch.data.column(spec.key_column)[row].as_py()
-        raise DataError(
-            f"{batch.file.position(batch.first_row + row)}, column {spec.key_column}: "
-            f"no {spec.director} row has key {key!r}",
-            hint=f"load the director table {spec.director} first, or fix the key",
+    if spec.lon_column is None or spec.lat_column is None:
+        if chunks.null_count:
+            row = _first_true(pc.is_null(chunks))
+            key = batch.data.column(spec.key_column)[row].as_py()
+            raise DataError(
+                f"{batch.file.position(batch.first_row + row)}, column {spec.key_column}: "
+                f"no {spec.director} row has key {key!r}",
+                hint=f"load the director table {spec.director} first, fix the key, or give the "
+                "child's own position columns (--lon --lat) to keep such rows",
+            )
+        chunk = chunks.to_numpy(zero_copy_only=False).astype(np.int32)
+        return Partitioned(with_ids(batch.data, chunk, None), chunk)
+    lon = batch.data.column(spec.lon_column).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+    lat = batch.data.column(spec.lat_column).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+    own = chunk_ids(lon, lat, partitioning.order).astype(np.int32)
+    absent = pc.is_null(chunks).to_numpy(zero_copy_only=False)
+    chunk = np.where(absent, own, pc.fill_null(chunks, 0).to_numpy(zero_copy_only=False)).astype(np.int32)
+    elsewhere = np.flatnonzero(~absent & (chunk != own))
+    if elsewhere.size:
+        distance = distance_to_chunk(lon[elsewhere], lat[elsewhere], chunk[elsewhere], partitioning.order)
+        far = np.flatnonzero(distance > partitioning.overlap)
+        if far.size:
+            i = int(far[0])
+            row = int(elsewhere[i])
+            key = batch.data.column(spec.key_column)[row].as_py()
+            raise DataError(
+                f"{batch.file.position(batch.first_row + row)}: child row with key {key!r} lies "
+                f"{float(distance[i]):.6f}° from chunk {int(chunk[row])} of its {spec.director} row, "
+                f"farther than the overlap {partitioning.overlap:.6f}°",
+                hint="a spatial restriction on the child would miss it: fix its position, load it "
+                "without --lon/--lat, or choose a larger --overlap (qserv database create)",
+            )
+    # the keys of rows without a director row, so that a later load of the director refuses them
+    orphan = np.flatnonzero(
+        absent & ~pc.is_null(batch.data.column(spec.key_column)).to_numpy(zero_copy_only=False)
+    )
+    index = None
+    if orphan.size:
+        index = pa.table(
+            {
+                "key": batch.data.column(spec.key_column).take(pa.array(orphan)),
+                "chunk": pa.array(chunk[orphan], pa.int32()),
+                "subchunk": pa.array(np.zeros(orphan.size, dtype=np.int64)),
+            }
         )
-    chunk = chunks.to_numpy(zero_copy_only=False).astype(np.int32)
-    return Partitioned(_with_ids(batch.data, chunk, None), chunk)
+    return Partitioned(with_ids(batch.data, chunk, None), chunk, index=index)
 
 
 def chunk_counts(chunks: I32) -> dict[int, int]:

@@ -3,7 +3,10 @@
 CSV/TSV files have a header line; the delimiter comes from the extension (``.csv`` comma,
 ``.tsv``/``.tab`` tab, ``.psv`` pipe) or is sniffed from the first 64 KiB. ``NULL``, ``null``,
 ``\\N`` and the empty field are NULL. Compressed files (``.gz``, ``.bz2``, ``.zst``) are
-read transparently.
+read transparently. Binary (BLOB) fields are bytes with MySQL's escapes, as Qserv's catalogs
+hold them (:mod:`loader.escapes`); a column whose values are not UTF-8 text is inferred as
+binary. A file without a header line (``--no-header``) is a MySQL or Qserv dump: its columns
+are the table's, in order, and MySQL's escapes are undone in every text and binary column.
 
 Schema inference reads the *whole* file (pyarrow infers from the first block only, so a
 column that looks integer for a million rows and then holds ``1.5`` would fail half-way
@@ -28,6 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from loader.escapes import DumpStream, bits_to_bool, unescape_binary, unescape_columns
 from qserv.errors import DataError
 
 NULL_VALUES = ["", "NULL", "null", "\\N"]
@@ -43,11 +47,12 @@ class InputFile:
     path: Path
     format: str  # "csv" or "parquet"
     delimiter: str = ","
+    columns: tuple[str, ...] | None = None  # a CSV without a header line: its columns, in order
 
     def position(self, row: int) -> str:
         """Where data row ``row`` (0-based) is, for error messages."""
         if self.format == "csv":
-            return f"{self.path} line {row + 2}"  # line 1 is the header
+            return f"{self.path} line {row + (2 if self.columns is None else 1)}"  # line 1: the header
         return f"{self.path} row {row + 1}"
 
 
@@ -60,8 +65,8 @@ class Batch:
     data: pa.RecordBatch
 
 
-def input_file(path: Path) -> InputFile:
-    """Recognise a file's format and delimiter."""
+def input_file(path: Path, columns: tuple[str, ...] | None = None) -> InputFile:
+    """Recognise a file's format and delimiter (``columns``: a CSV's, when it has no header line)."""
     if not path.is_file():
         raise DataError(f"input file {path} does not exist or is not a file")
     suffixes = [s.lower() for s in path.suffixes if s.lower() not in _COMPRESSION]
@@ -69,24 +74,31 @@ def input_file(path: Path) -> InputFile:
     if ext in (".parquet", ".pq"):
         return InputFile(path, "parquet")
     if ext in _DELIMITERS:
-        return InputFile(path, "csv", _DELIMITERS[ext])
+        return InputFile(path, "csv", _DELIMITERS[ext], columns)
     with pa.input_stream(str(path), compression="detect") as f:
         sample = f.read(64 << 10).decode("utf-8", errors="replace")
     try:
         dialect = csv.Sniffer().sniff(sample.split("\n", 20)[0] + "\n", delimiters=",\t|;")
     except csv.Error as e:
         raise DataError(f"cannot tell the format of {path}", hint="name it .csv, .tsv or .parquet") from e
-    return InputFile(path, "csv", dialect.delimiter)
+    return InputFile(path, "csv", dialect.delimiter, columns)
 
 
 def _open_csv(
     f: InputFile, block_bytes: int, column_types: dict[str, pa.DataType] | None = None
 ) -> pacsv.CSVStreamingReader:
-    stream = pa.input_stream(str(f.path), compression="detect")
+    stream: pa.NativeFile | DumpStream = pa.input_stream(str(f.path), compression="detect")
+    if f.columns is not None:  # a dump: MySQL's escapes of the delimiter and newline
+        stream = DumpStream(stream, f.delimiter)
     return pacsv.open_csv(
         stream,
-        read_options=pacsv.ReadOptions(block_size=block_bytes),
-        parse_options=pacsv.ParseOptions(delimiter=f.delimiter),
+        read_options=pacsv.ReadOptions(
+            block_size=block_bytes, column_names=list(f.columns) if f.columns is not None else None
+        ),
+        # a dump encloses no field in quotes: a quote is a character like any other
+        parse_options=pacsv.ParseOptions(
+            delimiter=f.delimiter, quote_char='"' if f.columns is None else False
+        ),
         convert_options=pacsv.ConvertOptions(
             column_types=column_types or {},
             null_values=NULL_VALUES,
@@ -101,6 +113,8 @@ def _widen(t: pa.DataType) -> pa.DataType:
         return pa.int64()
     if pa.types.is_integer(t):
         return pa.float64()
+    if pa.types.is_string(t):
+        return pa.binary()  # not UTF-8: bytes
     return pa.string()
 
 
@@ -109,6 +123,8 @@ def _widest(a: pa.DataType, b: pa.DataType) -> pa.DataType:
     if a == b:
         return a
     chain = [pa.null(), pa.int64(), pa.float64()]
+    if pa.types.is_binary(a) or pa.types.is_binary(b):
+        return pa.binary()
 
     def rank(t: pa.DataType) -> int:
         if pa.types.is_null(t):
@@ -236,11 +252,18 @@ def read_batches(
             row += rb.num_rows
         return
     types = {n: schema.field(i).type for i, n in enumerate(names)}
+    # a dump writes BIT(1) as a raw byte: read as bytes, then as a bit (loader.escapes)
+    bits = {n for n, t in types.items() if f.columns is not None and pa.types.is_boolean(t)}
     row = 0
     try:
-        reader = _open_csv(f, block_bytes, types)
+        reader = _open_csv(f, block_bytes, {n: pa.binary() if n in bits else t for n, t in types.items()})
         for rb in reader:
-            yield Batch(f, row, rb.select(names).rename_columns(schema.names))
+            rb = rb.select(names)
+            if f.columns is not None:
+                rb = bits_to_bool(unescape_columns(rb, f.delimiter), bits, f, row)
+            else:
+                rb = unescape_binary(rb)
+            yield Batch(f, row, rb.rename_columns(schema.names))
             row += rb.num_rows
     except pa.ArrowInvalid as e:
         target = pa.schema([pa.field(n, types[n]) for n in names])
@@ -264,7 +287,12 @@ def file_columns(f: InputFile) -> list[str]:
     """Column names of a file, from its header or Parquet schema."""
     if f.format == "parquet":
         return list(pq.ParquetFile(f.path).schema_arrow.names)
-    reader = _open_csv(f, 1 << 16, None)
+    if f.columns is not None:
+        return list(f.columns)
+    try:
+        reader = _open_csv(f, 1 << 16, None)
+    except pa.ArrowInvalid as e:
+        raise DataError(f"cannot read the header of {f.path}: {e}") from e
     return list(reader.schema.names)
 
 

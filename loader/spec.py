@@ -34,11 +34,18 @@ class LoadSpec:
     kind: TableKind
     files: tuple[Path, ...]
     id_column: str | None = None  # director
-    lon_column: str | None = None  # director
-    lat_column: str | None = None  # director
+    lon_column: str | None = None  # director; child (optional): its own position
+    lat_column: str | None = None  # director; child (optional)
     director: str | None = None  # child: director table (same database)
     key_column: str | None = None  # child: column holding the director key
+    non_unique_key: bool = False  # director: keys may repeat
+    left_director: str | None = None  # match: [db.]director of the left side
+    left_column: str | None = None  # match: column holding the left director's key
+    right_director: str | None = None
+    right_column: str | None = None
+    flag_column: str | None = None  # match: the flag column (None: qserv's hidden one)
     schema_file: Path | None = None
+    header: bool = True  # CSV/TSV files start with a header line (Qserv's dumps do not)
     batch_bytes: int = 16 << 20  # CSV block size (rows per batch follow from it)
     batch_rows: int = 256 * 1024  # Parquet rows per batch
 
@@ -55,8 +62,15 @@ class LoadSpec:
                 f"child table {self.table} needs --child-of DIRECTOR and --key COLUMN",
                 hint="e.g. --child-of Object --key objectId",
             )
-        if self.kind is TableKind.MATCH:
-            raise InvalidParameter("loading match tables is not supported yet")
+        if self.kind is TableKind.CHILD and (self.lon_column is None) != (self.lat_column is None):
+            raise InvalidParameter(f"child table {self.table}: give both --lon and --lat, or neither")
+        if self.kind is TableKind.MATCH and not (
+            self.left_director and self.left_column and self.right_director and self.right_column
+        ):
+            raise InvalidParameter(
+                f"match table {self.table} needs --left DIRECTOR=COLUMN and --right DIRECTOR=COLUMN",
+                hint="e.g. --match --left RefObject=refObjectId --right Object=objectId",
+            )
 
     @property
     def kind_options(self) -> dict[str, str | None]:
@@ -68,13 +82,36 @@ class LoadSpec:
             "lat": self.lat_column,
             "director": self.director,
             "key": self.key_column,
+            **({"non_unique_key": "1"} if self.non_unique_key else {}),
+            **({"header": "0"} if not self.header else {}),
+            **(
+                {
+                    "left": f"{self.left_director}={self.left_column}",
+                    "right": f"{self.right_director}={self.right_column}",
+                    "flag": self.flag_column,
+                }
+                if self.kind is TableKind.MATCH
+                else {}
+            ),
         }
 
     @property
     def required_columns(self) -> tuple[str, ...]:
-        """Columns every input file must have (and that may not be NULL)."""
-        cols = (self.id_column, self.lon_column, self.lat_column, self.key_column)
+        """Columns that may not be NULL (a match row's keys may: that side is absent; so may the
+        key of a child with its own position: the row is placed by that position)."""
+        key = self.key_column if self.lon_column is None else None
+        cols = (self.id_column, self.lon_column, self.lat_column, key)
         return tuple(c for c in cols if c)
+
+
+def director_option(value: str, option: str) -> tuple[str, str]:
+    """``[DB.]DIRECTOR=COLUMN`` of ``--left``/``--right`` as (director, column)."""
+    director, sep, column = value.partition("=")
+    if not sep or not director.strip() or not column.strip():
+        raise InvalidParameter(
+            f"{option} {value!r}: expected DIRECTOR=COLUMN", hint=f"e.g. {option} Object=objectId"
+        )
+    return director.strip(), column.strip()
 
 
 def fingerprint(spec: LoadSpec, content_hashes: dict[Path, str]) -> str:
@@ -104,21 +141,32 @@ def content_hash(path: Path, chunk_bytes: int = 8 << 20) -> str:
 def parse_schema(sql: str, source: str = "--schema") -> tuple[tuple[Column, ...], pa.Schema]:
     """Columns (DuckDB types) and Arrow schema of a ``CREATE TABLE`` statement.
 
-    The table name in the statement is ignored (``--table`` names the target). Types are
-    normalised by DuckDB itself, so anything DuckDB accepts is accepted here.
+    The table name in the statement is ignored (``--table`` names the target). DuckDB's and
+    PostgreSQL's type names are taken as DuckDB normalises them; a statement DuckDB's grammar
+    does not take is read as MySQL (Qserv's schema files: backticks, ``DEFAULT NULL``, keys,
+    ``ENGINE=...``), its types mapped by :func:`duckdb_type`.
     """
-    try:
-        tree = sqlglot.parse_one(sql, read="duckdb")
-    except sqlglot.errors.ParseError as e:
-        raise SyntaxError_(f"{source}: cannot parse CREATE TABLE: {e}") from e
+    tree, mysql = None, False
+    # backticks: MySQL (else DuckDB's parser would fall back to a Command, with a warning)
+    dialects = ("mysql", "duckdb") if "`" in sql else ("duckdb", "mysql")
+    for dialect in dialects:
+        try:
+            tree = sqlglot.parse_one(sql, read=dialect)
+        except sqlglot.errors.ParseError as e:
+            if dialect == dialects[-1]:
+                raise SyntaxError_(f"{source}: cannot parse CREATE TABLE: {e}") from e
+            continue
+        if isinstance(tree, exp.Create) and isinstance(tree.this, exp.Schema):
+            mysql = dialect == "mysql"
+            break
     if not isinstance(tree, exp.Create) or not isinstance(tree.this, exp.Schema):
         raise SyntaxError_(f"{source}: expected CREATE TABLE name (column type, ...)")
     defs = [d for d in tree.this.expressions if isinstance(d, exp.ColumnDef)]
     if not defs:
         raise SyntaxError_(f"{source}: CREATE TABLE lists no columns")
-    body = ", ".join(f'"{d.name}" {d.args["kind"].sql("duckdb")}' for d in defs if d.args.get("kind"))
-    if len(body.split(", ")) < len(defs):
+    if any(not isinstance(d.args.get("kind"), exp.DataType) for d in defs):
         raise SyntaxError_(f"{source}: every column needs a type")
+    body = ", ".join(f'"{d.name}" {duckdb_type(d.args["kind"], mysql)}' for d in defs)
     conn = duckdb.connect()
     try:
         conn.execute(f"CREATE TABLE t ({body})")
@@ -130,6 +178,48 @@ def parse_schema(sql: str, source: str = "--schema") -> tuple[tuple[Column, ...]
     finally:
         conn.close()
     return columns, schema
+
+
+_T = exp.DataType.Type
+# MySQL types whose width is a display width (INT(11)) or that DuckDB spells otherwise
+_INTEGERS = {_T.TINYINT, _T.SMALLINT, _T.INT, _T.BIGINT, _T.UTINYINT, _T.USMALLINT, _T.UINT, _T.UBIGINT}
+_RENAMED = {
+    _T.MEDIUMINT: "INTEGER",  # 24-bit in MySQL: INTEGER holds it
+    _T.UMEDIUMINT: "UINTEGER",
+    _T.BINARY: "BLOB",  # BINARY(n), VARBINARY(n), *BLOB: bytes
+    _T.VARBINARY: "BLOB",
+    _T.TINYBLOB: "BLOB",
+    _T.MEDIUMBLOB: "BLOB",
+    _T.LONGBLOB: "BLOB",
+    _T.BLOB: "BLOB",
+    _T.CHAR: "VARCHAR",  # CHAR(n), VARCHAR(n), *TEXT: text (DuckDB has no length limit)
+    _T.NCHAR: "VARCHAR",
+    _T.VARCHAR: "VARCHAR",
+    _T.NVARCHAR: "VARCHAR",
+}
+
+
+def duckdb_type(kind: exp.DataType, mysql: bool = False) -> str:
+    """The DuckDB type of a column type of a ``CREATE TABLE``.
+
+    Integers lose MySQL's display width (``INT(11)`` -> INTEGER, ``BIGINT(20) UNSIGNED`` ->
+    UBIGINT, ``TINYINT(1)`` stays TINYINT: MySQL stores -128..127 in it); ``BIT(1)`` is
+    BOOLEAN, ``BIT(n)`` UBIGINT (its value as a number); CHAR/VARCHAR/TEXT are VARCHAR;
+    BINARY/VARBINARY/BLOB are BLOB; MySQL's ``TIMESTAMP`` and ``DATETIME`` are TIMESTAMP (MySQL
+    shows both in the session's zone: no zone is stored with the value), FLOAT is FLOAT
+    (4 bytes), DOUBLE DOUBLE, DATE DATE.
+    """
+    t = kind.this
+    if t in _INTEGERS:
+        return exp.DataType(this=t).sql("duckdb")
+    if t in _RENAMED:
+        return _RENAMED[t]
+    if t == _T.BIT:
+        size = kind.expressions[0].this.this if kind.expressions else "1"
+        return "BOOLEAN" if str(size) == "1" else "UBIGINT"
+    if mysql and t in (_T.TIMESTAMPTZ, _T.TIMESTAMP, _T.DATETIME):
+        return "TIMESTAMP"
+    return kind.sql("duckdb")
 
 
 def columns_of(schema: pa.Schema) -> tuple[Column, ...]:

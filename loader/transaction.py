@@ -22,12 +22,13 @@ from urllib.parse import quote, urlsplit
 
 import pyarrow as pa
 
+from loader.match import match_rows
 from loader.partition import Partitioned, Router, child_rows, chunk_counts, director_rows, validate
 from loader.progress import Progress
 from loader.read import Batch, infer_schema, input_file, read_batches, unify_schemas
 from loader.spec import LoadSpec, arrow_schema_of, columns_of, content_hash, fingerprint, parse_schema
 from loader.upload import Uploader, ordered_map, prefetch
-from qserv.catalog import Database, Partitioning, Table, TableKind
+from qserv.catalog import FLAG_COLUMN, Column, Database, Partitioning, Table, TableKind
 from qserv.catalog_json import table_from_json, table_to_json
 from qserv.errors import (
     DataError,
@@ -231,8 +232,7 @@ def _target_table(spec: LoadSpec, czar: CzarClient) -> tuple[Database, Table, pa
             assert db is not None
     existing = czar.table(db.name, spec.table)
     if existing is not None:
-        wanted = Table(db.name, existing.name, spec.kind, existing.columns, spec.id_column, spec.lon_column,
-                       spec.lat_column, spec.director, spec.key_column)  # fmt: skip
+        wanted = _definition(spec, db, existing.name, existing.columns)
         if _options(wanted) != _options(existing):
             raise InvalidParameter(
                 f"table {db.name}.{existing.name} exists as {_describe(existing)}, not {_describe(wanted)}",
@@ -241,31 +241,53 @@ def _target_table(spec: LoadSpec, czar: CzarClient) -> tuple[Database, Table, pa
         return db, existing, arrow_schema_of(existing.columns)
     if spec.schema_file is not None:
         columns, schema = parse_schema(spec.schema_file.read_text(), str(spec.schema_file))
+    elif not spec.header:
+        raise InvalidParameter(
+            f"files without a header line (--no-header) need --schema: table {db.name}.{spec.table} does not exist",
+            hint="give a CREATE TABLE with --schema (its columns, in the files' order)",
+        )
     else:
         files = [input_file(p) for p in spec.files]
         schema = unify_schemas([(f, infer_schema(f, spec.batch_bytes)) for f in files])
         columns = columns_of(schema)
     by_lower = {c.name.lower(): c.name for c in columns}
-    names: dict[str, str | None] = {}
-    for role, col in (("id", spec.id_column), ("lon", spec.lon_column), ("lat", spec.lat_column),
-                      ("key", spec.key_column)):  # fmt: skip
+    roles = (("id", spec.id_column), ("lon", spec.lon_column), ("lat", spec.lat_column),
+             ("key", spec.key_column), ("left", spec.left_column), ("right", spec.right_column),
+             ("flag", spec.flag_column))  # fmt: skip
+    for role, col in roles:
         if col is not None and col.lower() not in by_lower:
             raise DataError(
                 f"--{role} column {col!r} is not a column of the input",
                 hint=f"columns are {', '.join(c.name for c in columns)}",
             )
-        names[role] = by_lower[col.lower()] if col else None
-    for role in ("lon", "lat"):
-        col = names[role]
-        if (
-            col is not None
-            and not pa.types.is_floating(schema.field(col).type)
-            and not pa.types.is_integer(schema.field(col).type)
-        ):
-            raise DataError(f"--{role} column {col} must be numeric, not {schema.field(col).type}")
-    table = Table(db.name, spec.table, spec.kind, columns, names["id"], names["lon"], names["lat"],
-                  spec.director, names["key"])  # fmt: skip
+    for role, col in (("lon", spec.lon_column), ("lat", spec.lat_column)):
+        if col is not None:
+            t = schema.field(by_lower[col.lower()]).type
+            if not pa.types.is_floating(t) and not pa.types.is_integer(t):
+                raise DataError(f"--{role} column {by_lower[col.lower()]} must be numeric, not {t}")
+
+    def spell(col: str | None) -> str | None:
+        return by_lower[col.lower()] if col is not None else None
+
+    spelled = replace(spec, id_column=spell(spec.id_column), lon_column=spell(spec.lon_column),
+                      lat_column=spell(spec.lat_column), key_column=spell(spec.key_column),
+                      left_column=spell(spec.left_column), right_column=spell(spec.right_column),
+                      flag_column=spell(spec.flag_column))  # fmt: skip
+    table = _definition(spelled, db, spec.table, columns)
     return db, czar.create_table(table), schema
+
+
+def _definition(spec: LoadSpec, db: Database, name: str, columns: tuple[Column, ...]) -> Table:
+    """The table definition a load asks for (match directors as ``db.table``)."""
+
+    def qualified(director: str | None) -> str | None:
+        return director if director is None or "." in director else f"{db.name}.{director}"
+
+    match = spec.kind is TableKind.MATCH
+    return Table(db.name, name, spec.kind, columns, spec.id_column, spec.lon_column, spec.lat_column,
+                 spec.director, spec.key_column, spec.non_unique_key, qualified(spec.left_director),
+                 spec.left_column, qualified(spec.right_director), spec.right_column,
+                 (spec.flag_column or FLAG_COLUMN) if match else None)  # fmt: skip
 
 
 def _options(t: Table) -> tuple[object, ...]:
@@ -277,14 +299,25 @@ def _options(t: Table) -> tuple[object, ...]:
         low(t.lat_column),
         low(t.director),
         low(t.key_column),
+        t.non_unique_key,
+        low(t.left_director),
+        low(t.left_column),
+        low(t.right_director),
+        low(t.right_column),
+        low(t.flag_column),
     )
 
 
 def _describe(t: Table) -> str:
     if t.kind is TableKind.DIRECTOR:
-        return f"director (--id {t.id_column} --lon {t.lon_column} --lat {t.lat_column})"
+        unique = " --non-unique-key" if t.non_unique_key else ""
+        return f"director (--id {t.id_column} --lon {t.lon_column} --lat {t.lat_column}{unique})"
     if t.kind is TableKind.CHILD:
-        return f"child (--child-of {t.director} --key {t.key_column})"
+        position = f" --lon {t.lon_column} --lat {t.lat_column}" if t.lon_column else ""
+        return f"child (--child-of {t.director} --key {t.key_column}{position})"
+    if t.kind is TableKind.MATCH:
+        flag = "" if t.hidden_flag else f" --flag {t.flag_column}"
+        return f"match (--left {t.left_director}={t.left_column} --right {t.right_director}={t.right_column}{flag})"
     return t.kind.value
 
 
@@ -297,6 +330,11 @@ def _resolved(spec: LoadSpec, table: Table) -> LoadSpec:
         lon_column=table.lon_column,
         lat_column=table.lat_column,
         key_column=table.key_column,
+        left_director=table.left_director,
+        left_column=table.left_column,
+        right_director=table.right_director,
+        right_column=table.right_column,
+        flag_column=table.flag_column,
     )
 
 
@@ -362,7 +400,7 @@ def stream(
     rows = 0
     index_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="index")
     index_future: Future[None] | None = None
-    files = [input_file(p) for p in spec.files]
+    files = [input_file(p, None if spec.header else tuple(schema.names)) for p in spec.files]
 
     def batches() -> Iterator[Batch]:
         for f in files:
@@ -390,7 +428,15 @@ def stream(
         if table.kind is TableKind.CHILD:
             assert spec.key_column and spec.director
             chunks = czar.lookup(db.name, spec.director, batch.data.column(spec.key_column))
-            return child_rows(batch, spec, chunks)
+            return child_rows(batch, spec, chunks, db.partitioning)
+        if table.kind is TableKind.MATCH:
+            sides = []
+            for director, column in ((table.left_director, table.left_column),
+                                     (table.right_director, table.right_column)):  # fmt: skip
+                assert director and column
+                database, _, name = director.rpartition(".")
+                sides.append(czar.lookup(database, name, batch.data.column(column)))
+            return match_rows(batch, table, sides[0], sides[1])
         return None
 
     try:

@@ -30,6 +30,12 @@ def table_from_json(doc: dict[str, Any]) -> Table:
             lat_column=doc.get("lat_column"),
             director=doc.get("director"),
             key_column=doc.get("key_column"),
+            non_unique_key=bool(doc.get("non_unique_key", False)),
+            left_director=doc.get("left_director"),
+            left_column=doc.get("left_column"),
+            right_director=doc.get("right_director"),
+            right_column=doc.get("right_column"),
+            flag_column=doc.get("flag_column"),
         )
     except (KeyError, TypeError, ValueError) as e:
         raise InvalidParameter(f"malformed table definition: {e!r}") from e

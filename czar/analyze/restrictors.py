@@ -231,6 +231,9 @@ def _keyed_director(ref: TableRef, column: str, joined_children: frozenset[str])
         and (t.key_column or "").lower() == column.lower()
         and ref.alias.lower() in joined_children
         and t.director
+        # a child with its own position may hold rows no director row has (in the chunks of
+        # their own positions): the director index does not know where those are
+        and t.lon_column is None
     ):
         return (t.database, t.director)
     return None

@@ -197,9 +197,8 @@ class Ingest:
                 self._ready.setdefault(transaction_id, set()).add(w.name)
 
     def _create_on(self, worker: WorkerInfo, table: Table) -> None:
-        self.clients.call(
-            worker, lambda c: c.create_table(table.database, table.name, table.kind, table.columns)
-        )
+        columns = table.worker_columns
+        self.clients.call(worker, lambda c: c.create_table(table.database, table.name, table.kind, columns))
 
     def _table_lock(self, database: str, table: str) -> threading.Lock:
         key = (database.lower(), table.lower())
@@ -340,8 +339,9 @@ class Ingest:
         """Stage director index rows (key, chunk, subchunk) of a director load."""
         t = self._open(transaction_id)
         table = self.table(t.database, t.table)
-        if table.kind is not TableKind.DIRECTOR:
+        if table.kind is not TableKind.DIRECTOR and not (table.kind is TableKind.CHILD and table.lon_column):
             raise InvalidParameter(f"{table.database}.{table.name} is not a director table")
+        # a child with its own position: the keys of its rows without a director row
         self.index.stage(transaction_id, table.database, table.name, rows)
 
     def lookup(self, database: str, table: str, keys: pa.Array) -> pa.Array:
@@ -349,6 +349,10 @@ class Ingest:
         t = self.table(database, table)
         if t.kind is not TableKind.DIRECTOR:
             raise InvalidParameter(f"{t.database}.{t.name} is not a director table")
+        if t.non_unique_key:  # a key may be in several chunks: no one chunk to answer
+            raise InvalidParameter(
+                f"director {t.database}.{t.name} has non-unique keys: a key names no one chunk"
+            )
         return self.index.lookup(t.database, t.name, keys)
 
     def commit(self, transaction_id: int, chunk_rows: dict[int, int], rows: int) -> dict[str, Any]:
@@ -362,8 +366,16 @@ class Ingest:
             if t.state is TransactionState.STARTED:
                 self._check_copies(t)
                 self._publish_committing(t)
+                table = self.table(t.database, t.table)
                 try:
-                    self.index.check(transaction_id)
+                    # a child's staged keys are those of rows without a director row: any repeat
+                    self.index.check(
+                        transaction_id, unique=table.kind is TableKind.DIRECTOR and not table.non_unique_key
+                    )
+                    if table.kind is TableKind.DIRECTOR:
+                        self.index.check_orphans(
+                            transaction_id, table.database, self._positioned_children(table)
+                        )
                 except QservError:
                     self._abort(transaction_id)
                     raise
@@ -380,6 +392,16 @@ class Ingest:
                 )
         self._finish(transaction_id)
         return transaction_to_json(self._transaction(transaction_id))
+
+    def _positioned_children(self, director: Table) -> list[str]:
+        """Children of ``director`` loaded with their own positions (they may hold rows it lacks)."""
+        return [
+            c.name
+            for c in self.store.catalog().tables_of(director.database)
+            if c.kind is TableKind.CHILD
+            and c.lon_column
+            and (c.director or "").lower() == director.name.lower()
+        ]
 
     def _publish_committing(self, t: Transaction) -> None:
         """Publish the keys of the table's other COMMITTING transactions (a crash left them)."""

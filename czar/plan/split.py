@@ -28,7 +28,7 @@ from sqlglot import exp
 from czar.analyze.model import AnalyzedQuery
 from czar.parse import node_position
 from czar.plan.model import CHUNK_FILTER_PLACEHOLDER
-from qserv.catalog import CHUNK_COLUMN
+from qserv.catalog import CHUNK_COLUMN, TableKind, match_once
 from qserv.errors import Unsupported
 
 RESULT_TABLE = "__result"
@@ -152,7 +152,8 @@ def _inner(p: exp.Expr) -> exp.Expr:
 
 
 def _add_chunk_filters(q: AnalyzedQuery, worker: exp.Select) -> tuple[str, ...]:
-    """``alias._chunk IN (:chunks)`` for every chunked table; ``b._chunk = a._chunk`` per join."""
+    """``alias._chunk IN (:chunks)`` for every chunked table; ``b._chunk = a._chunk`` per join;
+    one copy of each pair of a match table (``(flag & 5) <> 0``)."""
     joins = {j.this.alias_or_name.lower(): j for j in worker.args.get("joins") or []}
 
     def add(alias: str, condition: exp.Expr, in_on: bool) -> None:
@@ -167,6 +168,13 @@ def _add_chunk_filters(q: AnalyzedQuery, worker: exp.Select) -> tuple[str, ...]:
     for i, ref in enumerate(q.chunked):
         columns.append(f'"{ref.alias}"."{CHUNK_COLUMN}"')
         add(ref.alias, exp.var(CHUNK_FILTER_PLACEHOLDER.format(i)), ref.outer)
+        if ref.kind is TableKind.MATCH:  # a pair is stored in both its sides' chunks: keep one copy
+            assert ref.table.flag_column
+            flag = exp.column(
+                exp.to_identifier(ref.table.flag_column, quoted=True),
+                table=exp.to_identifier(ref.alias, quoted=True),
+            )
+            add(ref.alias, exp.condition(match_once(flag.sql(dialect="duckdb"))), ref.outer)
     for cj in q.chunk_joins:
         eq = exp.EQ(
             this=exp.column(CHUNK_COLUMN, table=exp.to_identifier(cj.right, quoted=True)),

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from qserv.errors import QservError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,12 @@ _DDL = (
         lat_column TEXT,
         director TEXT,
         key_column TEXT,
+        non_unique_key INTEGER NOT NULL DEFAULT 0,
+        left_director TEXT,
+        left_column TEXT,
+        right_director TEXT,
+        right_column TEXT,
+        flag_column TEXT,
         PRIMARY KEY (database_key, name_key))""",
     """CREATE TABLE IF NOT EXISTS table_columns (
         database_key TEXT NOT NULL,
@@ -139,9 +145,19 @@ _DDL = (
     _TARGETS_INDEX,
 )
 
+# Version 3: non-unique director keys, match tables (a version 2 table has none of them).
+_TABLE_KINDS_V3 = (
+    "ALTER TABLE tables ADD COLUMN non_unique_key INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE tables ADD COLUMN left_director TEXT",
+    "ALTER TABLE tables ADD COLUMN left_column TEXT",
+    "ALTER TABLE tables ADD COLUMN right_director TEXT",
+    "ALTER TABLE tables ADD COLUMN right_column TEXT",
+    "ALTER TABLE tables ADD COLUMN flag_column TEXT",
+)
+
 # MIGRATIONS[n]: statements upgrading a store from version n - 1 to n. Transactions of a
 # version 1 store have no targets: their copies count as complete (what version 1 assumed).
-MIGRATIONS: dict[int, tuple[str, ...]] = {2: (_TARGETS_DDL, _TARGETS_INDEX)}
+MIGRATIONS: dict[int, tuple[str, ...]] = {2: (_TARGETS_DDL, _TARGETS_INDEX), 3: _TABLE_KINDS_V3}
 
 
 def ddl(dialect: Dialect) -> list[str]:

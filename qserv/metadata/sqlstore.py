@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import Any
 
 from qserv.catalog import Catalog, Column, Database, Partitioning, Table, TableKind
-from qserv.errors import DuplicateObject, InvalidParameter, UndefinedDatabase, UndefinedTable
+from qserv.errors import DuplicateObject, InvalidParameter, UndefinedDatabase
 from qserv.metadata import targets_sql
 from qserv.metadata.schema import Cursor, Dialect, Tx, ensure_schema
 from qserv.metadata.store import (
@@ -33,10 +33,14 @@ from qserv.metadata.store import (
     WorkerInfo,
     WorkerState,
 )
+from qserv.metadata.tables import checked_table
 
 # --- row <-> dataclass mapping (the only place that knows column order) -------------------
 
-_TABLE_COLS = "database_key, name_key, name, kind, id_column, lon_column, lat_column, director, key_column"
+_TABLE_COLS = (
+    "database_key, name_key, name, kind, id_column, lon_column, lat_column, director, key_column, "
+    "non_unique_key, left_director, left_column, right_director, right_column, flag_column"
+)
 _TX_COLS = "transaction_id, database_name, table_name, state, fingerprint, row_count"
 
 
@@ -46,8 +50,11 @@ def _database_of(row: tuple[Any, ...]) -> Database:
 
 
 def _table_of(row: tuple[Any, ...], database: str, columns: tuple[Column, ...]) -> Table:
-    _db_key, _key, name, kind, id_col, lon_col, lat_col, director, key_col = row
-    return Table(database, name, TableKind(kind), columns, id_col, lon_col, lat_col, director, key_col)
+    _db_key, _key, name, kind, id_col, lon_col, lat_col, director, key_col, non_unique, *match = row
+    left_director, left_column, right_director, right_column, flag_column = match
+    return Table(database, name, TableKind(kind), columns, id_col, lon_col, lat_col, director, key_col,
+                 bool(non_unique), left_director, left_column, right_director, right_column,
+                 flag_column)  # fmt: skip
 
 
 def _table_row(table: Table) -> tuple[Any, ...]:
@@ -61,6 +68,12 @@ def _table_row(table: Table) -> tuple[Any, ...]:
         table.lat_column,
         table.director,
         table.key_column,
+        int(table.non_unique_key),
+        table.left_director,
+        table.left_column,
+        table.right_director,
+        table.right_column,
+        table.flag_column,
     )
 
 
@@ -221,9 +234,9 @@ class SQLStore(ABC):
                     hint=f"create the database before its table {table.name!r}",
                 )
             table = replace(table, database=db.name)
-            self._check_table(tx, db, table)
+            table = self._check_table(tx, db, table)
             if tx.run(
-                f"INSERT INTO tables ({_TABLE_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                f"INSERT INTO tables ({_TABLE_COLS}) VALUES ({', '.join('?' * 15)}) "
                 "ON CONFLICT (database_key, name_key) DO NOTHING",
                 _table_row(table),
             ):
@@ -245,30 +258,14 @@ class SQLStore(ABC):
                 hint="load with the same schema and table options, or choose another table name",
             )
 
-    def _check_table(self, tx: Tx, db: Database, table: Table) -> None:
-        """Refuse definitions the planner could not use (named columns must exist)."""
-        where = f"{table.kind.value} table {db.name}.{table.name}"
-        names = {c.name.lower() for c in table.columns}
-        if len(names) != len(table.columns):
-            raise InvalidParameter(f"{where} has duplicate column names", hint="rename the columns")
-        needed: dict[str, str | None] = {}
-        if table.kind is TableKind.DIRECTOR:
-            needed = {"id": table.id_column, "lon": table.lon_column, "lat": table.lat_column}
-        elif table.kind is TableKind.CHILD:
-            needed = {"key": table.key_column}
-        for role, col in needed.items():
-            if col is None or col.lower() not in names:
-                raise InvalidParameter(
-                    f"{where}: {role} column {col!r} is not one of its columns",
-                    hint=f"name an existing column as the {role} column",
-                )
-        if table.kind is TableKind.CHILD:
-            director = self._table(tx, db, table.director) if table.director else None
-            if director is None or director.kind is not TableKind.DIRECTOR:
-                raise UndefinedTable(
-                    f"{where}: director table {db.name}.{table.director} does not exist",
-                    hint="load the director table before its children",
-                )
+    def _check_table(self, tx: Tx, db: Database, table: Table) -> Table:
+        """The definition with canonical names, or a refusal (:mod:`qserv.metadata.tables`)."""
+
+        def lookup(database: str, name: str) -> tuple[Database, Table | None] | None:
+            other = self._database(tx, database)
+            return None if other is None else (other, self._table(tx, other, name))
+
+        return checked_table(db, table, lookup)
 
     def catalog(self) -> Catalog:
         """A consistent snapshot of all databases and tables."""

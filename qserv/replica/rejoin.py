@@ -29,7 +29,7 @@ def rejoin(store: MetadataStore, worker: str, client: WorkerClient) -> None:
     Raises a QservError when the worker does not answer (it stays DOWN until it does).
     """
     for t in store.catalog().tables:
-        client.create_table(t.database, t.name, t.kind, t.columns)
+        client.create_table(t.database, t.name, t.kind, t.worker_columns)
     clear_missed(store, {worker}, lambda _, tid: client.abort(tid, timeout=ABORT_TIMEOUT_S))
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from qserv.catalog import Catalog, Column, Database, Partitioning, Table, TableKind
@@ -39,7 +41,17 @@ SOURCE = Table(
     key_column="objectId",
 )
 FILTER = Table("Sky", "Filter", TableKind.REGULAR, (Column("filterId", "INTEGER"), Column("name", "VARCHAR")))
-MATCH = Table("Sky", "RefMatch", TableKind.MATCH, (Column("a", "BIGINT"), Column("b", "BIGINT")))
+MATCH = Table(
+    "Sky",
+    "RefMatch",
+    TableKind.MATCH,
+    (Column("a", "BIGINT"), Column("b", "BIGINT"), Column("flags", "INTEGER")),
+    left_director="Sky.Object",
+    left_column="a",
+    right_director="Sky.Object",
+    right_column="b",
+    flag_column="flags",
+)
 
 
 def load_catalog(store: MetadataStore) -> None:
@@ -86,7 +98,7 @@ def test_different_definition_is_a_duplicate(store: MetadataStore) -> None:
     with pytest.raises(DuplicateObject, match="columns"):
         store.create_table(Table("Sky", "Filter", TableKind.REGULAR, (Column("filterId", "BIGINT"),)))
     with pytest.raises(DuplicateObject, match="kind"):
-        store.create_table(Table("Sky", "filter", TableKind.MATCH, FILTER.columns))
+        store.create_table(replace(MATCH, name="filter"))
     assert store.catalog().table("Sky", "Filter") == FILTER
 
 

@@ -4,6 +4,7 @@ complete regular-table copies, on both backends; and the upgrade of a version 1 
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 
 import psycopg
 import pytest
@@ -19,7 +20,7 @@ from qserv.metadata.store import (
     TransactionState,
     open_store,
 )
-from tests.metadata.test_metadata_store import FAMILY, load_catalog
+from tests.metadata.test_metadata_store import FAMILY, FILTER, MATCH, OBJECT, SKY, SOURCE, load_catalog
 
 COMMITTED, ABORTED = TransactionState.COMMITTED, TransactionState.ABORTED
 
@@ -93,8 +94,23 @@ def test_regular_copies_are_complete_only_where_every_load_committed(store: Meta
     assert store.table_copies() == [TableCopies("Sky", "Filter", frozenset({"w1"}))]
 
 
+_V3_COLUMNS = (
+    "non_unique_key",
+    "left_director",
+    "left_column",
+    "right_director",
+    "right_column",
+    "flag_column",
+)
+
+
 def _downgrade_to_version_1(store_url: str) -> None:
-    statements = ("DROP TABLE transaction_targets", "UPDATE schema_version SET version = 1")
+    _downgrade(store_url, ("DROP TABLE transaction_targets", "UPDATE schema_version SET version = 1"))
+
+
+def _downgrade(store_url: str, statements: tuple[str, ...]) -> None:
+    """Run ``statements`` after dropping the columns version 3 added (an older store's shape)."""
+    statements = tuple(f"ALTER TABLE tables DROP COLUMN {c}" for c in _V3_COLUMNS) + statements
     if store_url.startswith("sqlite"):
         conn = sqlite3.connect(store_url.removeprefix("sqlite:///"))
         with conn:
@@ -107,15 +123,37 @@ def _downgrade_to_version_1(store_url: str) -> None:
                 pg.execute(s)
 
 
+def test_a_version_2_store_is_upgraded(store_url: str, store: MetadataStore) -> None:
+    store.create_database(SKY)
+    for table in (OBJECT, SOURCE, FILTER):
+        store.create_table(table)
+    store.close()
+    _downgrade(store_url, ("UPDATE schema_version SET version = 2",))
+    again = open_store(store_url)
+    try:
+        assert again.schema_version() == SCHEMA_VERSION == 3  # type: ignore[attr-defined]
+        # tables of a version 2 store: unique keys, no match fields
+        assert set(again.catalog().tables) == {OBJECT, SOURCE, FILTER}
+        again.create_table(MATCH)
+        dup = replace(OBJECT, name="Dup", non_unique_key=True)
+        again.create_table(dup)
+        assert again.catalog().table("Sky", "RefMatch") == MATCH
+        assert again.catalog().table("Sky", "Dup") == dup
+    finally:
+        again.close()
+
+
 def test_a_version_1_store_is_upgraded(store_url: str, store: MetadataStore) -> None:
-    load_catalog(store)
+    store.create_database(SKY)
+    for table in (OBJECT, SOURCE, FILTER):
+        store.create_table(table)
     t = store.begin_transaction("Sky", "Filter", "old")
     store.set_transaction_state(t.transaction_id, COMMITTED)
     store.close()
     _downgrade_to_version_1(store_url)
     again = open_store(store_url)
     try:
-        assert again.schema_version() == SCHEMA_VERSION == 2  # type: ignore[attr-defined]
+        assert again.schema_version() == SCHEMA_VERSION == 3  # type: ignore[attr-defined]
         # a load of version 1 recorded no targets: its copies count as complete everywhere
         assert again.targets(t.transaction_id) == []
         assert again.table_copies() == []

@@ -62,11 +62,11 @@ def test_child_rows_refuse_unknown_director() -> None:
     spec = LoadSpec("http://h:1", "sky", "Source", TableKind.CHILD, (Path("src.csv"),),
                     director="Object", key_column="id")  # fmt: skip
     b = batch([5, 6, 7], [0.0] * 3, [0.0] * 3, first_row=100)
-    part = child_rows(b, spec, pa.array([9, 4, 9], pa.int32()))
+    part = child_rows(b, spec, pa.array([9, 4, 9], pa.int32()), Partitioning())
     assert list(part.chunks) == [9, 4, 9]
     assert part.rows.column("_chunk").to_pylist() == [9, 4, 9]
     with pytest.raises(DataError, match=r"line 104, column id: no Object row has key 7"):
-        child_rows(b, spec, pa.array([9, 4, None], pa.int32()))
+        child_rows(b, spec, pa.array([9, 4, None], pa.int32()), Partitioning())
 
 
 def test_router_sends_each_row_to_every_replica() -> None:

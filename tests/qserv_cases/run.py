@@ -36,7 +36,6 @@ from qserv.cluster import ClusterSpec, LocalCluster
 from tests.ports import free_ports
 from tests.qserv_cases.case import PARTITION_COLUMNS, Case, CaseQuery, read_case
 
-
 LIMIT_NO_ORDER = re.compile(r"\bLIMIT\s+(\d+)\s*$", re.IGNORECASE)
 ORDER_BY = re.compile(r"\bORDER\s+BY\b", re.IGNORECASE)
 

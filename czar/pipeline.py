@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from czar import generic
 from czar.analyze import AnalyzedQuery, analyze
+from czar.dialects.registry import DEFAULT_DIALECT
 from czar.dispatch import BatchExecutor, dispatch
 from czar.merge import MergeEngine
 from czar.parse import parse
@@ -90,22 +91,24 @@ class Pipeline:
         self._execute = execute
         self._merger = merger
 
-    def prepare(self, sql: str, default_db: str) -> Prepared:
-        """Parse, analyze and plan ``sql`` (pure given the metadata snapshot).
+    def prepare(self, sql: str, default_db: str, dialect: str = DEFAULT_DIALECT) -> Prepared:
+        """Parse (in the session dialect ``dialect``), analyze and plan ``sql`` (pure given the
+        metadata snapshot).
 
         Plans are cached per snapshot (a commit through this czar invalidates it): by exact
         text, so a repeated query (a dashboard, a monitoring probe) skips its ~5 ms of
         planning; and by shape for director-key lookups and areaspecs, so a lookup of
-        another key or a cone elsewhere skips parsing too (czar/generic.py).
+        another key or a cone elsewhere skips parsing too (czar/generic.py). Both caches are
+        per dialect: one text means different things in two dialects (``a || b``).
         """
         view = self._views.get()
         db = default_db.lower()
-        key = ("prepared", db, sql)
+        key = ("prepared", db, dialect, sql)
         cached = view.memo.get(key)
         if isinstance(cached, Prepared):
             return dataclasses.replace(cached, planning="cached")
-        shape = generic.shape_of(sql)
-        shape_key = ("generic", db, shape.key) if shape is not None else None
+        shape = generic.shape_of(sql, dialect)
+        shape_key = ("generic", db, dialect, shape.key) if shape is not None else None
         template = view.memo.get(shape_key) if shape_key is not None else None
         if shape is not None and isinstance(template, tuple) and isinstance(template[0], generic.Template):
             generic_plan, regular = template
@@ -113,7 +116,7 @@ class Pipeline:
             rebound = _restricted(lambda: generic.rebind(generic_plan, shape, ctx), view, ctx)
             if rebound is not None:
                 return Prepared(rebound, ctx.placement, ctx.workers, planning="generic")
-        analyzed, view = self._analyze(sql, default_db, view)
+        analyzed, view = self._analyze(sql, default_db, dialect, view)
         regular = regular_tables(analyzed)
         ctx = self._context(view, analyzed.family, regular)
         prepared = Prepared(
@@ -128,9 +131,11 @@ class Pipeline:
                 view.memo[shape_key] = (found, regular) if found is not None else None  # None: not generic
         return prepared
 
-    def _analyze(self, sql: str, default_db: str, view: ClusterView) -> tuple[AnalyzedQuery, ClusterView]:
+    def _analyze(
+        self, sql: str, default_db: str, dialect: str, view: ClusterView
+    ) -> tuple[AnalyzedQuery, ClusterView]:
         try:
-            return analyze(parse(sql), view.catalog, default_db, sql=sql), view
+            return analyze(parse(sql, dialect), view.catalog, default_db, sql=sql), view
         except UndefinedTable:
             # the table may have been created through another czar since the snapshot was
             # taken (this czar's own loads invalidate it); re-read at most once a second, so
@@ -138,7 +143,7 @@ class Pipeline:
             if time.monotonic() - view.taken_at < REFRESH_ON_MISS_SECONDS:
                 raise
             view = self._views.get(refresh=True)
-            return analyze(parse(sql), view.catalog, default_db, sql=sql), view
+            return analyze(parse(sql, dialect), view.catalog, default_db, sql=sql), view
 
     def _context(
         self, view: ClusterView, family: str | None, regular: tuple[tuple[str, str], ...] = ()
@@ -157,20 +162,22 @@ class Pipeline:
             catalog=view.catalog,
         )
 
-    def explain(self, sql: str, default_db: str) -> str:
-        return self.prepare(sql, default_db).plan.explain()
+    def explain(self, sql: str, default_db: str, dialect: str = DEFAULT_DIALECT) -> str:
+        return self.prepare(sql, default_db, dialect).plan.explain()
 
-    async def run(self, sql: str, default_db: str, query_id: str | None = None) -> QueryAnswer:
-        """Answer ``sql``; raises a QservError for anything the client should see."""
+    async def run(
+        self, sql: str, default_db: str, query_id: str | None = None, dialect: str = DEFAULT_DIALECT
+    ) -> QueryAnswer:
+        """Answer ``sql`` read in ``dialect``; raises a QservError for anything the client should see."""
         query_id = query_id or uuid.uuid4().hex[:16]
         started = time.perf_counter()
         if len(sql) <= INLINE_PLANNING_CHARS:
             # planning is a few ms of CPU under the GIL: a thread hop would only add latency
-            prepared = self.prepare(sql, default_db)
+            prepared = self.prepare(sql, default_db, dialect)
         else:
             # a long statement (a key list of thousands) plans for up to seconds: in a thread,
             # the GIL's switch interval lets the event loop serve the other sessions meanwhile
-            prepared = await asyncio.to_thread(self.prepare, sql, default_db)
+            prepared = await asyncio.to_thread(self.prepare, sql, default_db, dialect)
         planned = time.perf_counter()
         plan = prepared.plan
         dispatched = await dispatch(plan, self._execute, query_id, prepared.placement, prepared.live_workers)

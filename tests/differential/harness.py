@@ -128,8 +128,8 @@ class FakeCluster:
             catalog=self.catalog,
         )
 
-    def analyze(self, sql: str) -> AnalyzedQuery:
-        return analyze(parse(sql), self.catalog, self.database)
+    def analyze(self, sql: str, dialect: str = "postgresql") -> AnalyzedQuery:
+        return analyze(parse(sql, dialect), self.catalog, self.database)
 
     def _family(self, analyzed: AnalyzedQuery) -> str | None:
         """The family of the query's partitioned tables (the placement a real czar uses)."""
@@ -139,9 +139,9 @@ class FakeCluster:
                 return db.partitioning.family if db is not None else None
         return None
 
-    def run(self, sql: str, workers: Sequence[str] | None = None) -> Outcome:
+    def run(self, sql: str, workers: Sequence[str] | None = None, dialect: str = "postgresql") -> Outcome:
         """The distributed answer: every batch on its fake worker, then the merge."""
-        analyzed = self.analyze(sql)
+        analyzed = self.analyze(sql, dialect)
         query_plan = plan(analyzed, self.context(workers, self._family(analyzed)))
         batches: list[pa.RecordBatch] = []
         schema: pa.Schema | None = None
@@ -152,17 +152,18 @@ class FakeCluster:
         assert schema is not None
         return Outcome(analyzed, query_plan, merge(query_plan, batches, schema))
 
-    def reference(self, sql: str) -> Answer:
-        """The independent single-DuckDB answer (or refusal)."""
-        return self.ref.answer(sql)
+    def reference(self, sql: str, dialect: str = "postgresql") -> Answer:
+        """The independent single-DuckDB answer (or refusal) to ``sql`` read in ``dialect``."""
+        return self.ref.answer(sql, dialect)
 
-    def check(self, sql: str, seed: int | None = None) -> Outcome | None:
-        """Run ``sql`` both ways and assert agreement: equal names, types and valid rows, or
-        both refuse (the czar with a clean error; PostgreSQL's SQLSTATE where it is known)."""
+    def check(self, sql: str, seed: int | None = None, dialect: str = "postgresql") -> Outcome | None:
+        """Run ``sql`` (read in the session ``dialect``) both ways and assert agreement: equal
+        names, types and valid rows, or both refuse (the czar with a clean error; PostgreSQL's
+        SQLSTATE where it is known)."""
         where = f"[seed {seed}] " if seed is not None else ""
-        expected = self.reference(sql)
+        expected = self.reference(sql, dialect)
         try:
-            outcome = self.run(sql)
+            outcome = self.run(sql, dialect=dialect)
         except QservError as e:
             assert expected.refused, f"{where}{sql}\nthe czar refuses ({e.sqlstate} {e}) what DuckDB answers"
             assert_clean_refusal(e.sqlstate, str(e), expected, sql=f"{where}{sql}")

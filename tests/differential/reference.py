@@ -28,9 +28,10 @@ from sqlglot import exp
 from sqlglot.dialects.postgres import Postgres
 from sqlglot.errors import SqlglotError
 from sqlglot.parsers.postgres import PostgresParser
-from sqlglot.tokens import TokenType
+from sqlglot.tokens import Token, TokenType
 
 from qserv.catalog import Table, TableKind
+from tests.differential import mysql_reference
 from tests.differential.catalog import GeneratedCatalog
 
 BOUNDARY_TOLERANCE = 1e-9  # degrees: a point this close to a region's edge has no sure answer
@@ -43,7 +44,7 @@ class ReferenceUnavailable(AssertionError):
 class SessionDialect(Postgres):
     """PostgreSQL as a czar session reads it (DESIGN §4).
 
-    MySQL-only forms keep their MySQL meaning (backticks, ``DIV``, ``MOD``, ``<=>``), ADQL
+    MySQL-only forms keep their MySQL meaning (backticks, ``DIV``, ``MOD``, ``<=>``, ``XOR``), ADQL
     ``TOP n`` is a LIMIT; NULLs sort as PostgreSQL sorts them (first under DESC).
     """
 
@@ -55,11 +56,25 @@ class SessionDialect(Postgres):
             "MOD": TokenType.MOD,
             "TOP": TokenType.TOP,
             "<=>": TokenType.NULLSAFE_EQ,
+            "XOR": TokenType.XOR,
         }
 
     class Parser(PostgresParser):
         FUNC_TOKENS = {*PostgresParser.FUNC_TOKENS, TokenType.MOD}
         FACTOR = {**PostgresParser.FACTOR, TokenType.DIV: exp.IntDiv, TokenType.MOD: exp.Mod}
+
+        def _parse_conjunction(self) -> exp.Expr | None:  # XOR: below AND, above OR, as MySQL
+            left = super()._parse_conjunction()
+            while self._match(TokenType.XOR):
+                left = exp.Xor(this=left, expression=super()._parse_conjunction())
+            return left
+
+        def parse(self, raw_tokens: list[Token], sql: str) -> list[exp.Expr | None]:
+            trees = super().parse(raw_tokens, sql)
+            return [t if t is None else mysql_reference.extend(t, mysql=False) for t in trees]
+
+
+READ = {"postgresql": SessionDialect, "mysql": mysql_reference.MySQLSession}  # the session dialects
 
 
 @dataclass(frozen=True)
@@ -107,20 +122,23 @@ class Reference:
         self.names = generated.plain_duckdb(empty=True)
         for stub in _STUBS:
             self.names.execute(stub)
+        for conn in (self.conn, self.names):
+            mysql_reference.install(conn)
         self.conn.execute('CREATE SCHEMA "__ref"')
         self._lock = threading.Lock()
         self._serial = 0
 
     # -- the answer --------------------------------------------------------------------------
 
-    def answer(self, sql: str) -> Answer:
-        """DuckDB's answer to ``sql`` (or its refusal); raises ReferenceUnavailable."""
+    def answer(self, sql: str, dialect: str = "postgresql") -> Answer:
+        """DuckDB's answer to ``sql`` read in the session ``dialect`` (or its refusal); raises
+        ReferenceUnavailable."""
         with self._lock:
-            return self._answer(sql)
+            return self._answer(sql, dialect)
 
-    def _answer(self, sql: str) -> Answer:
+    def _answer(self, sql: str, dialect: str) -> Answer:
         try:
-            tree = sqlglot.parse_one(sql, read=SessionDialect)
+            tree = sqlglot.parse_one(sql, read=READ[dialect])
         except SqlglotError as e:
             return Answer(sql, error=f"syntax error: {e}", sqlstate="42601")
         if not isinstance(tree, exp.Query):

@@ -87,7 +87,7 @@ def shape_of(sql: str, dialect: str = DEFAULT_DIALECT) -> Shape | None:
     """The shape of ``sql`` as the session dialect ``dialect`` tokenizes it (None when it does
     not tokenize: the parser will say why; or for a dialect with a parser of its own, ADQL)."""
     chosen = DIALECTS.get(dialect)
-    if chosen is None or chosen.parse is not None:
+    if chosen is None or chosen.sqlglot is None:
         return None
     try:
         tokens = chosen.sqlglot().tokenize(sql)

@@ -32,6 +32,7 @@ def parse(sql: str, dialect: str = "postgresql") -> exp.Expr:
     chosen = dialect_named(dialect)
     if chosen.parse is not None:
         return chosen.parse(sql)
+    assert chosen.sqlglot is not None  # a dialect has a parse function or a sqlglot class
     return parse_in(sql, chosen.sqlglot())
 
 

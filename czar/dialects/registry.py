@@ -7,7 +7,7 @@ transpiles it to DuckDB plus the forms of czar/dialects/forms.py (DESIGN §4).
 - ``postgresql`` (default): czar/dialect.py, PostgreSQL with the MySQL forms that mean nothing
   in PostgreSQL (backticks, ``DIV``, ``MOD``, ``<=>``, ``XOR``);
 - ``mysql``: czar/dialects/mysql.py, Qserv's users' MySQL;
-- ``adql``: ADQL 2.1 (czar/dialects/adql.py, when present).
+- ``adql``: ADQL 2.1 (czar/adql_dialect.py, when present).
 """
 
 from __future__ import annotations
@@ -28,30 +28,32 @@ SETTING = "qserv.dialect"
 
 @dataclass(frozen=True)
 class SessionDialect:
-    """A dialect a session can choose: its sqlglot class, and its own parse function if it has
-    one (else czar.parse.parse_in with the class)."""
+    """A dialect a session can choose: its sqlglot class (czar.parse.parse_in reads it), or a
+    parse function of its own."""
 
     name: str
-    sqlglot: type[Dialect]
+    sqlglot: type[Dialect] | None
     parse: Callable[[str], exp.Expr] | None = None
 
 
-def _adql_unavailable(sql: str) -> exp.Expr:
-    raise Unsupported(
-        "the ADQL dialect is not available yet", hint="use qserv.dialect = 'postgresql' or 'mysql'"
-    )
-
-
-def _adql() -> SessionDialect:
+def _parse_adql(sql: str) -> exp.Expr:
+    # imported on use: the ADQL module builds on czar.parse, which builds on this registry
     try:
-        from czar.dialects.adql import Adql, parse_adql  # type: ignore[import-not-found, unused-ignore]
+        from czar.adql_dialect import parse_adql  # type: ignore[import-not-found, unused-ignore]
     except ImportError:
-        return SessionDialect("adql", Qserv, _adql_unavailable)
-    return SessionDialect("adql", Adql, parse_adql)
+        raise Unsupported(
+            "the ADQL dialect is not available yet", hint="use qserv.dialect = 'postgresql' or 'mysql'"
+        ) from None
+    return parse_adql(sql)  # type: ignore[no-any-return, unused-ignore]
 
 
 DIALECTS: dict[str, SessionDialect] = {
-    d.name: d for d in (SessionDialect("postgresql", Qserv), SessionDialect("mysql", QservMySQL), _adql())
+    d.name: d
+    for d in (
+        SessionDialect("postgresql", Qserv),
+        SessionDialect("mysql", QservMySQL),
+        SessionDialect("adql", None, _parse_adql),
+    )
 }
 
 

@@ -106,6 +106,7 @@ class FakeCluster:
         self.placement = self.placements[self.generated.database.partitioning.family]
         self.director_index = DictDirectorIndex(index)
         self.ref = Reference(self.generated)
+        self.other_refs: dict[str, Reference] = {}  # dialect -> its reference, made on first use
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
         conn = duckdb.connect(":memory:", config={"threads": 1})
@@ -154,7 +155,11 @@ class FakeCluster:
 
     def reference(self, sql: str, dialect: str = "postgresql") -> Answer:
         """The independent single-DuckDB answer (or refusal) to ``sql`` read in ``dialect``."""
-        return self.ref.answer(sql, dialect)
+        if dialect == self.ref.dialect:
+            return self.ref.answer(sql)
+        if dialect not in self.other_refs:
+            self.other_refs[dialect] = Reference(self.generated, dialect)
+        return self.other_refs[dialect].answer(sql)
 
     def check(self, sql: str, seed: int | None = None, dialect: str = "postgresql") -> Outcome | None:
         """Run ``sql`` (read in the session ``dialect``) both ways and assert agreement: equal

@@ -115,8 +115,9 @@ _STUBS = (
 class Reference:
     """One DuckDB holding the generated rows (no project macros) and one for names (stubs)."""
 
-    def __init__(self, generated: GeneratedCatalog) -> None:
+    def __init__(self, generated: GeneratedCatalog, dialect: str = "postgresql") -> None:
         self.generated = generated
+        self.dialect = dialect  # the session dialect queries are read in (READ)
         self.default_db = generated.database.name
         self.conn = generated.plain_duckdb()
         self.names = generated.plain_duckdb(empty=True)
@@ -130,15 +131,14 @@ class Reference:
 
     # -- the answer --------------------------------------------------------------------------
 
-    def answer(self, sql: str, dialect: str = "postgresql") -> Answer:
-        """DuckDB's answer to ``sql`` read in the session ``dialect`` (or its refusal); raises
-        ReferenceUnavailable."""
+    def answer(self, sql: str) -> Answer:
+        """DuckDB's answer to ``sql`` (or its refusal); raises ReferenceUnavailable."""
         with self._lock:
-            return self._answer(sql, dialect)
+            return self._answer(sql)
 
-    def _answer(self, sql: str, dialect: str) -> Answer:
+    def _answer(self, sql: str) -> Answer:
         try:
-            tree = sqlglot.parse_one(sql, read=READ[dialect])
+            tree = self._parse(sql)
         except SqlglotError as e:
             return Answer(sql, error=f"syntax error: {e}", sqlstate="42601")
         if not isinstance(tree, exp.Query):
@@ -157,6 +157,10 @@ class Reference:
         finally:
             for name in created:
                 self.conn.execute(f'DROP TABLE "__ref"."{name}"')
+
+    def _parse(self, sql: str) -> exp.Expr:
+        """The query in the session's dialect (``dialect``: READ)."""
+        return sqlglot.parse_one(sql, read=READ[self.dialect])
 
     def _run(self, sql: str, tree: exp.Query, names: list[str]) -> Answer:
         duck = tree.sql(dialect="duckdb")

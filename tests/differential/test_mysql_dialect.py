@@ -4,6 +4,8 @@ that mean different things in the two dialects are checked in both."""
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 
 from czar.parse import parse
@@ -180,7 +182,12 @@ REFUSALS = [
         "42601",
         "only one statement per query is accepted; remove the extra statement",
     ),
-    ("adql", "SELECT TOP 1 * FROM Object", "0A000", "the ADQL dialect is not available yet"),
+    (
+        "mysql",
+        "SELECT objectId FROM Object WHERE flags = 'abc'",
+        "22P02",
+        'invalid input syntax for type integer: "abc"',
+    ),
     ("oracle", "SELECT 1", "22023", 'invalid value for parameter "qserv.dialect": "oracle"'),
     (
         "postgresql",
@@ -196,6 +203,17 @@ def test_refusals(cluster: FakeCluster, dialect: str, sql: str, sqlstate: str, m
     with pytest.raises(QservError) as info:
         cluster.run(sql, dialect=dialect)
     assert (info.value.sqlstate, info.value.message) == (sqlstate, message)
+
+
+def test_adql_session(cluster: FakeCluster) -> None:
+    # the ADQL dialect is its own module (czar/adql_dialect.py); without it, a clear refusal
+    sql = "SELECT TOP 2 objectId FROM Object ORDER BY objectId"
+    if importlib.util.find_spec("czar.adql_dialect") is None:
+        with pytest.raises(QservError) as info:
+            cluster.run(sql, dialect="adql")
+        assert (info.value.sqlstate, info.value.message) == ("0A000", "the ADQL dialect is not available yet")
+    else:
+        assert cluster.run(sql, dialect="adql").table.num_rows == 2
 
 
 def test_invalid_dialect_lists_the_valid_ones() -> None:

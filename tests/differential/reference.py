@@ -159,7 +159,7 @@ class Reference:
                 self.conn.execute(f'DROP TABLE "__ref"."{name}"')
 
     def _parse(self, sql: str) -> exp.Expr:
-        """The query in the session's dialect (``dialect``: READ)."""
+        """The query in the session's dialect (tests/differential/adql_reference.py: ADQL's)."""
         return sqlglot.parse_one(sql, read=READ[self.dialect])
 
     def _run(self, sql: str, tree: exp.Query, names: list[str]) -> Answer:

@@ -142,7 +142,8 @@ class FakeCluster:
 
     def run(self, sql: str, workers: Sequence[str] | None = None, dialect: str = "postgresql") -> Outcome:
         """The distributed answer: every batch on its fake worker, then the merge."""
-        analyzed = self.analyze(sql, dialect)
+        # the default dialect as analyze(sql): subclasses reading their own dialect override it
+        analyzed = self.analyze(sql) if dialect == "postgresql" else self.analyze(sql, dialect)
         query_plan = plan(analyzed, self.context(workers, self._family(analyzed)))
         batches: list[pa.RecordBatch] = []
         schema: pa.Schema | None = None

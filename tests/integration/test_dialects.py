@@ -35,13 +35,14 @@ def mysql(diff_cluster: LiveCluster) -> Iterator[psycopg.Connection]:
         yield c
 
 
+@pytest.mark.parametrize("binary", [False, True], ids=["text", "binary"])
 @pytest.mark.parametrize("sql", MYSQL)
 def test_mysql_session_matches_the_mysql_reference(
-    mysql: psycopg.Connection, mysql_single: Reference, sql: str
+    mysql: psycopg.Connection, mysql_single: Reference, sql: str, binary: bool
 ) -> None:
     expected = mysql_single.answer(sql)
     assert not expected.refused, sql
-    check(mysql, expected, sql)
+    check(mysql, expected, sql, binary)
 
 
 def test_set_show_reset(diff_cluster: LiveCluster, single: Reference, mysql_single: Reference) -> None:

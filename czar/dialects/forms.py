@@ -162,7 +162,10 @@ def _is_form(node: exp.Expr, bits: bool) -> bool:
 
 def rewrite(tree: exp.Expr, bits: bool) -> exp.Expr:
     """``tree`` with each MySQL form in its DuckDB meaning (``bits``: the MySQL session's forms,
-    else only what PostgreSQL sessions accept of MySQL: DIV); names rewritten items as written."""
+    else only what PostgreSQL sessions accept of MySQL: DIV, XOR); names rewritten items as written."""
+    nodes = list(tree.walk())
+    if not any(_is_form(n, bits) for n in nodes):
+        return tree  # most queries: nothing to translate
     named: list[tuple[exp.Expr, str]] = []
     for select in tree.find_all(exp.Select):
         for item in select.expressions:
@@ -170,12 +173,11 @@ def rewrite(tree: exp.Expr, bits: bool) -> exp.Expr:
                 continue
             if any(_is_form(n, bits) for n in item.walk()):
                 named.append((item, item.sql(dialect="mysql")))
-
     for item, name in named:
         item.replace(exp.alias_(item.copy(), name, quoted=True))
     # children before parents (a pre-order walk reversed), so a translated node is never
     # visited again (its DuckDB form has shifts and masks of its own)
-    for node in reversed(list(tree.walk())):
+    for node in reversed(list(tree.walk()) if named else nodes):
         new = _translate(node, bits)
         if new is not None:
             if node is tree:

@@ -103,3 +103,19 @@ def test_invalid_dialect_is_refused(diff_cluster: LiveCluster) -> None:
             assert unavailable.value.diag.message_primary == "the ADQL dialect is not available yet"
         else:
             assert len(adql.execute("SELECT TOP 1 objectId FROM Object").fetchall()) == 1
+
+
+@pytest.mark.parametrize("options", ["", MYSQL_OPTIONS], ids=["postgresql", "mysql"])
+def test_bound_parameters_mean_the_same_in_every_dialect(diff_cluster: LiveCluster, options: str) -> None:
+    # a backslash is an escape character in MySQL's strings: bound values must not depend on it
+    texts = ["a\\b", "\\", "it's \\' x", "\\x41\\n"]
+    with psycopg.connect(diff_cluster.dsn, autocommit=True, options=options) as conn:
+        for text in texts:
+            assert conn.execute("SELECT %s AS s", [text]).fetchone() == (text,)
+            assert conn.execute("SELECT %b AS s", [text]).fetchone() == (text,)
+        blob = b"\x00\\\xff'A"
+        assert conn.execute("SELECT %s AS b", [blob]).fetchone() == (blob,)
+        assert conn.execute("SELECT %b AS b", [blob]).fetchone() == (blob,)
+        rows = conn.execute("SELECT objectId FROM Object WHERE name = %s OR name = %s", ["obj1\\", "obj3"])
+        expected = conn.execute("SELECT objectId FROM Object WHERE name = 'obj3'").fetchall()
+        assert sorted(rows.fetchall()) == sorted(expected)

@@ -9,7 +9,8 @@ sessions, czar/dialects/mysql.py for MySQL sessions): the parser of a dialect ca
 - ``a DIV b`` truncates toward zero and is a BIGINT, also for doubles (``-7.5 DIV 2`` = -3;
   DuckDB's ``//`` is float division for doubles);
 - bit operators (``& | ^ ~ << >>``, MySQL sessions only) work on BIGINT UNSIGNED: an operand
-  is rounded to an integer and taken modulo 2^64 (``-1 << 1`` = 18446744073709551614), a shift
+  is rounded to an integer and a negative one taken modulo 2^64 (``-1 << 1`` =
+  18446744073709551614; outside [-2^63, 2^64) it is refused, 22003), a shift
   by 64 or more (or by a negative amount) is 0, bits shifted past bit 63 are dropped;
 - ``hex(n)`` of a number is the hex of n as a 64-bit two's complement integer (``hex(-1)`` =
   ``FFFFFFFFFFFFFFFF``); of a string, its bytes;
@@ -37,7 +38,10 @@ from sqlglot import exp
 
 _MASK = str(2**64 - 1)
 _TEMPLATES: dict[str, str] = {
-    "unsigned": f"CAST(CAST(__a AS HUGEINT) & {_MASK} AS UBIGINT)",
+    # two's complement of a negative operand; outside [-2^63, 2^64) the casts refuse (22003),
+    # where MySQL would clamp
+    "unsigned": "CASE WHEN CAST(__a AS HUGEINT) < 0 THEN CAST(CAST(CAST(__a AS HUGEINT) AS BIGINT) "
+    f"+ {2**64} AS UBIGINT) ELSE CAST(CAST(__a AS HUGEINT) AS UBIGINT) END",
     "shl": f"CASE WHEN __b >= 64 THEN CAST(0 AS UBIGINT) ELSE CAST((CAST(__a AS UHUGEINT) << __b) & {_MASK} AS UBIGINT) END",
     "shr": "CASE WHEN __b >= 64 THEN CAST(0 AS UBIGINT) ELSE __a >> __b END",
     "div": "CAST(TRUNC(__a // __b) AS BIGINT)",

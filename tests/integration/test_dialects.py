@@ -119,3 +119,11 @@ def test_bound_parameters_mean_the_same_in_every_dialect(diff_cluster: LiveClust
         rows = conn.execute("SELECT objectId FROM Object WHERE name = %s OR name = %s", ["obj1\\", "obj3"])
         expected = conn.execute("SELECT objectId FROM Object WHERE name = 'obj3'").fetchall()
         assert sorted(rows.fetchall()) == sorted(expected)
+
+
+def test_bit_operand_beyond_64_bits_is_refused(mysql: psycopg.Connection) -> None:
+    # MySQL clamps such an operand to 2^64 - 1; qserv refuses rather than answer otherwise
+    with pytest.raises(psycopg.errors.NumericValueOutOfRange) as info:
+        mysql.execute("SELECT objectId, rFlux * 1e18 << 1 AS s FROM Object WHERE rFlux > 50").fetchall()
+    assert info.value.diag.message_primary == "uint64 out of range"
+    assert mysql.execute("SELECT 1 << 1 AS s").fetchone() == (2,)

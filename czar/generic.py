@@ -36,7 +36,7 @@ from sqlglot.tokens import Token, TokenType
 
 from czar.analyze.model import AnalyzedQuery, KeyRestriction, Region
 from czar.analyze.restrictors import AREASPEC, Areaspec, common_keys, number, region_predicate
-from czar.dialect import Qserv
+from czar.dialects.registry import DEFAULT_DIALECT, DIALECTS
 from czar.plan import PlanContext, QueryPlan, place, skeleton
 from czar.plan.chunks import ChunkChoice, chunk_order, layered
 from czar.plan.split import split
@@ -83,10 +83,14 @@ class Template:
     fixed: tuple[tuple[int, str], ...]  # (index, text) of every other constant
 
 
-def shape_of(sql: str) -> Shape | None:
-    """The shape of ``sql`` (None when it does not tokenize: the parser will say why)."""
+def shape_of(sql: str, dialect: str = DEFAULT_DIALECT) -> Shape | None:
+    """The shape of ``sql`` as the session dialect ``dialect`` tokenizes it (None when it does
+    not tokenize: the parser will say why; or for a dialect with a parser of its own, ADQL)."""
+    chosen = DIALECTS.get(dialect)
+    if chosen is None or chosen.sqlglot is None:
+        return None
     try:
-        tokens = Qserv().tokenize(sql)
+        tokens = chosen.sqlglot().tokenize(sql)
     except TokenError:
         return None
     key: list[object] = []

@@ -9,7 +9,7 @@ from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ParseError, TokenError
 from sqlglot.tokens import Token, TokenType
 
-from czar.dialect import Qserv
+from czar.dialects.registry import dialect_named
 from qserv.errors import AccessDenied, SyntaxError_, UndefinedParameter, Unsupported
 
 SQL_META = "qserv_sql"  # meta key of the parsed tree's root: the SQL text it was parsed from
@@ -22,13 +22,18 @@ def offset_of(sql: str, line: int, col: int) -> int:
     return sum(len(s) + 1 for s in lines[: line - 1]) + max(1, col)
 
 
-def parse(sql: str) -> exp.Expr:
-    """Parse exactly one statement; syntax errors raise :class:`SyntaxError_` with a position.
+def parse(sql: str, dialect: str = "postgresql") -> exp.Expr:
+    """Parse exactly one statement in the session dialect ``dialect`` (czar/dialects/); syntax
+    errors raise :class:`SyntaxError_` with a position.
 
     Messages are PostgreSQL's (``syntax error at or near "FROM"``, ``syntax error at end of
     input``, ``unterminated quoted string at or near "'abc"``), never sqlglot's descriptions.
     """
-    return parse_in(sql, Qserv())
+    chosen = dialect_named(dialect)
+    if chosen.parse is not None:
+        return chosen.parse(sql)
+    assert chosen.sqlglot is not None  # a dialect has a parse function or a sqlglot class
+    return parse_in(sql, chosen.sqlglot())
 
 
 def parse_in(sql: str, dialect: Dialect) -> exp.Expr:
@@ -58,7 +63,7 @@ def parse_in(sql: str, dialect: Dialect) -> exp.Expr:
         )
     if not isinstance(statements[0], exp.Query):
         _refuse_statement(sql)  # name the statement by its first word, at its position
-    _check_forms(sql, statements[0])
+    _check_forms(sql, statements[0], dialect)
     statements[0].meta[SQL_META] = sql  # later passes place errors by it (an operator's position)
     return statements[0]
 
@@ -142,7 +147,7 @@ def _check_tokens(tokens: list[Token]) -> None:
             raise SyntaxError_(f'syntax error at or near "{token.text}"', position=token.start + 1)
 
 
-def _check_forms(sql: str, tree: exp.Expr) -> None:
+def _check_forms(sql: str, tree: exp.Expr, dialect: Dialect) -> None:
     """Refuse, as PostgreSQL does, forms sqlglot accepts: ``(*)``, ``* AS x``, ``AS 'x'``, ``""``,
     ``%``/``?`` and unbound ``$n``; drop what PostgreSQL ignores: the alias of ``t.* AS x``, the ``ALL`` of
     ``GROUP BY ALL a`` (bare ``GROUP BY ALL`` keeps DuckDB's meaning: every plain column)."""
@@ -181,7 +186,8 @@ def _check_forms(sql: str, tree: exp.Expr) -> None:
         start = ident.meta.get("start")
         if not isinstance(start, int) or start >= len(sql) or sql[start] not in "'\"`":
             continue
-        if sql[start] == "'":  # sqlglot takes 'x' as a name where PostgreSQL wants one
+        string_aliases = dialect.parser_class.STRING_ALIASES  # MySQL's SELECT a 'x'
+        if sql[start] == "'" and not string_aliases:  # sqlglot takes 'x' as a name where PostgreSQL wants one
             raise SyntaxError_(
                 f'syntax error at or near "{sql[start : ident.meta["end"] + 1]}"', position=start + 1
             )
@@ -198,7 +204,8 @@ def _check_forms(sql: str, tree: exp.Expr) -> None:
             f"there is no parameter {name}", position=match.start() + 1 if match else None
         )
     if tree.find(exp.Placeholder) is not None:
-        raise SyntaxError_(f'syntax error at or near "{_placeholder(sql)[0]}"', position=_placeholder(sql)[1])
+        text, at = _placeholder(sql, dialect)
+        raise SyntaxError_(f'syntax error at or near "{text}"', position=at)
 
 
 # Words after which a ``%`` starts an operand (sqlglot reads it as a placeholder), not a modulo.
@@ -207,9 +214,9 @@ _OPERAND_STARTS = frozenset(
 )
 
 
-def _placeholder(sql: str) -> tuple[str, int | None]:
+def _placeholder(sql: str, dialect: Dialect) -> tuple[str, int | None]:
     """The text and 1-based position of the first ``?`` or operand-position ``%`` in ``sql``."""
-    tokens = Qserv().tokenize(sql)
+    tokens = dialect.tokenize(sql)
     for i, token in enumerate(tokens):
         if token.token_type is TokenType.PLACEHOLDER:
             return token.text, token.start + 1

@@ -24,6 +24,7 @@ from czar import generic, steps
 from czar.analyze import AnalyzedQuery, analyze
 from czar.analyze.guard import guard
 from czar.analyze.subqueries import Program, decompose, has_subqueries
+from czar.dialects.registry import DEFAULT_DIALECT
 from czar.dispatch import BatchExecutor, dispatch
 from czar.merge import MergeEngine, planned_table
 from czar.parse import parse
@@ -94,25 +95,27 @@ class Pipeline:
         self._execute = execute
         self._merger = merger
 
-    def prepare(self, sql: str, default_db: str) -> Prepared | Program:
-        """Parse, analyze and plan ``sql`` (pure given the metadata snapshot); a query with
-        sub-queries becomes a :class:`Program` of steps, each planned when it runs.
+    def prepare(self, sql: str, default_db: str, dialect: str = DEFAULT_DIALECT) -> Prepared | Program:
+        """Parse (in the session dialect ``dialect``), analyze and plan ``sql`` (pure given the
+        metadata snapshot); a query with sub-queries becomes a :class:`Program` of steps, each
+        planned when it runs.
 
         Plans are cached per snapshot (a commit through this czar invalidates it): by exact
         text, so a repeated query (a dashboard, a monitoring probe) skips its ~5 ms of
         planning; and by shape for director-key lookups and areaspecs, so a lookup of
-        another key or a cone elsewhere skips parsing too (czar/generic.py).
+        another key or a cone elsewhere skips parsing too (czar/generic.py). Both caches are
+        per dialect: one text means different things in two dialects (``a || b``).
         """
         view = self._views.get()
         db = default_db.lower()
-        key = ("prepared", db, sql)
+        key = ("prepared", db, dialect, sql)
         cached = view.memo.get(key)
         if isinstance(cached, Prepared):
             return dataclasses.replace(cached, planning="cached")
         if isinstance(cached, Program):
             return cached
-        shape = generic.shape_of(sql)
-        shape_key = ("generic", db, shape.key) if shape is not None else None
+        shape = generic.shape_of(sql, dialect)
+        shape_key = ("generic", db, dialect, shape.key) if shape is not None else None
         template = view.memo.get(shape_key) if shape_key is not None else None
         if shape is not None and isinstance(template, tuple) and isinstance(template[0], generic.Template):
             generic_plan, regular = template
@@ -120,7 +123,7 @@ class Pipeline:
             rebound = _restricted(lambda: generic.rebind(generic_plan, shape, ctx), view, ctx)
             if rebound is not None:
                 return Prepared(rebound, ctx.placement, ctx.workers, planning="generic")
-        analyzed, view = self._analyze(sql, default_db, view)
+        analyzed, view = self._analyze(sql, default_db, dialect, view)
         if isinstance(analyzed, Program):
             if self._views.get() is view:
                 view.memo[key] = analyzed
@@ -140,10 +143,10 @@ class Pipeline:
         return prepared
 
     def _analyze(
-        self, sql: str, default_db: str, view: ClusterView
+        self, sql: str, default_db: str, dialect: str, view: ClusterView
     ) -> tuple[AnalyzedQuery | Program, ClusterView]:
         try:
-            return self._analyze_on(sql, default_db, view), view
+            return self._analyze_on(sql, default_db, dialect, view), view
         except UndefinedTable:
             # the table may have been created through another czar since the snapshot was
             # taken (this czar's own loads invalidate it); re-read at most once a second, so
@@ -151,10 +154,12 @@ class Pipeline:
             if time.monotonic() - view.taken_at < REFRESH_ON_MISS_SECONDS:
                 raise
             view = self._views.get(refresh=True)
-            return self._analyze_on(sql, default_db, view), view
+            return self._analyze_on(sql, default_db, dialect, view), view
 
-    def _analyze_on(self, sql: str, default_db: str, view: ClusterView) -> AnalyzedQuery | Program:
-        tree = parse(sql)
+    def _analyze_on(
+        self, sql: str, default_db: str, dialect: str, view: ClusterView
+    ) -> AnalyzedQuery | Program:
+        tree = parse(sql, dialect)
         if has_subqueries(tree):
             program = decompose(guard(tree), view.catalog, default_db)
             if program is not None:
@@ -190,21 +195,23 @@ class Pipeline:
             row_counts=view.row_counts,
         )
 
-    def explain(self, sql: str, default_db: str) -> str:
-        prepared = self.prepare(sql, default_db)
+    def explain(self, sql: str, default_db: str, dialect: str = DEFAULT_DIALECT) -> str:
+        prepared = self.prepare(sql, default_db, dialect)
         return prepared.explain() if isinstance(prepared, Program) else prepared.plan.explain()
 
-    async def run(self, sql: str, default_db: str, query_id: str | None = None) -> QueryAnswer:
-        """Answer ``sql``; raises a QservError for anything the client should see."""
+    async def run(
+        self, sql: str, default_db: str, query_id: str | None = None, dialect: str = DEFAULT_DIALECT
+    ) -> QueryAnswer:
+        """Answer ``sql`` read in ``dialect``; raises a QservError for anything the client should see."""
         query_id = query_id or uuid.uuid4().hex[:16]
         started = time.perf_counter()
         if len(sql) <= INLINE_PLANNING_CHARS:
             # planning is a few ms of CPU under the GIL: a thread hop would only add latency
-            prepared = self.prepare(sql, default_db)
+            prepared = self.prepare(sql, default_db, dialect)
         else:
             # a long statement (a key list of thousands) plans for up to seconds: in a thread,
             # the GIL's switch interval lets the event loop serve the other sessions meanwhile
-            prepared = await asyncio.to_thread(self.prepare, sql, default_db)
+            prepared = await asyncio.to_thread(self.prepare, sql, default_db, dialect)
         if isinstance(prepared, Program):
             return await self._run_program(prepared, default_db, query_id)
         return await self._answer(prepared, query_id, started)

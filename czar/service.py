@@ -149,11 +149,15 @@ class Czar:
             return QueryResult(columns=[], batches=_empty(), command_tag=reply.command_tag)
         target = explain_target(sql)
         if target is not None:
-            text = await asyncio.to_thread(self.pipeline.explain, target, conn.state.database)
+            text = await asyncio.to_thread(
+                self.pipeline.explain, target, conn.state.database, conn.state.dialect()
+            )
             return _rows("QUERY PLAN", text.splitlines())
         query_id = uuid.uuid4().hex[:16]
         timeout_ms = conn.state.statement_timeout_ms()
-        task = asyncio.ensure_future(self.pipeline.run(sql, conn.state.database, query_id))
+        task = asyncio.ensure_future(
+            self.pipeline.run(sql, conn.state.database, query_id, conn.state.dialect())
+        )
         conn.running = task
         # past the timeout the task is cancelled exactly as a CancelRequest cancels it: its
         # worker calls are cancelled and the workers interrupt DuckDB

@@ -12,6 +12,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from czar.dialects.registry import DEFAULT_DIALECT, dialect_named
+from czar.dialects.registry import SETTING as DIALECT
 from qserv.errors import InvalidParameter, SyntaxError_
 
 SERVER_VERSION = "16.0 (qserv-py 0.1.0)"
@@ -29,6 +31,7 @@ DEFAULT_SETTINGS: dict[str, str] = {
     "integer_datetimes": "on",
     "max_identifier_length": "63",
     "statement_timeout": "0",
+    DIALECT: DEFAULT_DIALECT,
 }
 
 
@@ -82,7 +85,10 @@ def format_duration_ms(ms: int) -> str:
 
 
 # settings whose values are checked and shown in a canonical form, as PostgreSQL does
-_CANONICAL = {STATEMENT_TIMEOUT: lambda value: format_duration_ms(parse_duration_ms(value))}
+_CANONICAL = {
+    STATEMENT_TIMEOUT: lambda value: format_duration_ms(parse_duration_ms(value)),
+    DIALECT: lambda value: dialect_named(value).name,
+}
 
 
 def session_defaults(server: Mapping[str, str], client: Mapping[str, str]) -> dict[str, str]:
@@ -119,6 +125,10 @@ class SessionState:
         if name in self.local:
             return self.local[name]
         return self.settings.get(name, self.defaults.get(name, DEFAULT_SETTINGS.get(name)))
+
+    def dialect(self) -> str:
+        """The session dialect its queries are read in (``qserv.dialect``, czar/dialects/)."""
+        return self.setting(DIALECT) or DEFAULT_DIALECT
 
     def statement_timeout_ms(self) -> int:
         """Milliseconds a statement may run before it is cancelled (0: no limit)."""

@@ -20,7 +20,7 @@ from qserv.sphere.scisql import MACROS
 # Typed sqlglot function nodes that are safe and evaluate identically on workers and czar.
 ALLOWED_FUNCTION_NODES: frozenset[str] = frozenset(
     """Abs Acos Asin Atan Atan2 Cbrt Ceil Cos Cot Degrees Exp Floor Ln Log Pi Pow Radians Round
-    Sign Sin Sqrt Tan Trunc Case If Cast TryCast Coalesce Nullif Greatest Least Concat Length
+    Sign Sin Sqrt Tan Trunc Hex Typeof Chr Unhex Case If Cast TryCast Coalesce Nullif Greatest Least Concat Length
     Lower Upper Substring Trim Left Right StrPosition Replace Count Sum Min Max Avg Stddev
     StddevPop StddevSamp Variance VariancePop Median AnyValue Rand Exists""".split()
 )

@@ -44,10 +44,12 @@ _PG_EPOCH = dt.datetime(2000, 1, 1)
 
 
 def quote_string(text: str) -> str:
-    """A standard SQL string literal."""
+    """A standard SQL string literal, read alike in every session dialect: a backslash (an
+    escape character in MySQL sessions' strings, not in PostgreSQL's) is spelled ``CHR(92)``."""
     if "\0" in text:
         raise InvalidParameter("parameter value contains a NUL character", hint="remove the NUL byte")
-    return "'" + text.replace("'", "''") + "'"
+    pieces = ["'" + piece.replace("'", "''") + "'" for piece in text.split("\\")]
+    return pieces[0] if len(pieces) == 1 else "CONCAT(" + ", CHR(92), ".join(pieces) + ")"
 
 
 def _decode_numeric(data: bytes) -> Decimal:
@@ -137,7 +139,7 @@ def render_literal(oid: int, value: object) -> str:
             raise ValueError(word)
         if oid == 17:
             raw = value if isinstance(value, bytes) else _bytea_from_text(str(value))
-            return "CAST('" + "".join(f"\\x{b:02X}" for b in raw) + "' AS BLOB)"
+            return f"CAST(UNHEX('{raw.hex().upper()}') AS BLOB)"  # no backslash: see quote_string
     except (ValueError, InvalidOperation) as exc:
         raise InvalidParameter(
             f"invalid input for parameter of type {cast}: {str(value)[:60]!r}",

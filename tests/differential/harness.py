@@ -122,6 +122,7 @@ class FakeCluster:
         self.placement = self.placements[self.generated.database.partitioning.family]
         self.director_index = DictDirectorIndex(index)
         self.ref = Reference(self.generated)
+        self.other_refs: dict[str, Reference] = {}  # dialect -> its reference, made on first use
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
         conn = duckdb.connect(":memory:", config={"threads": 1})
@@ -145,12 +146,16 @@ class FakeCluster:
             row_counts=self.row_counts,
         )
 
-    def parse(self, sql: str) -> exp.Expr:
-        """The session's parse of ``sql`` (PostgreSQL; a subclass speaks another dialect)."""
-        return parse(sql)
+    def parse(self, sql: str, dialect: str = "postgresql") -> exp.Expr:
+        """The session's parse of ``sql`` (in ``dialect``; a subclass speaks another dialect)."""
+        return parse(sql, dialect)
 
-    def analyze(self, sql: str) -> AnalyzedQuery:
-        return analyze(self.parse(sql), self.catalog, self.database)
+    def _parse_in(self, sql: str, dialect: str) -> exp.Expr:
+        # the default dialect as parse(sql): subclasses reading their own dialect override it
+        return self.parse(sql) if dialect == "postgresql" else self.parse(sql, dialect)
+
+    def analyze(self, sql: str, dialect: str = "postgresql") -> AnalyzedQuery:
+        return analyze(self._parse_in(sql, dialect), self.catalog, self.database)
 
     def _family(self, analyzed: AnalyzedQuery) -> str | None:
         """The family of the query's partitioned tables (the placement a real czar uses)."""
@@ -160,10 +165,10 @@ class FakeCluster:
                 return db.partitioning.family if db is not None else None
         return None
 
-    def run(self, sql: str, workers: Sequence[str] | None = None) -> Outcome:
+    def run(self, sql: str, workers: Sequence[str] | None = None, dialect: str = "postgresql") -> Outcome:
         """The distributed answer: every batch on its fake worker, then the merge; a query with
         sub-queries runs as the pipeline runs it, step by step (czar/steps.py)."""
-        tree = self.parse(sql)
+        tree = self._parse_in(sql, dialect)
         program = decompose(guard(tree), self.catalog, self.database) if has_subqueries(tree) else None
         if program is None:
             return self._run_analyzed(analyze(tree, self.catalog, self.database), workers)
@@ -207,17 +212,22 @@ class FakeCluster:
         assert schema is not None
         return Outcome(analyzed, query_plan, merge(query_plan, batches, schema))
 
-    def reference(self, sql: str) -> Answer:
-        """The independent single-DuckDB answer (or refusal)."""
-        return self.ref.answer(sql)
+    def reference(self, sql: str, dialect: str = "postgresql") -> Answer:
+        """The independent single-DuckDB answer (or refusal) to ``sql`` read in ``dialect``."""
+        if dialect == self.ref.dialect:
+            return self.ref.answer(sql)
+        if dialect not in self.other_refs:
+            self.other_refs[dialect] = Reference(self.generated, dialect)
+        return self.other_refs[dialect].answer(sql)
 
-    def check(self, sql: str, seed: int | None = None) -> Outcome | None:
-        """Run ``sql`` both ways and assert agreement: equal names, types and valid rows, or
-        both refuse (the czar with a clean error; PostgreSQL's SQLSTATE where it is known)."""
+    def check(self, sql: str, seed: int | None = None, dialect: str = "postgresql") -> Outcome | None:
+        """Run ``sql`` (read in the session ``dialect``) both ways and assert agreement: equal
+        names, types and valid rows, or both refuse (the czar with a clean error; PostgreSQL's
+        SQLSTATE where it is known)."""
         where = f"[seed {seed}] " if seed is not None else ""
-        expected = self.reference(sql)
+        expected = self.reference(sql, dialect)
         try:
-            outcome = self.run(sql)
+            outcome = self.run(sql, dialect=dialect)
         except QservError as e:
             assert expected.refused, f"{where}{sql}\nthe czar refuses ({e.sqlstate} {e}) what DuckDB answers"
             assert_clean_refusal(e.sqlstate, str(e), expected, sql=f"{where}{sql}")

@@ -28,9 +28,10 @@ from sqlglot import exp
 from sqlglot.dialects.postgres import Postgres
 from sqlglot.errors import SqlglotError
 from sqlglot.parsers.postgres import PostgresParser
-from sqlglot.tokens import TokenType
+from sqlglot.tokens import Token, TokenType
 
 from qserv.catalog import Table, TableKind
+from tests.differential import mysql_reference
 from tests.differential.catalog import GeneratedCatalog
 
 BOUNDARY_TOLERANCE = 1e-9  # degrees: a point this close to a region's edge has no sure answer
@@ -43,7 +44,7 @@ class ReferenceUnavailable(AssertionError):
 class SessionDialect(Postgres):
     """PostgreSQL as a czar session reads it (DESIGN §4).
 
-    MySQL-only forms keep their MySQL meaning (backticks, ``DIV``, ``MOD``, ``<=>``), ADQL
+    MySQL-only forms keep their MySQL meaning (backticks, ``DIV``, ``MOD``, ``<=>``, ``XOR``), ADQL
     ``TOP n`` is a LIMIT; NULLs sort as PostgreSQL sorts them (first under DESC).
     """
 
@@ -55,11 +56,25 @@ class SessionDialect(Postgres):
             "MOD": TokenType.MOD,
             "TOP": TokenType.TOP,
             "<=>": TokenType.NULLSAFE_EQ,
+            "XOR": TokenType.XOR,
         }
 
     class Parser(PostgresParser):
         FUNC_TOKENS = {*PostgresParser.FUNC_TOKENS, TokenType.MOD}
         FACTOR = {**PostgresParser.FACTOR, TokenType.DIV: exp.IntDiv, TokenType.MOD: exp.Mod}
+
+        def _parse_conjunction(self) -> exp.Expr | None:  # XOR: below AND, above OR, as MySQL
+            left = super()._parse_conjunction()
+            while self._match(TokenType.XOR):
+                left = exp.Xor(this=left, expression=super()._parse_conjunction())
+            return left
+
+        def parse(self, raw_tokens: list[Token], sql: str) -> list[exp.Expr | None]:
+            trees = super().parse(raw_tokens, sql)
+            return [t if t is None else mysql_reference.extend(t, mysql=False) for t in trees]
+
+
+READ = {"postgresql": SessionDialect, "mysql": mysql_reference.MySQLSession}  # the session dialects
 
 
 @dataclass(frozen=True)
@@ -100,13 +115,16 @@ _STUBS = (
 class Reference:
     """One DuckDB holding the generated rows (no project macros) and one for names (stubs)."""
 
-    def __init__(self, generated: GeneratedCatalog) -> None:
+    def __init__(self, generated: GeneratedCatalog, dialect: str = "postgresql") -> None:
         self.generated = generated
+        self.dialect = dialect  # the session dialect queries are read in (READ)
         self.default_db = generated.database.name
         self.conn = generated.plain_duckdb()
         self.names = generated.plain_duckdb(empty=True)
         for stub in _STUBS:
             self.names.execute(stub)
+        for conn in (self.conn, self.names):
+            mysql_reference.install(conn)
         self.conn.execute('CREATE SCHEMA "__ref"')
         self._lock = threading.Lock()
         self._serial = 0
@@ -142,7 +160,7 @@ class Reference:
 
     def _parse(self, sql: str) -> exp.Expr:
         """The query in the session's dialect (tests/differential/adql_reference.py: ADQL's)."""
-        return sqlglot.parse_one(sql, read=SessionDialect)
+        return sqlglot.parse_one(sql, read=READ[self.dialect])
 
     def _run(self, sql: str, tree: exp.Query, names: list[str]) -> Answer:
         duck = tree.sql(dialect="duckdb")

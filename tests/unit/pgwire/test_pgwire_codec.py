@@ -53,9 +53,10 @@ def test_substitution_skips_literals_and_maps_positions() -> None:
         (701, -1.5, "CAST(-1.5 AS DOUBLE)"),
         (1700, "-0.10", "(-0.10)"),
         (16, "yes", "TRUE"),
-        (17, "\\x00ff", "CAST('\\x00\\xFF' AS BLOB)"),
+        (17, "\\x00ff", "CAST(UNHEX('00FF') AS BLOB)"),
         (1082, dt.date(2024, 1, 2), "CAST('2024-01-02' AS DATE)"),
-        (0, "a\\b", "'a\\b'"),
+        (0, "a\\b", "CONCAT('a', CHR(92), 'b')"),  # read alike in MySQL sessions
+        (0, "\\'", "CONCAT('', CHR(92), '''')"),
         (23, None, "CAST(NULL AS INTEGER)"),
         (0, None, "NULL"),
     ],

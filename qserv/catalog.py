@@ -62,6 +62,11 @@ class Table:
     lat_column: str | None = None
     director: str | None = None  # child: name of its director table (same database)
     key_column: str | None = None  # child: column holding the director key
+    # match: (director, column) of each side, and the flag column of its stored copies
+    # (bit 1: the left row is in this copy's chunk, bit 2: the right row is)
+    match_left: tuple[str, str] | None = None
+    match_right: tuple[str, str] | None = None
+    flag_column: str | None = None
 
     def column(self, name: str) -> Column | None:
         lname = name.lower()

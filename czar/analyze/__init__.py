@@ -23,7 +23,15 @@ from czar.analyze.aggregates import analyze_aggregates
 from czar.analyze.classify import classify
 from czar.analyze.guard import guard
 from czar.analyze.joins import check_joins
-from czar.analyze.model import AggregateInfo, AnalyzedQuery, ChunkJoin, KeyRestriction, Region, TableRef
+from czar.analyze.model import (
+    AggregateInfo,
+    AnalyzedQuery,
+    ChunkJoin,
+    JoinKind,
+    KeyRestriction,
+    Region,
+    TableRef,
+)
 from czar.analyze.names import bind_names
 from czar.analyze.output import describe
 from czar.analyze.resolve import as_written, expand_stars, resolve_columns, resolve_tables
@@ -67,10 +75,11 @@ def analyze(tree: exp.Expr, catalog: Catalog, default_db: str, sql: str = "") ->
     resolve_columns(select, refs)
     bind_names(select, refs)
     partitioning = classify(refs, catalog)
-    chunk_joins = check_joins(select, refs)
+    chunk_joins = check_joins(select, refs, partitioning)
     region = extract_region(select, refs)
     children = frozenset(r.alias.lower() for r in refs if r.kind is TableKind.CHILD)
-    keys = extract_keys(select, refs, children)
+    overlapped = frozenset(j.right.lower() for j in chunk_joins if j.kind is JoinKind.NEAR)
+    keys = extract_keys(select, refs, children, overlapped)
     aggregates = analyze_aggregates(select)
     written = as_written(select)
     columns, types = describe(written, refs)

@@ -18,10 +18,15 @@ Depends on resolve (qualified columns) and classify.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sqlglot import exp
 
-from czar.analyze.model import ChunkJoin, TableRef
-from qserv.catalog import TableKind
+from czar.analyze.model import ChunkJoin, JoinKind, TableRef
+from czar.analyze.neighbour import near_terms
+from czar.analyze.using import using_condition
+from czar.parse import node_position
+from qserv.catalog import Partitioning, TableKind
 from qserv.errors import Unsupported
 
 
@@ -62,7 +67,9 @@ def _key_edges(terms: list[exp.Expr], by_alias: dict[str, TableRef]) -> list[tup
     return edges
 
 
-def check_joins(tree: exp.Select, refs: tuple[TableRef, ...]) -> tuple[ChunkJoin, ...]:
+def check_joins(
+    tree: exp.Select, refs: tuple[TableRef, ...], partitioning: Partitioning | None = None
+) -> tuple[ChunkJoin, ...]:
     """Return the chunk-local joins between chunked tables, or refuse the query."""
     chunked = [r for r in refs if r.table.is_chunked]
     order = {r.alias.lower(): i for i, r in enumerate(refs)}
@@ -71,6 +78,8 @@ def check_joins(tree: exp.Select, refs: tuple[TableRef, ...]) -> tuple[ChunkJoin
     terms = conjuncts(where.this if where is not None else None)
     for join in tree.args.get("joins") or []:
         terms.extend(conjuncts(join.args.get("on")))
+    for ref in refs:
+        terms.extend(conjuncts(using_condition(ref)))
     edges = _key_edges(terms, by_alias)
 
     parent = {a: a for a in by_alias}
@@ -90,6 +99,8 @@ def check_joins(tree: exp.Select, refs: tuple[TableRef, ...]) -> tuple[ChunkJoin
         joins.append(
             ChunkJoin(left=by_alias[left].alias, right=by_alias[right].alias, in_on=by_alias[right].outer)
         )
+    if len({find(a) for a in by_alias}) > 1:
+        joins.extend(_near_joins(terms, by_alias, order, find, parent, partitioning))
     roots = {find(a) for a in by_alias}
     if len(roots) > 1:
         raise _refusal(chunked)
@@ -101,6 +112,63 @@ def check_joins(tree: exp.Select, refs: tuple[TableRef, ...]) -> tuple[ChunkJoin
                 position=ref.position,
             )
     return tuple(joins)
+
+
+def _near_joins(
+    terms: list[exp.Expr],
+    by_alias: dict[str, TableRef],
+    order: dict[str, int],
+    find: Callable[[str], str],
+    parent: dict[str, str],
+    partitioning: Partitioning | None,
+) -> list[ChunkJoin]:
+    """Near-neighbour joins tying the remaining components together (see neighbour.py).
+
+    The second side of each is a director read with its overlap rows: it must stand alone
+    (children and key joins have no overlap rows), and its first side must not be a second.
+    """
+    out: list[ChunkJoin] = []
+    seconds: set[str] = set()
+
+    def alone(x: str) -> bool:
+        return all(find(y) != find(x) for y in by_alias if y != x)
+
+    for near in near_terms(terms, by_alias):
+        a, b = sorted((near.first, near.second), key=order.__getitem__)
+        if find(a) == find(b):
+            continue  # already joined: the term is a plain filter
+        second, first = (b, a) if alone(b) else (a, b)
+        if not alone(second) or first in seconds:
+            continue
+        position = node_position(near.term)
+        if near.radius is None:
+            raise Unsupported(
+                "near-neighbour join radius must be a constant (degrees), not an expression of columns",
+                position=position,
+            )
+        overlap = partitioning.overlap if partitioning is not None else 0.0
+        if near.radius > overlap:
+            db = by_alias[second].table.database
+            raise Unsupported(
+                f"near-neighbour join radius {near.radius:g}° exceeds the overlap {overlap:g}° of "
+                f'database "{db}": pairs farther apart than the overlap are not stored together; use '
+                "a radius up to the overlap, or load the tables into a database created with a larger "
+                "one (qserv database create DB --overlap DEG)",
+                position=position,
+            )
+        parent[find(second)] = find(first)
+        seconds.add(second)
+        ref = by_alias[second]
+        out.append(
+            ChunkJoin(
+                left=by_alias[first].alias,
+                right=ref.alias,
+                in_on=ref.outer,
+                kind=JoinKind.NEAR,
+                radius=max(near.radius, 0.0),
+            )
+        )
+    return out
 
 
 def _refusal(chunked: list[TableRef]) -> Unsupported:
@@ -122,8 +190,8 @@ def _refusal(chunked: list[TableRef]) -> Unsupported:
     same = {r.table.name.lower() for r in chunked}
     if len(same) == 1 and chunked[0].kind is TableKind.DIRECTOR:
         return Unsupported(
-            f"self-join of director {chunked[0].table.name} without equal keys (near-neighbour "
-            f"join) is not supported yet: {names}",
+            f"self-join of director {chunked[0].table.name} needs equal keys or a near-neighbour "
+            f"condition scisql_angSep(a.lon, a.lat, b.lon, b.lat) < radius: {names}",
             position=position,
         )
     return Unsupported(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import TypeAlias
 
 from sqlglot import exp
@@ -21,6 +22,9 @@ class TableRef:
     table: Table
     position: int | None = None
     outer: bool = False  # the nullable side of a LEFT JOIN
+    # JOIN ... USING / NATURAL JOIN: (this table's column, left alias, left column) per merged
+    # column; unqualified, the name means the left column (see czar/analyze/using.py)
+    using: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def kind(self) -> TableKind:
@@ -32,13 +36,22 @@ class TableRef:
         return (self.table.database.lower(), self.table.name.lower())
 
 
+class JoinKind(StrEnum):
+    KEY = "key"  # director-child on the key: rows share a chunk
+    NEAR = "near"  # near-neighbour: ``right`` read with its overlap, a zone band join
+    MATCH = "match"  # director-match: the match copy in ``left``'s chunk (flag bits)
+
+
 @dataclass(frozen=True)
 class ChunkJoin:
-    """Two chunked references joined so that matching rows share a chunk (director-child)."""
+    """Two chunked references joined so that matching rows share a chunk (director-child),
+    or are found in the chunk of ``left`` with the overlap of ``right`` (near-neighbour)."""
 
     left: str  # alias
     right: str  # alias
     in_on: bool  # the condition belongs in the ON clause of ``right`` (LEFT JOIN)
+    kind: JoinKind = JoinKind.KEY
+    radius: float | None = None  # NEAR: the join radius (degrees), at most the overlap
 
 
 @dataclass(frozen=True)

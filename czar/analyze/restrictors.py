@@ -153,14 +153,18 @@ def common_keys(terms: Sequence[Sequence[int | str]]) -> tuple[int | str, ...]:
 
 
 def extract_keys(
-    tree: exp.Select, refs: tuple[TableRef, ...], joined_children: frozenset[str]
+    tree: exp.Select,
+    refs: tuple[TableRef, ...],
+    joined_children: frozenset[str],
+    excluded: frozenset[str] = frozenset(),
 ) -> KeyRestriction | None:
     """Director keys from ``key = c`` / ``key IN (c, ...)`` conjuncts, and the director they key.
 
     ``joined_children`` are aliases of children joined to their director (or alone): their key
-    column restricts chunks as the director's id does.
+    column restricts chunks as the director's id does. ``excluded`` aliases (second sides of
+    near-neighbour joins, found in other chunks' overlap) restrict no chunk.
     """
-    by_alias = {r.alias.lower(): r for r in refs}
+    by_alias = {r.alias.lower(): r for r in refs if r.alias.lower() not in excluded}
     where = tree.args.get("where")
     found: list[tuple[tuple[str, str], tuple[exp.Expr, ...]]] = []
     for term in conjuncts(where.this if where is not None else None):

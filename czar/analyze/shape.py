@@ -53,12 +53,6 @@ def shape(tree: exp.Select) -> None:
         value = limit.expression if isinstance(limit, exp.Limit) else limit
         if not (isinstance(value, exp.Literal) and value.is_int):
             raise Unsupported("LIMIT must be an integer constant", position=node_position(limit))
-    for join in tree.args.get("joins") or []:
-        if join.args.get("using"):
-            raise Unsupported(
-                "JOIN ... USING is not supported yet: write the join condition with ON",
-                position=node_position(join),
-            )
 
 
 def _check_aggregate(node: exp.AggFunc) -> None:

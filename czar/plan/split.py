@@ -24,9 +24,11 @@ from dataclasses import dataclass
 
 from sqlglot import exp
 
-from czar.analyze.model import AnalyzedQuery
+from czar.analyze.model import AnalyzedQuery, JoinKind
+from czar.analyze.using import to_on
 from czar.parse import node_position
 from czar.plan.model import CHUNK_FILTER_PLACEHOLDER
+from czar.plan.neighbour import near_band
 from qserv.catalog import CHUNK_COLUMN
 from qserv.errors import Unsupported
 
@@ -80,7 +82,9 @@ def _inner(p: exp.Expr) -> exp.Expr:
 
 
 def _add_chunk_filters(q: AnalyzedQuery, worker: exp.Select) -> tuple[str, ...]:
-    """``alias._chunk IN (:chunks)`` for every chunked table; ``b._chunk = a._chunk`` per join."""
+    """``alias._chunk IN (:chunks)`` for every chunked table; ``b._chunk = a._chunk`` per join;
+    the second side of a near-neighbour join read with its overlap rows (plan/neighbour.py)."""
+    to_on(worker, q.tables)
     joins = {j.this.alias_or_name.lower(): j for j in worker.args.get("joins") or []}
 
     def add(alias: str, condition: exp.Expr, in_on: bool) -> None:
@@ -101,6 +105,8 @@ def _add_chunk_filters(q: AnalyzedQuery, worker: exp.Select) -> tuple[str, ...]:
             expression=exp.column(CHUNK_COLUMN, table=exp.to_identifier(cj.left, quoted=True)),
         )
         add(cj.right, eq, cj.in_on)
+        if cj.kind is JoinKind.NEAR:
+            add(cj.right, near_band(q, worker, cj), cj.in_on)
     return tuple(columns)
 
 

@@ -1,0 +1,39 @@
+"""Overlap rows and match-table copies in the worker layout, computed by the test with healpy.
+
+Independent of the loader (loader/partition.py, qserv/sphere/overlap.py): a row belongs to the
+overlap of every chunk other than its own that ``healpy.query_disc(..., inclusive=True)``
+returns for a disc of the overlap radius around it. ``inclusive`` may return a few more
+chunks than those truly within the overlap; extra overlap rows change no answer (the exact
+angular separation is always applied), missing ones would, and a superset has none missing.
+"""
+
+from __future__ import annotations
+
+import healpy as hp
+import numpy as np
+import pyarrow as pa
+
+from qserv.catalog import CHUNK_COLUMN, Partitioning
+
+
+def overlap_rows(stored: pa.Table, lon: str, lat: str, partitioning: Partitioning) -> pa.Table:
+    """The overlap table of a director stored with ``_chunk``/``_subchunk`` (same columns,
+    ``_chunk`` the chunk whose overlap the row is in)."""
+    nside = 1 << partitioning.order
+    ra = stored.column(lon).to_numpy(zero_copy_only=False)
+    dec = stored.column(lat).to_numpy(zero_copy_only=False)
+    own = stored.column(CHUNK_COLUMN).to_numpy()
+    rows: list[int] = []
+    chunks: list[int] = []
+    radius = np.radians(partitioning.overlap)
+    for i in range(len(ra)):
+        if np.isnan(ra[i]) or np.isnan(dec[i]):
+            continue
+        vec = hp.ang2vec(ra[i], dec[i], lonlat=True)
+        for c in hp.query_disc(nside, vec, radius, inclusive=True, nest=True):
+            if int(c) != int(own[i]):
+                rows.append(i)
+                chunks.append(int(c))
+    taken = stored.take(pa.array(rows, pa.int64()))
+    index = taken.column_names.index(CHUNK_COLUMN)
+    return taken.set_column(index, CHUNK_COLUMN, pa.array(chunks, stored.schema.field(CHUNK_COLUMN).type))

@@ -75,7 +75,8 @@ def analyze(tree: exp.Expr, catalog: Catalog, default_db: str, sql: str = "") ->
     resolve_columns(select, refs)
     bind_names(select, refs)
     partitioning = classify(refs, catalog)
-    chunk_joins = check_joins(select, refs, partitioning)
+    joins = check_joins(select, refs, partitioning)
+    chunk_joins = joins.chunk_joins
     region = extract_region(select, refs)
     children = frozenset(r.alias.lower() for r in refs if r.kind is TableKind.CHILD)
     overlapped = frozenset(j.right.lower() for j in chunk_joins if j.kind is JoinKind.NEAR)
@@ -95,4 +96,5 @@ def analyze(tree: exp.Expr, catalog: Catalog, default_db: str, sql: str = "") ->
         columns=columns,
         types=types,
         partitioning=partitioning,
+        match_copies=joins.match_copies,
     )

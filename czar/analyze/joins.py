@@ -18,10 +18,12 @@ Depends on resolve (qualified columns) and classify.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from dataclasses import dataclass
 
 from sqlglot import exp
 
+from czar.analyze.components import Union
+from czar.analyze.match import match_edges, match_joins
 from czar.analyze.model import ChunkJoin, JoinKind, TableRef
 from czar.analyze.neighbour import near_terms
 from czar.analyze.using import using_condition
@@ -67,9 +69,17 @@ def _key_edges(terms: list[exp.Expr], by_alias: dict[str, TableRef]) -> list[tup
     return edges
 
 
+@dataclass(frozen=True)
+class Joins:
+    """The chunk-local joins of a query and the match-table copies it reads."""
+
+    chunk_joins: tuple[ChunkJoin, ...]
+    match_copies: tuple[tuple[str, int], ...] = ()
+
+
 def check_joins(
     tree: exp.Select, refs: tuple[TableRef, ...], partitioning: Partitioning | None = None
-) -> tuple[ChunkJoin, ...]:
+) -> Joins:
     """Return the chunk-local joins between chunked tables, or refuse the query."""
     chunked = [r for r in refs if r.table.is_chunked]
     order = {r.alias.lower(): i for i, r in enumerate(refs)}
@@ -80,47 +90,38 @@ def check_joins(
         terms.extend(conjuncts(join.args.get("on")))
     for ref in refs:
         terms.extend(conjuncts(using_condition(ref)))
-    edges = _key_edges(terms, by_alias)
-
-    parent = {a: a for a in by_alias}
-
-    def find(a: str) -> str:
-        while parent[a] != a:
-            a = parent[a]
-        return a
-
+    union = Union(list(by_alias))
     joins: list[ChunkJoin] = []
-    for a, b in edges:
-        ra, rb = find(a), find(b)
-        if ra == rb:
-            continue
-        parent[rb] = ra
-        left, right = sorted((a, b), key=order.__getitem__)
-        joins.append(
-            ChunkJoin(left=by_alias[left].alias, right=by_alias[right].alias, in_on=by_alias[right].outer)
-        )
-    if len({find(a) for a in by_alias}) > 1:
-        joins.extend(_near_joins(terms, by_alias, order, find, parent, partitioning))
-    roots = {find(a) for a in by_alias}
-    if len(roots) > 1:
+    for a, b in _key_edges(terms, by_alias):
+        if union.join(a, b):
+            left, right = sorted((a, b), key=order.__getitem__)
+            joins.append(
+                ChunkJoin(left=by_alias[left].alias, right=by_alias[right].alias, in_on=by_alias[right].outer)
+            )
+    matched, copies = match_joins(match_edges(terms, by_alias), by_alias, order, union)
+    joins.extend(matched)
+    if len(union.roots()) > 1:
+        overlapped = {j.right.lower() for j in matched if j.kind is JoinKind.OVERLAP}
+        joins.extend(_near_joins(terms, by_alias, order, union, partitioning, overlapped))
+    if len(union.roots()) > 1:
         raise _refusal(chunked)
     for ref in chunked:
-        if ref.outer and not any(j.right == ref.alias for j in joins):
+        if ref.outer and not any(ref.alias in (j.left, j.right) for j in joins):
             raise Unsupported(
                 f'LEFT JOIN of chunked table "{ref.alias}" needs a chunked table on its left, joined '
                 "on the director key: a regular table cannot be the preserved side",
                 position=ref.position,
             )
-    return tuple(joins)
+    return Joins(tuple(joins), tuple(copies))
 
 
 def _near_joins(
     terms: list[exp.Expr],
     by_alias: dict[str, TableRef],
     order: dict[str, int],
-    find: Callable[[str], str],
-    parent: dict[str, str],
+    union: Union,
     partitioning: Partitioning | None,
+    overlapped: set[str],
 ) -> list[ChunkJoin]:
     """Near-neighbour joins tying the remaining components together (see neighbour.py).
 
@@ -128,17 +129,13 @@ def _near_joins(
     (children and key joins have no overlap rows), and its first side must not be a second.
     """
     out: list[ChunkJoin] = []
-    seconds: set[str] = set()
-
-    def alone(x: str) -> bool:
-        return all(find(y) != find(x) for y in by_alias if y != x)
-
+    seconds = overlapped  # read with their overlap: their rows may lie outside the chunk
     for near in near_terms(terms, by_alias):
         a, b = sorted((near.first, near.second), key=order.__getitem__)
-        if find(a) == find(b):
+        if union.find(a) == union.find(b):
             continue  # already joined: the term is a plain filter
-        second, first = (b, a) if alone(b) else (a, b)
-        if not alone(second) or first in seconds:
+        second, first = (b, a) if union.alone(b) else (a, b)
+        if not union.alone(second) or first in seconds:
             continue
         position = node_position(near.term)
         if near.radius is None:
@@ -156,7 +153,7 @@ def _near_joins(
                 "one (qserv database create DB --overlap DEG)",
                 position=position,
             )
-        parent[find(second)] = find(first)
+        union.join(first, second)
         seconds.add(second)
         ref = by_alias[second]
         out.append(

@@ -39,7 +39,7 @@ class TableRef:
 class JoinKind(StrEnum):
     KEY = "key"  # director-child on the key: rows share a chunk
     NEAR = "near"  # near-neighbour: ``right`` read with its overlap, a zone band join
-    MATCH = "match"  # director-match: the match copy in ``left``'s chunk (flag bits)
+    OVERLAP = "overlap"  # ``right`` read with its overlap rows (a match table's right director)
 
 
 @dataclass(frozen=True)
@@ -96,6 +96,8 @@ class AnalyzedQuery:
     columns: tuple[str, ...]
     types: tuple[str, ...]  # DuckDB type of each output column, as single-node DuckDB gives it
     partitioning: Partitioning | None  # of the chunked tables (None: regular tables only)
+    # match tables: (alias, flag bit) of the stored copies each reads (czar/analyze/match.py)
+    match_copies: tuple[tuple[str, int], ...] = ()
 
     @property
     def family(self) -> str | None:

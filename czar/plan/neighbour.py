@@ -24,7 +24,8 @@ from __future__ import annotations
 import sqlglot
 from sqlglot import exp
 
-from czar.analyze.model import AnalyzedQuery, ChunkJoin
+from czar.analyze.match import LEFT_BIT, flag_column
+from czar.analyze.model import AnalyzedQuery, ChunkJoin, TableRef
 from qserv.catalog import OVERLAP_SUFFIX, Table
 
 ZONE_COLUMN = "_zone"
@@ -58,21 +59,56 @@ def with_overlap(table: Table, zone: float | None) -> str:
     )
 
 
+def _replace_table(worker: exp.Select, alias: str, sql: str) -> None:
+    """Put the sub-query ``sql`` where ``worker`` reads the table aliased ``alias``."""
+    for table in worker.find_all(exp.Table):
+        if table.alias_or_name.lower() == alias.lower():
+            source = sqlglot.parse_one(sql, dialect="duckdb").unnest()
+            alias_node = exp.TableAlias(this=exp.to_identifier(alias, quoted=True))
+            table.replace(exp.Subquery(this=source, alias=alias_node))
+            return
+
+
 def near_band(q: AnalyzedQuery, worker: exp.Select, join: ChunkJoin) -> exp.Expr:
     """Replace the second side of ``join`` in ``worker`` by its rows with overlap, in zones;
     return the zone condition to add to the join."""
     refs = {r.alias.lower(): r for r in q.tables}
     first, second = refs[join.left.lower()], refs[join.right.lower()]
     height = zone_height(join.radius or 0.0)
-    for table in worker.find_all(exp.Table):
-        if table.alias_or_name.lower() == second.alias.lower():
-            source = sqlglot.parse_one(with_overlap(second.table, height), dialect="duckdb")
-            table.replace(
-                exp.Subquery(
-                    this=source.unnest(),
-                    alias=exp.TableAlias(this=exp.to_identifier(second.alias, quoted=True)),
-                )
-            )
-            break
-    condition = f'"{second.alias}"."{ZONE_COLUMN}" = {_zone(first.alias, first.table, height)}'
+    _replace_table(worker, second.alias, with_overlap(second.table, height))
+    condition = f'{_quoted(second.alias)}."{ZONE_COLUMN}" = {_zone(first.alias, first.table, height)}'
     return sqlglot.parse_one(condition, dialect="duckdb")
+
+
+def copy_condition(ref: TableRef, bit: int) -> exp.Expr:
+    """Keep the copies of match table ``ref`` whose flag has ``bit``."""
+    flag = f"{_quoted(ref.alias)}.{_quoted(flag_column(ref))}"
+    return sqlglot.parse_one(f"({flag} & {bit}) <> 0", dialect="duckdb")
+
+
+def read_with_overlap(q: AnalyzedQuery, worker: exp.Select, join: ChunkJoin) -> None:
+    """A match table's right director read with its overlap rows, and the match table checked:
+    a copy of a pair in its left row's chunk whose right row is not there fails the query."""
+    refs = {r.alias.lower(): r for r in q.tables}
+    match, right = refs[join.left.lower()], refs[join.right.lower()]
+    _replace_table(worker, right.alias, f"SELECT * FROM {with_overlap(right.table, None)}")
+    spec = match.table.match_right
+    assert spec is not None and right.table.id_column  # a match join has both
+    overlap = q.partitioning.overlap if q.partitioning is not None else 0.0
+    message = (
+        f"match table {match.table.name} has a pair whose right row ({right.table.name}) is farther "
+        f"than the overlap ({overlap:g}°) from its left row's chunk: such pairs cannot be joined "
+        "to both directors; join the match table to one director, or load into a database with a "
+        "larger overlap (qserv database create DB --overlap DEG)"
+    ).replace("'", "''")
+    m = '"__m"'
+    present = (
+        f'SELECT 1 FROM {with_overlap(right.table, None)} AS "__r" WHERE "__r".{_quoted(right.table.id_column)} '
+        f'= {m}.{_quoted(spec[1])} AND "__r"."_chunk" = {m}."_chunk"'
+    )
+    checked = (
+        f"SELECT * FROM {_quoted(match.table.database)}.{_quoted(match.table.name)} AS {m} WHERE CASE "
+        f"WHEN ({m}.{_quoted(flag_column(match))} & {LEFT_BIT}) = 0 OR {m}.{_quoted(spec[1])} IS NULL "
+        f"OR EXISTS ({present}) THEN TRUE ELSE error('{message}') END"
+    )
+    _replace_table(worker, match.alias, checked)

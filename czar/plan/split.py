@@ -28,7 +28,7 @@ from czar.analyze.model import AnalyzedQuery, JoinKind
 from czar.analyze.using import to_on
 from czar.parse import node_position
 from czar.plan.model import CHUNK_FILTER_PLACEHOLDER
-from czar.plan.neighbour import near_band
+from czar.plan.neighbour import copy_condition, near_band, read_with_overlap
 from qserv.catalog import CHUNK_COLUMN
 from qserv.errors import Unsupported
 
@@ -83,9 +83,11 @@ def _inner(p: exp.Expr) -> exp.Expr:
 
 def _add_chunk_filters(q: AnalyzedQuery, worker: exp.Select) -> tuple[str, ...]:
     """``alias._chunk IN (:chunks)`` for every chunked table; ``b._chunk = a._chunk`` per join;
-    the second side of a near-neighbour join read with its overlap rows (plan/neighbour.py)."""
+    the second side of a near-neighbour join read with its overlap rows (plan/neighbour.py),
+    a match table's copies chosen by their flag bit (czar/analyze/match.py)."""
     to_on(worker, q.tables)
     joins = {j.this.alias_or_name.lower(): j for j in worker.args.get("joins") or []}
+    order = {r.alias.lower(): i for i, r in enumerate(q.tables)}
 
     def add(alias: str, condition: exp.Expr, in_on: bool) -> None:
         join = joins.get(alias.lower())
@@ -100,13 +102,21 @@ def _add_chunk_filters(q: AnalyzedQuery, worker: exp.Select) -> tuple[str, ...]:
         columns.append(f'"{ref.alias}"."{CHUNK_COLUMN}"')
         add(ref.alias, exp.var(CHUNK_FILTER_PLACEHOLDER.format(i)), ref.outer)
     for cj in q.chunk_joins:
+        # the conditions belong to the join of whichever table comes later in FROM
+        target = max(cj.left, cj.right, key=lambda a: order[a.lower()])
         eq = exp.EQ(
             this=exp.column(CHUNK_COLUMN, table=exp.to_identifier(cj.right, quoted=True)),
             expression=exp.column(CHUNK_COLUMN, table=exp.to_identifier(cj.left, quoted=True)),
         )
-        add(cj.right, eq, cj.in_on)
+        add(target, eq, cj.in_on)
         if cj.kind is JoinKind.NEAR:
-            add(cj.right, near_band(q, worker, cj), cj.in_on)
+            add(target, near_band(q, worker, cj), cj.in_on)
+        elif cj.kind is JoinKind.OVERLAP:
+            read_with_overlap(q, worker, cj)
+    by_alias = {r.alias.lower(): r for r in q.tables}
+    for alias, bit in q.match_copies:
+        ref = by_alias[alias.lower()]
+        add(alias, copy_condition(ref, bit), ref.outer)
     return tuple(columns)
 
 

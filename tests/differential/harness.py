@@ -29,7 +29,7 @@ from qserv.errors import QservError
 from qserv.sphere.healpix import chunk_ids
 from qserv.sphere.scisql import install_macros
 from tests.differential.catalog import GeneratedCatalog, generate
-from tests.differential.overlap import overlap_rows
+from tests.differential.overlap import match_copies, overlap_rows
 from tests.differential.reference import Answer, Reference, rows_of
 
 
@@ -86,8 +86,11 @@ class FakeCluster:
                 stored[director.name + OVERLAP_SUFFIX] = overlap
             for child in (t for t in tables if t.kind is TableKind.CHILD):
                 rows = self.generated.rows(child.name, db.name)
+                keys = index[(db.name.lower(), (child.director or "").lower())]
                 ck = [keys[k] for k in rows.column(child.key_column or "").to_pylist()]
                 stored[child.name] = rows.append_column(CHUNK_COLUMN, pa.array(ck, pa.int64()))
+            for match in (t for t in tables if t.kind is TableKind.MATCH):
+                stored[match.name] = match_copies(self.generated.rows(match.name, db.name), match, index)
             # each family its own placement (shifted), as a real cluster places families apart
             shift = families.setdefault(db.partitioning.family, len(families))
             all_chunks = sorted({int(c) for t in stored.values() for c in t.column(CHUNK_COLUMN).to_pylist()})

@@ -9,11 +9,14 @@ angular separation is always applied), missing ones would, and a superset has no
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import healpy as hp
 import numpy as np
 import pyarrow as pa
 
-from qserv.catalog import CHUNK_COLUMN, Partitioning
+from qserv.catalog import CHUNK_COLUMN, Partitioning, Table
 
 
 def overlap_rows(stored: pa.Table, lon: str, lat: str, partitioning: Partitioning) -> pa.Table:
@@ -37,3 +40,32 @@ def overlap_rows(stored: pa.Table, lon: str, lat: str, partitioning: Partitionin
     taken = stored.take(pa.array(rows, pa.int64()))
     index = taken.column_names.index(CHUNK_COLUMN)
     return taken.set_column(index, CHUNK_COLUMN, pa.array(chunks, stored.schema.field(CHUNK_COLUMN).type))
+
+
+def match_copies(
+    rows: pa.Table, match: Table, index: Mapping[tuple[str, str], Mapping[Any, int]]
+) -> pa.Table:
+    """A match table's stored copies: each row in its left row's chunk (flag bit 1) and in its
+    right row's chunk (bit 2), once with both bits when the two chunks are one."""
+    assert match.match_left is not None and match.match_right is not None
+    db = match.database.lower()
+    sides = []
+    for (director, column), bit in ((match.match_left, 1), (match.match_right, 2)):
+        chunks = index[(db, director.lower())]
+        sides.append(([chunks[k] for k in rows.column(column).to_pylist()], bit))
+    (left, _), (right, _) = sides
+    take: list[int] = []
+    chunk: list[int] = []
+    flag: list[int] = []
+    for i, (cl, cr) in enumerate(zip(left, right, strict=True)):
+        if cl == cr:
+            take.append(i)
+            chunk.append(cl)
+            flag.append(3)
+        else:
+            take += [i, i]
+            chunk += [cl, cr]
+            flag += [1, 2]
+    out = rows.take(pa.array(take, pa.int64()))
+    out = out.append_column(CHUNK_COLUMN, pa.array(chunk, pa.int32()))
+    return out.append_column(match.flag_column or "_flag", pa.array(flag, pa.int32()))

@@ -25,7 +25,7 @@ from sqlglot import exp
 from czar.analyze.components import Union
 from czar.analyze.match import match_edges, match_joins
 from czar.analyze.model import ChunkJoin, JoinKind, TableRef
-from czar.analyze.neighbour import near_terms
+from czar.analyze.neighbour import NearTerm, near_terms
 from czar.analyze.using import using_condition
 from czar.parse import node_position
 from qserv.catalog import Partitioning, TableKind
@@ -130,13 +130,26 @@ def _near_joins(
     """
     out: list[ChunkJoin] = []
     seconds = overlapped  # read with their overlap: their rows may lie outside the chunk
-    for near in near_terms(terms, by_alias):
-        a, b = sorted((near.first, near.second), key=order.__getitem__)
-        if union.find(a) == union.find(b):
-            continue  # already joined: the term is a plain filter
-        second, first = (b, a) if union.alone(b) else (a, b)
-        if not union.alone(second) or first in seconds:
-            continue
+    pending = near_terms(terms, by_alias)
+    while pending:
+        usable = [n for n in pending if _sides(n, union, order, seconds) is not None]
+        if not usable:
+            needed = [n for n in pending if union.find(n.first) != union.find(n.second)]
+            if needed:
+                near = needed[0]
+                raise Unsupported(
+                    f'near-neighbour join of "{by_alias[near.first].alias}" and '
+                    f'"{by_alias[near.second].alias}": one side is read with its overlap rows and must '
+                    "be a director joined to no other chunked table (children and match tables have no "
+                    "overlap rows)",
+                    position=node_position(near.term),
+                )
+            break
+        near = usable[0]
+        pending.remove(near)
+        sides = _sides(near, union, order, seconds)
+        assert sides is not None
+        first, second = sides
         position = node_position(near.term)
         if near.radius is None:
             raise Unsupported(
@@ -160,12 +173,23 @@ def _near_joins(
             ChunkJoin(
                 left=by_alias[first].alias,
                 right=ref.alias,
-                in_on=ref.outer,
+                in_on=by_alias[max(first, second, key=order.__getitem__)].outer,
                 kind=JoinKind.NEAR,
                 radius=max(near.radius, 0.0),
             )
         )
     return out
+
+
+def _sides(near: NearTerm, union: Union, order: dict[str, int], seconds: set[str]) -> tuple[str, str] | None:
+    """(first, second) for a near-neighbour term that joins two components, else None."""
+    a, b = sorted((near.first, near.second), key=order.__getitem__)
+    if union.find(a) == union.find(b):
+        return None
+    first, second = (a, b) if union.alone(b) else (b, a)
+    if not union.alone(second) or first in seconds:
+        return None
+    return first, second
 
 
 def _refusal(chunked: list[TableRef]) -> Unsupported:
@@ -180,8 +204,9 @@ def _refusal(chunked: list[TableRef]) -> Unsupported:
     position = chunked[1].position
     if len(directors) > 1:
         return Unsupported(
-            f"join of tables of different directors is not supported: {names}; only a director "
-            "and its children can be joined (their rows share chunks)",
+            f"join of tables of different directors is not supported: {names}; join a director "
+            "and its children on the key, two directors through a match table or with a "
+            "near-neighbour condition scisql_angSep(a.lon, a.lat, b.lon, b.lat) < radius",
             position=position,
         )
     same = {r.table.name.lower() for r in chunked}

@@ -54,17 +54,18 @@ def merge_using(tree: exp.Select, refs: tuple[TableRef, ...]) -> tuple[TableRef,
             left = visible_columns(out)
             merged = []
             for name, position in names:
-                mine = ref.table.column(name)
+                # PostgreSQL's order of checks: the left side, then the right
                 sources = [v for v in left if v[0].lower() == name.lower()]
-                if mine is None or not sources:
-                    side = "right" if mine is None else "left"
-                    raise UndefinedColumn(
-                        f'column "{name}" specified in USING clause does not exist in {side} table',
-                        position=position,
-                    )
                 if len(sources) > 1:
                     raise AmbiguousColumn(
                         f'common column name "{name}" appears more than once in left table',
+                        position=position,
+                    )
+                mine = ref.table.column(name)
+                if not sources or mine is None:
+                    side = "left" if not sources else "right"
+                    raise UndefinedColumn(
+                        f'column "{name}" specified in USING clause does not exist in {side} table',
                         position=position,
                     )
                 merged.append((mine.name, sources[0][1], sources[0][0]))

@@ -108,6 +108,7 @@ class QueryPlan:
     worker_template: str  # worker SQL with one placeholder per chunked table reference
     chunk_columns: tuple[str, ...]  # the ``alias._chunk`` column SQL of each placeholder
     passthrough: bool = False  # merge_sql only renames columns (no aggregate/order/limit/distinct)
+    aggregation: str = ""  # how aggregates are computed (EXPLAIN); "" when not aggregated
 
     def render(
         self, chunk_ids: Sequence[int], held: Collection[int] | None = None, runs: Runs | None = None

@@ -24,12 +24,12 @@ from dataclasses import dataclass
 
 from sqlglot import exp
 
-from czar.analyze.model import AnalyzedQuery, JoinKind
+from czar.analyze.model import AnalyzedQuery, JoinKind, TableRef
 from czar.analyze.using import to_on
 from czar.parse import node_position
 from czar.plan.model import CHUNK_FILTER_PLACEHOLDER
 from czar.plan.neighbour import copy_condition, near_band, read_with_overlap
-from qserv.catalog import CHUNK_COLUMN
+from qserv.catalog import CHUNK_COLUMN, TableKind
 from qserv.errors import Unsupported
 
 RESULT_TABLE = "__result"
@@ -71,6 +71,7 @@ class Split:
     merge_sql: str
     # the merge only renames the worker columns: batches can be concatenated, no DuckDB needed
     passthrough: bool = False
+    aggregation: str = ""  # how aggregates are computed, for EXPLAIN ("" when not aggregated)
 
 
 def _col(name: str) -> exp.Column:
@@ -124,7 +125,13 @@ def split(q: AnalyzedQuery) -> Split:
     """Build the worker template and the merge query of ``q``."""
     worker = q.tree.copy()
     columns = _add_chunk_filters(q, worker)
-    if q.aggregates.aggregated:
+    local = chunk_local_group(q)
+    aggregation = ""
+    if q.aggregates.aggregated and local is not None:
+        # every group lies in one chunk: the workers compute the final rows (HAVING included)
+        merge = _split_plain(q, worker)
+        aggregation = f"on workers (groups are chunk-local: GROUP BY {local})"
+    elif q.aggregates.aggregated:
         merge = _split_aggregate(q, worker)
     else:
         merge = _split_plain(q, worker)
@@ -138,7 +145,50 @@ def split(q: AnalyzedQuery) -> Split:
         and q.tree.args.get("order") is None
         and q.tree.args.get("limit") is None
     )
-    return Split(template, columns, merge.sql(dialect="duckdb"), passthrough)
+    return Split(template, columns, merge.sql(dialect="duckdb"), passthrough, aggregation)
+
+
+def chunk_local_group(q: AnalyzedQuery) -> str | None:
+    """A GROUP BY key whose groups each lie in one chunk (SQL text), else None.
+
+    A director's key is unique and its rows are in their own chunk (not read from an overlap,
+    not the nullable side of a LEFT JOIN, whose NULL group spans chunks); so is a child's key
+    when the child is inner-joined to its director (a child row lives in its director row's
+    chunk).  One such key makes every group chunk-local, whatever the other keys.
+    """
+    if not q.aggregates.aggregated or not q.chunked:
+        return None
+    by_alias = {r.alias.lower(): r for r in q.tables}
+    overlapped = {j.right.lower() for j in q.chunk_joins if j.kind in (JoinKind.NEAR, JoinKind.OVERLAP)}
+    for key in q.aggregates.group_by:
+        if not isinstance(key, exp.Column):
+            continue
+        ref = by_alias.get(key.table.lower())
+        if ref is None or ref.outer or ref.alias.lower() in overlapped:
+            continue
+        t = ref.table
+        name = key.name.lower()
+        if t.kind is TableKind.DIRECTOR and (t.id_column or "").lower() == name:
+            return key.sql(dialect="duckdb")
+        if t.kind is TableKind.CHILD and (t.key_column or "").lower() == name and _joined_to_director(q, ref):
+            return key.sql(dialect="duckdb")
+    return None
+
+
+def _joined_to_director(q: AnalyzedQuery, child: TableRef) -> bool:
+    by_alias = {r.alias.lower(): r for r in q.tables}
+    for j in q.chunk_joins:
+        if j.kind is not JoinKind.KEY or child.alias not in (j.left, j.right):
+            continue
+        other = by_alias[(j.right if j.left == child.alias else j.left).lower()]
+        if (
+            other.kind is TableKind.DIRECTOR
+            and not other.outer
+            and other.table.name.lower() == (child.table.director or "").lower()
+            and other.table.database.lower() == child.table.database.lower()
+        ):
+            return True
+    return False
 
 
 def _name(q: AnalyzedQuery, i: int) -> exp.Identifier:

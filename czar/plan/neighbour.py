@@ -5,7 +5,8 @@ plus its overlap rows of C (``T ∪ T__overlap`` with ``_chunk`` = C): every pai
 the overlap is found once, in the chunk of its first member.  Rather than a cross product
 per chunk, rows are cut into declination zones of height h >= r (a pair closer than r is at
 most one zone apart); the second side's rows are repeated into the zone above and below, so
-the pairs come from a hash join on ``(_chunk, zone)`` and the exact angular separation::
+the pairs come from a hash join on ``(_chunk, zone)``, a right-ascension window, and the
+exact angular separation::
 
     SELECT COUNT(*) FROM Object o1, Object o2 WHERE scisql_angSep(o1.ra, o1.decl, o2.ra, o2.decl) < 0.001
     -> ... FROM "sky"."Object" AS "o1",
@@ -13,13 +14,22 @@ the pairs come from a hash join on ``(_chunk, zone)`` and the exact angular sepa
             FROM (SELECT * FROM "sky"."Object" UNION ALL SELECT * FROM "sky"."Object__overlap") AS "__n",
                  (VALUES (-1), (0), (1)) AS "__z"("dz")) AS "o2"
        WHERE <chunk filters> AND "o2"."_chunk" = "o1"."_chunk"
-         AND "o2"."_zone" = CAST(FLOOR(("o1"."decl" + 90) / 0.001000001) AS BIGINT) AND scisql_angSep(...) < 0.001
+         AND "o2"."_zone" = CAST(FLOOR(("o1"."decl" + 90) / 0.001000001) AS BIGINT)
+         AND (<near a pole> OR <ra difference mod 360> <= 1.01 * r / cos(|o1.decl| + 2r))
+         AND scisql_angSep(...) < 0.001
 
-Measured in DuckDB (tests/bench/run.py): a zone join is far faster than a join on the chunk
-alone (a cross product per chunk); a NULL declination has no zone, as it has no pairs.
+Measured in DuckDB on 200,000 sample objects (one thread): at r = 1" the zone join takes
+0.13 s where a join on the chunk alone (a cross product per chunk) takes 6.4 s, and at r = 30"
+0.5 s against 8.7 s; the right-ascension window halves the zone join's time again. A NULL
+declination has no zone, as it has no pairs.
+
+A match table's right director is read with its overlap rows too (no zones: it is joined on
+its key), and the match table checked so that no pair is silently lost (czar/analyze/match.py).
 """
 
 from __future__ import annotations
+
+import math
 
 import sqlglot
 from sqlglot import exp
@@ -32,6 +42,13 @@ ZONE_COLUMN = "_zone"
 # the zone is a little higher than the radius, so rounding never puts a pair two zones apart
 ZONE_MARGIN = 1.0 + 1e-6
 MIN_ZONE = 1e-9  # degrees: radius 0 (identical positions) still has zones
+RA_MARGIN = 1.01
+
+
+def pole_cap(radius: float) -> float:
+    """Declination (degrees) above which no right-ascension window is used: where cos(dec) >=
+    4 r (radians), asin(sin(r/2) / cos(dec)) exceeds r / (2 cos(dec)) by well under 1%."""
+    return math.degrees(math.acos(min(1.0, 4 * math.radians(radius))))
 
 
 def zone_height(radius: float) -> float:
@@ -76,8 +93,29 @@ def near_band(q: AnalyzedQuery, worker: exp.Select, join: ChunkJoin) -> exp.Expr
     first, second = refs[join.left.lower()], refs[join.right.lower()]
     height = zone_height(join.radius or 0.0)
     _replace_table(worker, second.alias, with_overlap(second.table, height))
-    condition = f'{_quoted(second.alias)}."{ZONE_COLUMN}" = {_zone(first.alias, first.table, height)}'
-    return sqlglot.parse_one(condition, dialect="duckdb")
+    zone = f'{_quoted(second.alias)}."{ZONE_COLUMN}" = {_zone(first.alias, first.table, height)}'
+    return sqlglot.parse_one(f"{zone} AND {_ra_window(first, second, join.radius or 0.0)}", dialect="duckdb")
+
+
+def _ra_window(first: TableRef, second: TableRef, radius: float) -> str:
+    """A right-ascension window that every pair closer than ``radius`` satisfies (cheap to test
+    before the exact separation; halves the time of a 30" join).
+
+    From sin²(sep/2) >= cos d1 cos d2 sin²(Δra/2) and |d2| <= |d1| + r: Δra <= ~r / cos(|d1| + 2r),
+    with 1% to spare; near a pole (:func:`pole_cap`, where the window widens) no window is used.
+    Longitudes are compared modulo 360 (a difference beyond 360 always passes).
+    """
+    a_ra, a_dec = (
+        f"{_quoted(first.alias)}.{_quoted(first.table.lon_column or '')}",
+        (f"{_quoted(first.alias)}.{_quoted(first.table.lat_column or '')}"),
+    )
+    b_ra = f"{_quoted(second.alias)}.{_quoted(second.table.lon_column or '')}"
+    span = f"abs({a_ra} - {b_ra})"
+    margin = 2 * radius
+    return (
+        f"(abs({a_dec}) + {margin!r} >= {pole_cap(radius)!r} OR least({span}, 360 - {span}) "
+        f"<= {RA_MARGIN * radius!r} / cos(radians(abs({a_dec}) + {margin!r})))"
+    )
 
 
 def copy_condition(ref: TableRef, bit: int) -> exp.Expr:

@@ -4,10 +4,12 @@ Passes, in order (each module's docstring shows its before/after):
 
 1. guard        only SELECT, allowed functions; writes/files refused (42501/42883)
 2. shape        sub-queries, CTEs, windows, OFFSET, COUNT(DISTINCT) ... refused (0A000)
-3. resolve      tables and columns bound case-insensitively; ``*`` expanded
+3. resolve      tables and columns bound case-insensitively; ``*`` expanded; USING/NATURAL
+                merged columns (using.py)
    names        ORDER BY/GROUP BY/HAVING names: alias or input column, as DuckDB binds them
 4. classify     director/child/regular; one family of chunked tables
-5. joins        only chunk-local joins (director-child on keys); returns the chunk joins
+5. joins        only chunk-local joins (director-child on keys, match tables, near-neighbour
+                within the overlap); returns the chunk joins and match copies
 6. restrictors  areaspec -> region + row predicate; director keys
 7. aggregates   aggregation and GROUP BY keys
 8. output       result names and types as single-node DuckDB gives them

@@ -5,14 +5,18 @@ Allowed:
 * one chunked table, with any number of regular tables (copied whole to every worker);
 * a director and its children joined on ``director.id = child.key`` (children live in their
   director row's chunk), children of the same director on ``a.key = b.key``, a director with
-  itself on ``a.id = b.id``:
+  itself on ``a.id = b.id`` (in ON, in WHERE, or through USING/NATURAL):
 
       SELECT ... FROM Object o JOIN Source s ON s.objectId = o.objectId
       -> worker adds ``s._chunk = o._chunk`` (see plan/split.py)
 
-Refused (Unsupported 0A000): two different directors, children of different directors, chunked
-tables without such an equi-join (cross joins, near-neighbour self-joins: a later issue), and a
-LEFT JOIN whose nullable chunked side has no chunked preserved side.
+* a match table joined to its directors on their keys (match.py);
+* near-neighbour joins of two directors of the family, ``scisql_angSep(...) < r`` with a
+  constant r up to the overlap (neighbour.py): the second table is read with its overlap.
+
+Refused (Unsupported 0A000): directors, or children of different directors, without such a
+join (cross joins), a near-neighbour radius above the overlap or not constant, and a LEFT
+JOIN whose nullable chunked side has no chunked preserved side.
 Depends on resolve (qualified columns) and classify.
 """
 

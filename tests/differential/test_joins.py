@@ -46,7 +46,7 @@ JOINS = [
     "LEFT JOIN Filter f ON f.filterId = s.filterId WHERE o.rFlux > 60",
     "SELECT objectId, a.ra, b.decl FROM Object a JOIN Object b USING (objectId) WHERE a.flags = 4",
     "SELECT COUNT(*) FROM Source NATURAL JOIN Filter",
-    "SELECT objectId, ra, decl FROM Object NATURAL JOIN Object WHERE flags = 6",
+    "SELECT objectId, ra, decl, a.name FROM Object a NATURAL JOIN Object b WHERE a.flags = 6",
     # joins written in WHERE
     "SELECT o.objectId, s.sourceId FROM Object o, Source s WHERE o.objectId = s.objectId AND s.psfFlux > 90",
     "SELECT COUNT(*) FROM Object o, Source s, Filter f WHERE s.objectId = o.objectId AND f.filterId = s.filterId "

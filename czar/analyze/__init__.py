@@ -35,6 +35,7 @@ from czar.analyze.model import (
     TableRef,
 )
 from czar.analyze.names import bind_names
+from czar.analyze.neighbour import check_restricted_side
 from czar.analyze.output import describe
 from czar.analyze.resolve import as_written, expand_stars, resolve_columns, resolve_tables
 from czar.analyze.restrictors import extract_keys, extract_region
@@ -81,8 +82,12 @@ def analyze(tree: exp.Expr, catalog: Catalog, default_db: str, sql: str = "") ->
     chunk_joins = joins.chunk_joins
     region = extract_region(select, refs)
     children = frozenset(r.alias.lower() for r in refs if r.kind is TableKind.CHILD)
-    overlapped = frozenset(j.right.lower() for j in chunk_joins if j.kind is JoinKind.NEAR)
+    # read with their overlap rows: their keys do not say which chunk answers
+    overlapped = frozenset(
+        j.right.lower() for j in chunk_joins if j.kind in (JoinKind.NEAR, JoinKind.OVERLAP)
+    )
     keys = extract_keys(select, refs, children, overlapped)
+    check_restricted_side(select, overlapped)
     aggregates = analyze_aggregates(select)
     written = as_written(select)
     columns, types = describe(written, refs)

@@ -161,8 +161,8 @@ def extract_keys(
     """Director keys from ``key = c`` / ``key IN (c, ...)`` conjuncts, and the director they key.
 
     ``joined_children`` are aliases of children joined to their director (or alone): their key
-    column restricts chunks as the director's id does. ``excluded`` aliases (second sides of
-    near-neighbour joins, found in other chunks' overlap) restrict no chunk.
+    column restricts chunks as the director's id does. ``excluded`` aliases (tables a join reads
+    with their overlap rows: found in other chunks too) restrict no chunk.
     """
     by_alias = {r.alias.lower(): r for r in refs if r.alias.lower() not in excluded}
     where = tree.args.get("where")

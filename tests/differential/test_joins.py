@@ -82,6 +82,12 @@ JOINS = [
     "WHERE qserv_areaspec_box(40, 25, 50, 35)",
     "SELECT o.objectId, m.pairId, p.kind FROM Object o LEFT JOIN PairMatch m ON m.objectId = o.objectId "
     "LEFT JOIN Pair p ON p.pairId = m.pairId WHERE o.flags = 2",
+    # a key of the right director (read with its overlap) selects no chunk: pairs across chunks
+    "SELECT o.objectId, p.pairId FROM Object o JOIN PairMatch m ON m.objectId = o.objectId "
+    "JOIN Pair p ON m.pairId = p.pairId WHERE p.pairId IN (1424, 2282, 6385, 3987, 7793)",
+    "SELECT o.objectId, p.pairId FROM Object o JOIN PairMatch m ON m.objectId = o.objectId "
+    "JOIN Pair p ON m.pairId = p.pairId WHERE o.objectId IN (5011, 1702, 1138)",
+    "SELECT p.pairId, m.objectId FROM Pair p JOIN PairMatch m ON m.pairId = p.pairId WHERE p.pairId = 2282",
     "SELECT o.objectId, p.pairId, k.label FROM Object o JOIN PairMatch m ON m.objectId = o.objectId "
     "JOIN Pair p ON m.pairId = p.pairId JOIN sky2.Kind k ON k.kind = p.kind ORDER BY 1, 2 LIMIT 25",
 ]
@@ -238,6 +244,14 @@ REFUSALS = [
      "JOIN Source s ON s.objectId = o.objectId, Pair q WHERE q.pairId = p.pairId", "0A000",
      'the right director "p" of match table "m" is read with its overlap rows and cannot also be key-joined to '
      "other chunked tables"),
+    ("SELECT p.pairId FROM Pair p JOIN PairMatch m ON m.pairId = p.pairId JOIN Object o ON o.objectId = m.objectId "
+     "WHERE qserv_areaspec_box(40, 25, 50, 35)", "0A000",
+     'the spatial restriction applies to "p", which this join reads with its overlap rows: restrict the other '
+     "table (name it first in FROM)"),
+    ("SELECT COUNT(*) FROM Pair p, Object o JOIN Source s ON s.objectId = o.objectId "
+     "WHERE qserv_areaspec_box(40, 25, 50, 35) AND scisql_angSep(p.ra, p.decl, o.ra, o.decl) < 0.01", "0A000",
+     'the spatial restriction applies to "p", which this join reads with its overlap rows: restrict the other '
+     "table (name it first in FROM)"),
 ]  # fmt: skip
 
 

@@ -70,6 +70,8 @@ JOINS = [
     "JOIN Pair p ON p.pairId = m.pairId",
     "SELECT o.objectId, COUNT(*) FROM Object o JOIN PairMatch m ON m.objectId = o.objectId "
     "JOIN Pair p ON m.pairId = p.pairId WHERE p.mag > 19 GROUP BY o.objectId HAVING COUNT(*) > 1",
+    "SELECT objectId, pairId, score, Pair.mag FROM Object JOIN PairMatch USING (objectId) JOIN Pair USING (pairId) "
+    "WHERE Object.flags IN (1, 2)",
     "SELECT m.objectId, m.pairId, m.score FROM PairMatch m",
     "SELECT COUNT(*), SUM(score) FROM PairMatch",
     "SELECT o.objectId, m.pairId FROM Object o JOIN PairMatch m ON m.objectId = o.objectId WHERE o.flags < 3",

@@ -7,7 +7,15 @@ Worker storage layout (one DuckDB database per worker; one schema per qserv data
 
 * director ``T``: table ``T`` with extra columns ``_chunk``, ``_subchunk``; its overlap rows
   in ``T__overlap`` (same columns; ``_chunk`` is the chunk whose overlap the row belongs to).
-* child ``T``: table ``T`` with extra column ``_chunk`` (its director row's chunk).
+* child ``T``: table ``T`` with extra column ``_chunk`` (its director row's chunk; a row whose
+  director row is absent, loaded with the child's own position columns, is in the chunk of
+  its own position).
+* match ``M``: table ``M`` with extra column ``_chunk``; each pair is stored once in the chunk
+  of its left row and once in the chunk of its right row (once when they are equal). The flag
+  column (``flag_column``: the user's, or the hidden ``_flag``) holds bit 1 when the left row
+  is in this chunk, bit 2 when the right row is, and bit 4 on the only copy of a pair one of
+  whose sides has no director row (stored in the chunk of the side that exists, with that
+  side's bit). Each pair once: the copies with ``flag & 5 <> 0`` (:func:`match_once`).
 * regular ``T``: table ``T`` as is, whole on every worker.
 
 One table per (database, table) rather than one per chunk: DuckDB prunes row groups by the
@@ -23,6 +31,8 @@ from enum import StrEnum
 CHUNK_COLUMN = "_chunk"
 SUBCHUNK_COLUMN = "_subchunk"
 OVERLAP_SUFFIX = "__overlap"
+FLAG_COLUMN = "_flag"  # a match table's flag column when the load names none
+FLAG_LEFT, FLAG_RIGHT, FLAG_ALONE = 1, 2, 4
 
 
 class TableKind(StrEnum):
@@ -57,16 +67,17 @@ class Table:
     name: str
     kind: TableKind
     columns: tuple[Column, ...]
-    id_column: str | None = None  # director: its unique key (objectId)
-    lon_column: str | None = None  # director: position columns, degrees
+    id_column: str | None = None  # director: its key (objectId)
+    lon_column: str | None = None  # director, child (optional): position columns, degrees
     lat_column: str | None = None
     director: str | None = None  # child: name of its director table (same database)
     key_column: str | None = None  # child: column holding the director key
-    # match: (director, column) of each side, and the flag column of its stored copies
-    # (bit 1: the left row is in this copy's chunk, bit 2: the right row is)
-    match_left: tuple[str, str] | None = None
-    match_right: tuple[str, str] | None = None
-    flag_column: str | None = None
+    non_unique_key: bool = False  # director: keys may repeat (Qserv's unique_primary_key: 0)
+    left_director: str | None = None  # match: "db.table" of the left director
+    left_column: str | None = None  # match: column holding the left director's key
+    right_director: str | None = None  # match: "db.table" of the right director
+    right_column: str | None = None
+    flag_column: str | None = None  # match: the flag column (FLAG_COLUMN when hidden)
 
     def column(self, name: str) -> Column | None:
         lname = name.lower()
@@ -78,6 +89,23 @@ class Table:
     @property
     def is_chunked(self) -> bool:
         return self.kind is not TableKind.REGULAR
+
+    @property
+    def worker_columns(self) -> tuple[Column, ...]:
+        """The columns a worker is told to create (the kind's ``_chunk``/``_subchunk`` it adds)."""
+        if self.hidden_flag:  # stored, never shown: the catalog's columns are the user's
+            return self.columns + (Column(FLAG_COLUMN, "INTEGER"),)
+        return self.columns
+
+    @property
+    def hidden_flag(self) -> bool:
+        """A match table whose flag column is qserv's own (``_flag``), not one of the user's."""
+        return self.kind is TableKind.MATCH and self.flag_column == FLAG_COLUMN
+
+
+def match_once(flag: str) -> str:
+    """SQL condition true on exactly one stored copy of each match pair (``flag``: its column)."""
+    return f"({flag} & {FLAG_LEFT | FLAG_ALONE}) <> 0"
 
 
 @dataclass(frozen=True)

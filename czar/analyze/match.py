@@ -2,16 +2,18 @@
 
 A match table M (N-to-M pairs between directors D1 and D2 of one family) is stored once in the
 chunk of its left row and once in the chunk of its right row (once when they are equal), each
-copy flagged: bit 1 when the left row is in the copy's chunk, bit 2 when the right row is::
+copy flagged (qserv/catalog.py): bit 1 when the left row is in the copy's chunk, bit 2 when the
+right row is, bit 4 on the only copy of a pair one of whose rows does not exist::
 
     SELECT o1.objectId, o2.pairId FROM Object o1 JOIN M m ON m.objectId = o1.objectId
     JOIN Pair o2 ON m.pairId = o2.pairId
-    -> in chunk C: o1 in C, m's copy with bit 1 in C (m._chunk = o1._chunk), o2 among the rows of
-       C and C's overlap (o2._chunk = m._chunk); a copy whose right row is in neither (a pair
-       farther apart than the overlap) fails the query rather than being dropped
+    -> in chunk C: o1 in C, m's copies with bit 1 or 4 in C (m._chunk = o1._chunk), o2 among the
+       rows of C and C's overlap (o2._chunk = m._chunk); a copy with bit 1, not 4, whose right row
+       is in neither (a pair farther apart than the overlap) fails the query, never dropped
 
-With only its left director M's copies with bit 1 are used, with only its right one those
-with bit 2, alone those with bit 1: every stored pair is counted once.
+Joined to its left director, or alone, M's copies with bit 1 or 4 are read (one per pair; the
+left row, where it exists, is in the copy's chunk); joined only to its right director, those
+with bit 2 or 4.  Either way a LEFT JOIN keeps pairs whose director row is missing, once.
 Depends on resolve and classify.
 """
 
@@ -23,11 +25,8 @@ from sqlglot import exp
 
 from czar.analyze.components import Union
 from czar.analyze.model import ChunkJoin, JoinKind, TableRef
-from qserv.catalog import TableKind
+from qserv.catalog import FLAG_ALONE, FLAG_COLUMN, FLAG_LEFT, FLAG_RIGHT, TableKind
 from qserv.errors import Unsupported
-
-DEFAULT_FLAG_COLUMN = "_flag"
-LEFT_BIT, RIGHT_BIT = 1, 2
 
 
 @dataclass(frozen=True)
@@ -38,7 +37,7 @@ class MatchEdge:
 
 
 def flag_column(ref: TableRef) -> str:
-    return ref.table.flag_column or DEFAULT_FLAG_COLUMN
+    return ref.table.flag_column or FLAG_COLUMN
 
 
 def match_edges(terms: list[exp.Expr], by_alias: dict[str, TableRef]) -> list[MatchEdge]:
@@ -53,12 +52,15 @@ def match_edges(terms: list[exp.Expr], by_alias: dict[str, TableRef]) -> list[Ma
             m, d = by_alias.get(m_col.table.lower()), by_alias.get(d_col.table.lower())
             if m is None or d is None or m.kind is not TableKind.MATCH or d.kind is not TableKind.DIRECTOR:
                 continue
-            for side, spec in (("left", m.table.match_left), ("right", m.table.match_right)):
+            name = f"{d.table.database}.{d.table.name}".lower()
+            t = m.table
+            for side, director, column in (
+                ("left", t.left_director, t.left_column),
+                ("right", t.right_director, t.right_column),
+            ):
                 if (
-                    spec is not None
-                    and spec[0].lower() == d.table.name.lower()
-                    and m.table.database.lower() == d.table.database.lower()
-                    and spec[1].lower() == m_col.name.lower()
+                    (director or "").lower() == name
+                    and (column or "").lower() == m_col.name.lower()
                     and (d.table.id_column or "").lower() == d_col.name.lower()
                 ):
                     edges.append(MatchEdge(m.alias.lower(), side, d.alias.lower()))
@@ -90,16 +92,16 @@ def match_joins(
             joins.append(_join(by_alias, order, alias, right, JoinKind.OVERLAP))
             union.join(left, alias)
             union.join(alias, right)
-            copies.append((m.alias, LEFT_BIT))
+            copies.append((m.alias, FLAG_LEFT | FLAG_ALONE))
         elif right is not None and left is None:
             joins.append(_join(by_alias, order, right, alias, JoinKind.KEY))
             union.join(right, alias)
-            copies.append((m.alias, RIGHT_BIT))
+            copies.append((m.alias, FLAG_RIGHT | FLAG_ALONE))
         else:
             if left is not None:
                 joins.append(_join(by_alias, order, left, alias, JoinKind.KEY))
                 union.join(left, alias)
-            copies.append((m.alias, LEFT_BIT))
+            copies.append((m.alias, FLAG_LEFT | FLAG_ALONE))
     return joins, copies
 
 

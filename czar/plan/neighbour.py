@@ -34,9 +34,9 @@ import math
 import sqlglot
 from sqlglot import exp
 
-from czar.analyze.match import LEFT_BIT, flag_column
+from czar.analyze.match import flag_column
 from czar.analyze.model import AnalyzedQuery, ChunkJoin, TableRef
-from qserv.catalog import OVERLAP_SUFFIX, Table
+from qserv.catalog import FLAG_ALONE, FLAG_LEFT, OVERLAP_SUFFIX, Table
 
 ZONE_COLUMN = "_zone"
 # the zone is a little higher than the radius, so rounding never puts a pair two zones apart
@@ -130,8 +130,8 @@ def read_with_overlap(q: AnalyzedQuery, worker: exp.Select, join: ChunkJoin) -> 
     refs = {r.alias.lower(): r for r in q.tables}
     match, right = refs[join.left.lower()], refs[join.right.lower()]
     _replace_table(worker, right.alias, f"SELECT * FROM {with_overlap(right.table, None)}")
-    spec = match.table.match_right
-    assert spec is not None and right.table.id_column  # a match join has both
+    column = match.table.right_column
+    assert column is not None and right.table.id_column  # a match join has both
     overlap = q.partitioning.overlap if q.partitioning is not None else 0.0
     message = (
         f"match table {match.table.name} has a pair whose right row ({right.table.name}) is farther "
@@ -142,11 +142,13 @@ def read_with_overlap(q: AnalyzedQuery, worker: exp.Select, join: ChunkJoin) -> 
     m = '"__m"'
     present = (
         f'SELECT 1 FROM {with_overlap(right.table, None)} AS "__r" WHERE "__r".{_quoted(right.table.id_column)} '
-        f'= {m}.{_quoted(spec[1])} AND "__r"."_chunk" = {m}."_chunk"'
+        f'= {m}.{_quoted(column)} AND "__r"."_chunk" = {m}."_chunk"'
     )
     checked = (
         f"SELECT * FROM {_quoted(match.table.database)}.{_quoted(match.table.name)} AS {m} WHERE CASE "
-        f"WHEN ({m}.{_quoted(flag_column(match))} & {LEFT_BIT}) = 0 OR {m}.{_quoted(spec[1])} IS NULL "
+        # only copies with the left row and a right row that exists (no FLAG_ALONE) are checked
+        f"WHEN ({m}.{_quoted(flag_column(match))} & {FLAG_LEFT | FLAG_ALONE}) <> {FLAG_LEFT} "
+        f"OR {m}.{_quoted(column)} IS NULL "
         f"OR EXISTS ({present}) THEN TRUE ELSE error('{message}') END"
     )
     _replace_table(worker, match.alias, checked)

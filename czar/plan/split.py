@@ -151,7 +151,7 @@ def split(q: AnalyzedQuery) -> Split:
 def chunk_local_group(q: AnalyzedQuery) -> str | None:
     """A GROUP BY key whose groups each lie in one chunk (SQL text), else None.
 
-    A director's key is unique and its rows are in their own chunk (not read from an overlap,
+    A director's key is unique (unless loaded as non-unique) and its rows are in their own chunk (not read from an overlap,
     not the nullable side of a LEFT JOIN, whose NULL group spans chunks); so is a child's key
     when the child is inner-joined to its director (a child row lives in its director row's
     chunk).  One such key makes every group chunk-local, whatever the other keys.
@@ -168,7 +168,7 @@ def chunk_local_group(q: AnalyzedQuery) -> str | None:
             continue
         t = ref.table
         name = key.name.lower()
-        if t.kind is TableKind.DIRECTOR and (t.id_column or "").lower() == name:
+        if t.kind is TableKind.DIRECTOR and not t.non_unique_key and (t.id_column or "").lower() == name:
             return key.sql(dialect="duckdb")
         if t.kind is TableKind.CHILD and (t.key_column or "").lower() == name and _joined_to_director(q, ref):
             return key.sql(dialect="duckdb")

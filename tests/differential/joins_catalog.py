@@ -22,7 +22,7 @@ import healpy as hp
 import numpy as np
 import pyarrow as pa
 
-from qserv.catalog import Column, Table, TableKind
+from qserv.catalog import FLAG_COLUMN, Column, Table, TableKind
 from tests.differential.catalog import DATABASE, GeneratedCatalog, generate
 
 SKY2 = "sky2"
@@ -148,6 +148,8 @@ def generate_joins(seed: int = 3, n_objects: int = 1500, far_match: bool = False
     # N-to-M matches: every Object-Pair pair closer than 0.012 degrees, plus repeats
     close = near_pairs(obj, pair, 0.012, "objectId", "pairId")
     rows = close + [close[i] for i in rng.choice(len(close), len(close) // 5)]
+    # pairs one of whose rows does not exist (stored once, in the chunk of the other)
+    rows += [(a, 999_999) for a, _ in close[:6]] + [(888_888, b) for _, b in close[6:12]]
     if far_match:
         rows.append(_far_pair(obj, pair, part.order, part.overlap))
     match = pa.table(
@@ -167,7 +169,8 @@ def generate_joins(seed: int = 3, n_objects: int = 1500, far_match: bool = False
               cols(pairId="BIGINT", ra="DOUBLE", decl="DOUBLE", mag="DOUBLE", kind="INTEGER"),
               id_column="pairId", lon_column="ra", lat_column="decl"),
         Table(DATABASE, "PairMatch", TableKind.MATCH, cols(objectId="BIGINT", pairId="BIGINT", score="DOUBLE"),
-              match_left=("Object", "objectId"), match_right=("Pair", "pairId")),
+              left_director="sky.Object", left_column="objectId", right_director="sky.Pair",
+              right_column="pairId", flag_column=FLAG_COLUMN),
         Table(SKY2, "Nb", TableKind.DIRECTOR, cols(nbId="BIGINT", ra="DOUBLE", decl="DOUBLE", kind="INTEGER"),
               id_column="nbId", lon_column="ra", lat_column="decl"),
         Table(SKY2, "Kind", TableKind.REGULAR, cols(kind="INTEGER", label="VARCHAR")),

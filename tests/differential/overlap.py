@@ -46,26 +46,28 @@ def match_copies(
     rows: pa.Table, match: Table, index: Mapping[tuple[str, str], Mapping[Any, int]]
 ) -> pa.Table:
     """A match table's stored copies: each row in its left row's chunk (flag bit 1) and in its
-    right row's chunk (bit 2), once with both bits when the two chunks are one."""
-    assert match.match_left is not None and match.match_right is not None
-    db = match.database.lower()
+    right row's chunk (bit 2), once with both bits when the two chunks are one; a row one of
+    whose director rows is missing once, in the other's chunk, with its bit and bit 4."""
     sides = []
-    for (director, column), bit in ((match.match_left, 1), (match.match_right, 2)):
-        chunks = index[(db, director.lower())]
-        sides.append(([chunks[k] for k in rows.column(column).to_pylist()], bit))
-    (left, _), (right, _) = sides
+    for director, column in (
+        (match.left_director, match.left_column),
+        (match.right_director, match.right_column),
+    ):
+        db, name = (director or "").lower().split(".")
+        chunks = index[(db, name)]
+        sides.append([chunks.get(k) for k in rows.column(column or "").to_pylist()])
     take: list[int] = []
     chunk: list[int] = []
     flag: list[int] = []
-    for i, (cl, cr) in enumerate(zip(left, right, strict=True)):
-        if cl == cr:
+    for i, (cl, cr) in enumerate(zip(*sides, strict=True)):
+        copies = [(cl, 1 | 2)] if cl == cr else [(cl, 1), (cr, 2)]
+        if cl is None or cr is None:
+            copies = [(cl if cr is None else cr, (1 if cr is None else 2) | 4)]
+        for c, f in copies:
+            assert c is not None, "a match row without either director row"
             take.append(i)
-            chunk.append(cl)
-            flag.append(3)
-        else:
-            take += [i, i]
-            chunk += [cl, cr]
-            flag += [1, 2]
+            chunk.append(c)
+            flag.append(f)
     out = rows.take(pa.array(take, pa.int64()))
     out = out.append_column(CHUNK_COLUMN, pa.array(chunk, pa.int32()))
     return out.append_column(match.flag_column or "_flag", pa.array(flag, pa.int32()))

@@ -99,6 +99,8 @@ def constant(node: exp.Expr) -> float | None:
 def check_restricted_side(tree: exp.Select, overlapped: frozenset[str]) -> None:
     """Refuse an areaspec restricting a table read with its overlap rows: its region says where
     that table's rows are, not which chunks (those of the other side) answer the query."""
+    if not overlapped:
+        return
     from czar.analyze.restrictors import AREASPEC, Areaspec
 
     for node in tree.walk():

@@ -7,10 +7,12 @@ Passes, in order (each module's docstring shows its before/after):
 2. shape        set operations, windows, ROLLUP, non-splittable aggregates ... refused (0A000);
                 sub-queries and CTEs never get here: the pipeline runs them as a program of
                 steps first (subqueries.py, czar/steps.py)
-3. resolve      tables and columns bound case-insensitively; ``*`` expanded
+3. resolve      tables and columns bound case-insensitively; ``*`` expanded; USING/NATURAL
+                merged columns (using.py)
    names        ORDER BY/GROUP BY/HAVING names: alias or input column, as DuckDB binds them
 4. classify     director/child/regular; one family of chunked tables
-5. joins        only chunk-local joins (director-child on keys); returns the chunk joins
+5. joins        only chunk-local joins (director-child on keys, match tables, near-neighbour
+                within the overlap); returns the chunk joins and match copies
 6. restrictors  areaspec -> region + row predicate; director keys
 7. aggregates   aggregation and GROUP BY keys
 8. output       result names and types as single-node DuckDB gives them
@@ -27,8 +29,17 @@ from czar.analyze.classify import classify
 from czar.analyze.geometry import rewrite_geometry
 from czar.analyze.guard import guard
 from czar.analyze.joins import check_joins
-from czar.analyze.model import AggregateInfo, AnalyzedQuery, ChunkJoin, KeyRestriction, Region, TableRef
+from czar.analyze.model import (
+    AggregateInfo,
+    AnalyzedQuery,
+    ChunkJoin,
+    JoinKind,
+    KeyRestriction,
+    Region,
+    TableRef,
+)
 from czar.analyze.names import bind_names
+from czar.analyze.neighbour import check_restricted_side
 from czar.analyze.output import describe
 from czar.analyze.resolve import as_written, expand_stars, resolve_columns, resolve_tables
 from czar.analyze.restrictors import extract_keys, extract_range, extract_region
@@ -72,11 +83,17 @@ def analyze(tree: exp.Expr, catalog: Catalog, default_db: str, sql: str = "") ->
     resolve_columns(select, refs)
     bind_names(select, refs)
     partitioning = classify(refs, catalog)
-    chunk_joins = check_joins(select, refs)
+    joins = check_joins(select, refs, partitioning)
+    chunk_joins = joins.chunk_joins
     region = extract_region(select, refs)
     children = frozenset(r.alias.lower() for r in refs if r.kind is TableKind.CHILD)
-    keys = extract_keys(select, refs, children)
-    key_range = extract_range(select, refs, children)
+    # read with their overlap rows: their keys do not say which chunk answers
+    overlapped = frozenset(
+        j.right.lower() for j in chunk_joins if j.kind in (JoinKind.NEAR, JoinKind.OVERLAP)
+    )
+    keys = extract_keys(select, refs, children, overlapped)
+    key_range = extract_range(select, refs, children, overlapped)
+    check_restricted_side(select, overlapped)
     aggregates = analyze_aggregates(select)
     written = as_written(select)
     columns, types = describe(written, refs)
@@ -93,4 +110,5 @@ def analyze(tree: exp.Expr, catalog: Catalog, default_db: str, sql: str = "") ->
         types=types,
         partitioning=partitioning,
         director_range=key_range,
+        match_copies=joins.match_copies,
     )

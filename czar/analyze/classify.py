@@ -6,15 +6,13 @@ The family of the chunked tables is the one the query is planned on (its chunk p
 whatever database the other (regular) tables are in; a query of regular tables only has none.
 Chunked tables of two families are refused: their chunks are not co-located.
 
-A match table read alone is planned as any chunked table (the planner keeps one copy of each
-pair: :func:`qserv.catalog.match_once`); joined with anything it is refused until the
-match-join planner exists.  Depends on resolve.
+Depends on resolve.
 """
 
 from __future__ import annotations
 
 from czar.analyze.model import TableRef
-from qserv.catalog import Catalog, Partitioning, TableKind
+from qserv.catalog import Catalog, Partitioning
 from qserv.errors import Unsupported
 
 
@@ -22,12 +20,6 @@ def classify(refs: tuple[TableRef, ...], catalog: Catalog) -> Partitioning | Non
     """Return the partitioning of the chunked tables (None when all tables are regular)."""
     first: tuple[TableRef, Partitioning] | None = None  # the first chunked table and its partitioning
     for ref in refs:
-        if ref.kind is TableKind.MATCH and len(refs) > 1:
-            raise Unsupported(
-                f'joins with match table "{ref.table.name}" are not supported yet (a later step): '
-                "query the match table alone, or join the directors by key",
-                position=ref.position,
-            )
         if not ref.table.is_chunked:
             continue
         db = catalog.database(ref.table.database)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import TypeAlias
 
 from sqlglot import exp
@@ -21,6 +22,9 @@ class TableRef:
     table: Table
     position: int | None = None
     outer: bool = False  # the nullable side of a LEFT JOIN
+    # JOIN ... USING / NATURAL JOIN: (this table's column, left alias, left column) per merged
+    # column; unqualified, the name means the left column (see czar/analyze/using.py)
+    using: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def kind(self) -> TableKind:
@@ -32,13 +36,22 @@ class TableRef:
         return (self.table.database.lower(), self.table.name.lower())
 
 
+class JoinKind(StrEnum):
+    KEY = "key"  # director-child on the key: rows share a chunk
+    NEAR = "near"  # near-neighbour: ``right`` read with its overlap, a zone band join
+    OVERLAP = "overlap"  # ``right`` read with its overlap rows (a match table's right director)
+
+
 @dataclass(frozen=True)
 class ChunkJoin:
-    """Two chunked references joined so that matching rows share a chunk (director-child)."""
+    """Two chunked references joined so that matching rows share a chunk (director-child),
+    or are found in the chunk of ``left`` with the overlap of ``right`` (near-neighbour)."""
 
     left: str  # alias
     right: str  # alias
     in_on: bool  # the condition belongs in the ON clause of ``right`` (LEFT JOIN)
+    kind: JoinKind = JoinKind.KEY
+    radius: float | None = None  # NEAR: the join radius (degrees), at most the overlap
 
 
 @dataclass(frozen=True)
@@ -95,6 +108,8 @@ class AnalyzedQuery:
     types: tuple[str, ...]  # DuckDB type of each output column, as single-node DuckDB gives it
     partitioning: Partitioning | None  # of the chunked tables (None: regular tables only)
     director_range: KeyRange | None = None
+    # match tables: (alias, flag bit) of the stored copies each reads (czar/analyze/match.py)
+    match_copies: tuple[tuple[str, int], ...] = ()
 
     @property
     def family(self) -> str | None:

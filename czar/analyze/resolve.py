@@ -15,6 +15,7 @@ from __future__ import annotations
 from sqlglot import exp
 
 from czar.analyze.model import TableRef
+from czar.analyze.using import hidden_by_using, merge_using, visible_columns
 from czar.parse import node_position
 from qserv.catalog import CHUNK_COLUMN, SUBCHUNK_COLUMN, Catalog, Table
 from qserv.errors import AmbiguousColumn, QservError, UndefinedColumn, UndefinedTable, Unsupported
@@ -78,7 +79,7 @@ def resolve_tables(tree: exp.Select, catalog: Catalog, default_db: str) -> tuple
             )
         )
         refs.append(TableRef(alias=alias, table=table, position=position, outer=outer))
-    return tuple(refs)
+    return merge_using(tree, tuple(refs))
 
 
 def _undefined_table(catalog: Catalog, db: str, name: str, position: int | None) -> QservError:
@@ -103,8 +104,9 @@ def expand_stars(tree: exp.Select, refs: tuple[TableRef, ...]) -> None:
                 raise Unsupported("* EXCLUDE/REPLACE is not supported", position=node_position(p))
             if not refs:
                 raise Unsupported("SELECT * needs a FROM clause", position=node_position(p))
-            for ref in refs:
-                projections.extend(_columns_of(ref))
+            projections.extend(
+                exp.Column(this=_quoted(name), table=_quoted(alias)) for name, alias in visible_columns(refs)
+            )
         elif isinstance(p, exp.Column) and isinstance(p.this, exp.Star):
             ref = _find_ref(refs, p.table, node_position(p))
             projections.extend(_columns_of(ref))
@@ -167,7 +169,7 @@ def bind_input(col: exp.Column, refs: tuple[TableRef, ...]) -> bool:
     if col.table:
         _bind(col, _find_ref(refs, col.table, position), position)
         return True
-    owners = [r for r in refs if r.table.column(name) is not None]
+    owners = [r for r in refs if r.table.column(name) is not None and not hidden_by_using(r, name)]
     if len(owners) > 1:
         tables = ", ".join(r.alias for r in owners)
         raise AmbiguousColumn(

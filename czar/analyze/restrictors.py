@@ -154,14 +154,18 @@ def common_keys(terms: Sequence[Sequence[int | str]]) -> tuple[int | str, ...]:
 
 
 def extract_keys(
-    tree: exp.Select, refs: tuple[TableRef, ...], joined_children: frozenset[str]
+    tree: exp.Select,
+    refs: tuple[TableRef, ...],
+    joined_children: frozenset[str],
+    excluded: frozenset[str] = frozenset(),
 ) -> KeyRestriction | None:
     """Director keys from ``key = c`` / ``key IN (c, ...)`` conjuncts, and the director they key.
 
     ``joined_children`` are aliases of children joined to their director (or alone): their key
-    column restricts chunks as the director's id does.
+    column restricts chunks as the director's id does. ``excluded`` aliases (tables a join reads
+    with their overlap rows: found in other chunks too) restrict no chunk.
     """
-    by_alias = {r.alias.lower(): r for r in refs}
+    by_alias = {r.alias.lower(): r for r in refs if r.alias.lower() not in excluded}
     where = tree.args.get("where")
     found: list[tuple[tuple[str, str], tuple[exp.Expr, ...]]] = []
     for term in conjuncts(where.this if where is not None else None):
@@ -193,15 +197,20 @@ def extract_keys(
 
 
 def extract_range(
-    tree: exp.Select, refs: tuple[TableRef, ...], joined_children: frozenset[str]
+    tree: exp.Select,
+    refs: tuple[TableRef, ...],
+    joined_children: frozenset[str],
+    excluded: frozenset[str] = frozenset(),
 ) -> KeyRange | None:
     """The key range of ``key BETWEEN low AND high`` conjuncts (integer constants): their
     intersection, on the director of the first one.
 
         WHERE o.objectId BETWEEN 1000 AND 1050 AND o.objectId BETWEEN 1040 AND 2000
         -> KeyRange(("sky", "Object"), 1040, 1050)
+
+    ``excluded`` aliases restrict no chunk, as in :func:`extract_keys`.
     """
-    by_alias = {r.alias.lower(): r for r in refs}
+    by_alias = {r.alias.lower(): r for r in refs if r.alias.lower() not in excluded}
     where = tree.args.get("where")
     found: KeyRange | None = None
     for term in conjuncts(where.this if where is not None else None):

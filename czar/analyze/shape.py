@@ -66,12 +66,6 @@ def shape(tree: exp.Select) -> None:
                 raise Unsupported(
                     f"{key.upper()} must be an integer constant", position=node_position(clause)
                 )
-    for join in tree.args.get("joins") or []:
-        if join.args.get("using"):
-            raise Unsupported(
-                "JOIN ... USING is not supported yet: write the join condition with ON",
-                position=node_position(join),
-            )
 
 
 def _check_aggregate(node: exp.AggFunc) -> None:

@@ -69,6 +69,7 @@ def skeleton(q: AnalyzedQuery, parts: Split, choice: ChunkChoice) -> QueryPlan:
         worker_template=parts.worker_template,
         chunk_columns=parts.chunk_columns,
         passthrough=parts.passthrough,
+        aggregation=parts.aggregation,
     )
 
 

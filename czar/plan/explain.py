@@ -40,6 +40,8 @@ def explain(plan: QueryPlan) -> str:
         return "\n".join([*lines, f"answer from the chunks' recorded row counts: {rows}", columns]) + "\n"
     lines += [f"not {reason}" for reason in plan.reasons]
     lines.append(f"chunks: {len(plan.chunk_ids)} {_ids(plan.chunk_ids)}")
+    if plan.aggregation:
+        lines.append(f"aggregation: {plan.aggregation}")
     lines.append(f"worker query: {template}")
     lines.append(f"merge query: {plan.merge_sql}")
     lines.append(f"columns: {', '.join(f'{n} {t}' for n, t in zip(plan.columns, plan.types, strict=True))}")

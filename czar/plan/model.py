@@ -127,6 +127,7 @@ class QueryPlan:
     chunk_columns: tuple[str, ...]  # the ``alias._chunk`` column SQL of each placeholder
     passthrough: bool = False  # merge_sql only renames columns (no aggregate/order/limit/distinct)
     rows: tuple[tuple[object, ...], ...] | None = None  # the answer, known when planning (no batch)
+    aggregation: str = ""  # how aggregates are computed (EXPLAIN); "" when not aggregated
 
     def render(
         self,

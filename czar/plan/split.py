@@ -25,10 +25,12 @@ from dataclasses import dataclass
 
 from sqlglot import exp
 
-from czar.analyze.model import AnalyzedQuery
+from czar.analyze.model import AnalyzedQuery, JoinKind, TableRef
+from czar.analyze.using import to_on
 from czar.parse import node_position
 from czar.plan.model import CHUNK_FILTER_PLACEHOLDER
-from qserv.catalog import CHUNK_COLUMN, TableKind, match_once
+from czar.plan.neighbour import copy_condition, near_band, read_with_overlap
+from qserv.catalog import CHUNK_COLUMN, TableKind
 from qserv.errors import Unsupported
 
 RESULT_TABLE = "__result"
@@ -141,6 +143,7 @@ class Split:
     merge_sql: str
     # the merge only renames the worker columns: batches can be concatenated, no DuckDB needed
     passthrough: bool = False
+    aggregation: str = ""  # how aggregates are computed, for EXPLAIN ("" when not aggregated)
 
 
 def _col(name: str) -> exp.Column:
@@ -153,8 +156,11 @@ def _inner(p: exp.Expr) -> exp.Expr:
 
 def _add_chunk_filters(q: AnalyzedQuery, worker: exp.Select) -> tuple[str, ...]:
     """``alias._chunk IN (:chunks)`` for every chunked table; ``b._chunk = a._chunk`` per join;
-    one copy of each pair of a match table (``(flag & 5) <> 0``)."""
+    the second side of a near-neighbour join read with its overlap rows (plan/neighbour.py),
+    a match table's copies chosen by their flag bit (czar/analyze/match.py)."""
+    to_on(worker, q.tables)
     joins = {j.this.alias_or_name.lower(): j for j in worker.args.get("joins") or []}
+    order = {r.alias.lower(): i for i, r in enumerate(q.tables)}
 
     def add(alias: str, condition: exp.Expr, in_on: bool) -> None:
         join = joins.get(alias.lower())
@@ -168,19 +174,22 @@ def _add_chunk_filters(q: AnalyzedQuery, worker: exp.Select) -> tuple[str, ...]:
     for i, ref in enumerate(q.chunked):
         columns.append(f'"{ref.alias}"."{CHUNK_COLUMN}"')
         add(ref.alias, exp.var(CHUNK_FILTER_PLACEHOLDER.format(i)), ref.outer)
-        if ref.kind is TableKind.MATCH:  # a pair is stored in both its sides' chunks: keep one copy
-            assert ref.table.flag_column
-            flag = exp.column(
-                exp.to_identifier(ref.table.flag_column, quoted=True),
-                table=exp.to_identifier(ref.alias, quoted=True),
-            )
-            add(ref.alias, exp.condition(match_once(flag.sql(dialect="duckdb"))), ref.outer)
     for cj in q.chunk_joins:
+        # the conditions belong to the join of whichever table comes later in FROM
+        target = max(cj.left, cj.right, key=lambda a: order[a.lower()])
         eq = exp.EQ(
             this=exp.column(CHUNK_COLUMN, table=exp.to_identifier(cj.right, quoted=True)),
             expression=exp.column(CHUNK_COLUMN, table=exp.to_identifier(cj.left, quoted=True)),
         )
-        add(cj.right, eq, cj.in_on)
+        add(target, eq, cj.in_on)
+        if cj.kind is JoinKind.NEAR:
+            add(target, near_band(q, worker, cj), cj.in_on)
+        elif cj.kind is JoinKind.OVERLAP:
+            read_with_overlap(q, worker, cj)
+    by_alias = {r.alias.lower(): r for r in q.tables}
+    for alias, bit in q.match_copies:
+        ref = by_alias[alias.lower()]
+        add(alias, copy_condition(ref, bit), ref.outer)
     return tuple(columns)
 
 
@@ -188,7 +197,13 @@ def split(q: AnalyzedQuery) -> Split:
     """Build the worker template and the merge query of ``q``."""
     worker = q.tree.copy()
     columns = _add_chunk_filters(q, worker)
-    if q.aggregates.aggregated:
+    local = chunk_local_group(q)
+    aggregation = ""
+    if q.aggregates.aggregated and local is not None:
+        # every group lies in one chunk: the workers compute the final rows (HAVING included)
+        merge = _split_plain(q, worker)
+        aggregation = f"on workers (groups are chunk-local: GROUP BY {local})"
+    elif q.aggregates.aggregated:
         merge = _split_aggregate(q, worker)
     else:
         merge = _split_plain(q, worker)
@@ -203,7 +218,50 @@ def split(q: AnalyzedQuery) -> Split:
         and q.tree.args.get("limit") is None
         and q.tree.args.get("offset") is None
     )
-    return Split(template, columns, merge.sql(dialect="duckdb", copy=False), passthrough)
+    return Split(template, columns, merge.sql(dialect="duckdb", copy=False), passthrough, aggregation)
+
+
+def chunk_local_group(q: AnalyzedQuery) -> str | None:
+    """A GROUP BY key whose groups each lie in one chunk (SQL text), else None.
+
+    A director's key is unique (unless loaded as non-unique) and its rows are in their own chunk (not read from an overlap,
+    not the nullable side of a LEFT JOIN, whose NULL group spans chunks); so is a child's key
+    when the child is inner-joined to its director (a child row lives in its director row's
+    chunk).  One such key makes every group chunk-local, whatever the other keys.
+    """
+    if not q.aggregates.aggregated or not q.chunked:
+        return None
+    by_alias = {r.alias.lower(): r for r in q.tables}
+    overlapped = {j.right.lower() for j in q.chunk_joins if j.kind in (JoinKind.NEAR, JoinKind.OVERLAP)}
+    for key in q.aggregates.group_by:
+        if not isinstance(key, exp.Column):
+            continue
+        ref = by_alias.get(key.table.lower())
+        if ref is None or ref.outer or ref.alias.lower() in overlapped:
+            continue
+        t = ref.table
+        name = key.name.lower()
+        if t.kind is TableKind.DIRECTOR and not t.non_unique_key and (t.id_column or "").lower() == name:
+            return key.sql(dialect="duckdb")
+        if t.kind is TableKind.CHILD and (t.key_column or "").lower() == name and _joined_to_director(q, ref):
+            return key.sql(dialect="duckdb")
+    return None
+
+
+def _joined_to_director(q: AnalyzedQuery, child: TableRef) -> bool:
+    by_alias = {r.alias.lower(): r for r in q.tables}
+    for j in q.chunk_joins:
+        if j.kind is not JoinKind.KEY or child.alias not in (j.left, j.right):
+            continue
+        other = by_alias[(j.right if j.left == child.alias else j.left).lower()]
+        if (
+            other.kind is TableKind.DIRECTOR
+            and not other.outer
+            and other.table.name.lower() == (child.table.director or "").lower()
+            and other.table.database.lower() == child.table.database.lower()
+        ):
+            return True
+    return False
 
 
 def _name(q: AnalyzedQuery, i: int) -> exp.Identifier:

@@ -7,7 +7,9 @@ on a shared machine are noise; the ratios measured in one run are the result.
 
 ``--planning`` measures only planning time (parse + analyze + plan p50, no cluster).
 
-Environment: QSERV_BENCH_OBJECTS (default 10,000,000), QSERV_BENCH_DIR (default .bench).
+Environment: QSERV_BENCH_OBJECTS (default 10,000,000), QSERV_BENCH_DIR (default .bench),
+QSERV_BENCH_PARTS (default ``scan,near``: ``near`` alone loads only Object and times the
+near-neighbour self-joins, tests/bench/near.py).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import pyarrow.parquet as pq
 from qserv.cluster import ClusterSpec, LocalCluster
 from qserv.sample import SampleSpec, load_arguments, sample_paths, write
 from qserv.sphere.scisql import install_macros
+from tests.bench.near import near_neighbour
 from tests.cluster import free_ports
 
 
@@ -118,6 +121,7 @@ def main() -> int:
     if "--planning" in sys.argv[1:]:  # only the planning measurement (no cluster)
         return 0 if print_planning_times() else 1
     n_objects = int(os.environ.get("QSERV_BENCH_OBJECTS", "10000000"))
+    parts = set(os.environ.get("QSERV_BENCH_PARTS", "scan,near").split(","))
     root = Path(os.environ.get("QSERV_BENCH_DIR", ".bench")).resolve()
     shutil.rmtree(root / "cluster", ignore_errors=True)
     sample_dir = root / f"sample-{n_objects}"
@@ -152,9 +156,12 @@ def main() -> int:
 
         commands = load_arguments(files)
         t_obj = load(*commands["Object"])
-        n_src = pq.ParquetFile(files["Source"]).metadata.num_rows
-        t_src = load(*commands["Source"])
-        load(*commands["Filter"])
+        if "scan" not in parts:  # only Object is needed
+            files = {"Object": files["Object"]}
+        else:
+            n_src = pq.ParquetFile(files["Source"]).metadata.num_rows
+            t_src = load(*commands["Source"])
+            load(*commands["Filter"])
 
         ref = duckdb.connect()
         ref.execute("SET threads = 2")
@@ -163,13 +170,17 @@ def main() -> int:
         for name, path in files.items():
             ref.execute(f"CREATE TABLE \"{name}\" AS SELECT * FROM read_parquet('{path}')")
         t_ref = time.perf_counter() - t
+        conn = psycopg.connect(f"host=127.0.0.1 port={spec.pg_port} user=qserv dbname=sky", autocommit=True)
+        if "near" in parts:
+            results.extend(near_neighbour(conn, ref))
+        if "scan" not in parts:
+            conn.close()
+            return _report(n_objects, results, notes)
         notes.append(
             f"loader: Object {n_objects / t_obj:,.0f} rows/s ({n_objects:,} rows, {t_obj:.1f} s, "
             f"replication 2); Source {n_src / t_src:,.0f} rows/s; single DuckDB CREATE TABLE from "
             f"Parquet {(n_objects + n_src) / t_ref:,.0f} rows/s"
         )
-
-        conn = psycopg.connect(f"host=127.0.0.1 port={spec.pg_port} user=qserv dbname=sky", autocommit=True)
 
         def both(label: str, cluster_sql: str, ref_sql: str, repeat: int) -> None:
             conn.execute(cluster_sql).fetchall()
@@ -226,7 +237,10 @@ def main() -> int:
         conn.close()
     finally:
         cluster.stop()
+    return _report(n_objects, results, notes)
 
+
+def _report(n_objects: int, results: list[tuple[str, float, float]], notes: list[str]) -> int:
     print()
     print(f"qserv-py bench: {n_objects:,} objects, 3 workers, 2 replicas, {os.cpu_count()} cores")
     print(f"{'measurement':34} {'cluster ms':>11} {'duckdb ms':>10} {'ratio':>7}")

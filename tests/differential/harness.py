@@ -30,11 +30,12 @@ from czar.merge import MergeEngine, merge, planned_table
 from czar.parse import parse
 from czar.plan import PlanContext, QueryPlan, plan
 from czar.plan.shipped import Shipped, ship, shipped_catalog
-from qserv.catalog import CHUNK_COLUMN, SUBCHUNK_COLUMN, Catalog, TableKind
+from qserv.catalog import CHUNK_COLUMN, OVERLAP_SUFFIX, SUBCHUNK_COLUMN, Catalog, TableKind
 from qserv.errors import QservError
 from qserv.sphere.healpix import chunk_ids
 from qserv.sphere.scisql import install_macros
 from tests.differential.catalog import GeneratedCatalog, generate
+from tests.differential.overlap import match_copies, overlap_rows
 from tests.differential.reference import Answer, Reference, rows_of
 
 
@@ -79,7 +80,8 @@ class FakeCluster:
         self.row_counts: dict[tuple[str, str], int] = {}  # as the commits record them
         self.placements: dict[str, dict[int, tuple[str, ...]]] = {}  # family -> chunk -> workers
         index: dict[tuple[str, str], dict[int | str, int]] = {}
-        for shift, db in enumerate(self.generated.databases):
+        families: dict[str, int] = {}
+        for db in self.generated.databases:
             tables = [t for t in self.generated.tables if t.database == db.name]
             stored: dict[str, pa.Table] = {}
             keys: dict[int | str, int] = {}
@@ -94,11 +96,18 @@ class FakeCluster:
                 stored[director.name] = rows.append_column(CHUNK_COLUMN, pa.array(chunks)).append_column(
                     SUBCHUNK_COLUMN, pa.array(chunk_ids(lon, lat, db.partitioning.sub_order))
                 )
+                overlap = overlap_rows(stored[director.name], director.lon_column or "",
+                                       director.lat_column or "", db.partitioning)  # fmt: skip
+                stored[director.name + OVERLAP_SUFFIX] = overlap
             for child in (t for t in tables if t.kind is TableKind.CHILD):
                 rows = self.generated.rows(child.name, db.name)
+                keys = index[(db.name.lower(), (child.director or "").lower())]
                 ck = [keys[k] for k in rows.column(child.key_column or "").to_pylist()]
                 stored[child.name] = rows.append_column(CHUNK_COLUMN, pa.array(ck, pa.int64()))
+            for match in (t for t in tables if t.kind is TableKind.MATCH):
+                stored[match.name] = match_copies(self.generated.rows(match.name, db.name), match, index)
             # each family its own placement (shifted), as a real cluster places families apart
+            shift = families.setdefault(db.partitioning.family, len(families))
             all_chunks = sorted({int(c) for t in stored.values() for c in t.column(CHUNK_COLUMN).to_pylist()})
             placement = {
                 c: tuple(self.workers[(c + k + shift) % n_workers] for k in range(min(replicas, n_workers)))
@@ -118,7 +127,11 @@ class FakeCluster:
                 self.row_counts[(db.name.lower(), table.name.lower())] = rows.num_rows
                 for w, conn in self.conns.items():
                     mine = np.array([c for c, ws in placement.items() if w in ws], dtype=np.int64)
-                    self._create(conn, db.name, table.name, rows.filter(pa.array(np.isin(chunk_col, mine))))
+                    for name in (table.name, table.name + OVERLAP_SUFFIX):
+                        if name in stored:
+                            part = stored[name]
+                            keep = np.isin(part.column(CHUNK_COLUMN).to_numpy(), mine)
+                            self._create(conn, db.name, name, part.filter(pa.array(keep)))
         self.placement = self.placements[self.generated.database.partitioning.family]
         self.director_index = DictDirectorIndex(index)
         self.ref = Reference(self.generated)

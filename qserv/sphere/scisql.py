@@ -127,7 +127,9 @@ def _flux(offset: str) -> str:
 
 def _flux_sigma(offset: str) -> str:
     value = f"magSigma * pow(10.0, -0.4 * (mag + {offset})) * ln(10.0) / 2.5"
-    return f"CASE WHEN {_finite('mag', 'magSigma')} AND magSigma >= 0.0 AND isfinite({value}) THEN {value} END"
+    return (
+        f"CASE WHEN {_finite('mag', 'magSigma')} AND magSigma >= 0.0 AND isfinite({value}) THEN {value} END"
+    )
 
 
 # AB magnitudes: m = -2.5 log10(f) - 48.6 for f in erg/cm^2/s/Hz, m = -2.5 log10(f) + 31.4
@@ -209,8 +211,7 @@ def cpoly_sql(lon: str, lat: str, vertices: Sequence[tuple[float | None, float |
     y = f"cos(radians({lat})) * sin(radians({lon}))"
     z = f"sin(radians({lat}))"
     tests = " AND ".join(
-        f"{_lit(nx)} * {x} + {_lit(ny)} * {y} + {_lit(nz)} * {z} >= 0.0"
-        for nx, ny, nz in edges
+        f"{_lit(nx)} * {x} + {_lit(ny)} * {y} + {_lit(nz)} * {z} >= 0.0" for nx, ny, nz in edges
     )
     return f"{head} ELSE CAST({tests} AS INTEGER) END"
 

@@ -13,6 +13,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pytest
+from sphere_truth import in_cpoly, in_ellipse, scatter, unit
 
 from qserv.sphere.scisql import cpoly_sql, install_macros
 
@@ -26,13 +27,8 @@ def conn() -> duckdb.DuckDBPyConnection:
     return c
 
 
-def _vec(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
-    lo, la = np.radians(lon), np.radians(lat)
-    return np.stack([np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)], axis=-1)
-
-
 def _sep(lon1: np.ndarray, lat1: np.ndarray, lon2: float, lat2: float) -> np.ndarray:
-    a, b = _vec(lon1, lat1), _vec(np.array([lon2]), np.array([lat2]))[0]
+    a, b = unit(lon1, lat1), unit(np.array([lon2]), np.array([lat2]))[0]
     return np.degrees(np.arctan2(np.linalg.norm(np.cross(a, b), axis=-1), a @ b))
 
 
@@ -44,28 +40,13 @@ def _run(conn: duckdb.DuckDBPyConnection, expr: str, **cols: np.ndarray) -> list
         conn.unregister("t")
 
 
-def _points(rng: np.random.Generator, lon: float, lat: float, radius: float, n: int) -> tuple[np.ndarray, ...]:
-    """Random points within ``radius`` deg of (lon, lat) (some beyond), lon not reduced."""
-    d = np.radians(radius) * np.sqrt(rng.uniform(0, 1.6, n))
-    bearing = rng.uniform(0, 2 * np.pi, n)
-    c = _vec(np.array([lon]), np.array([lat]))[0]
-    east = np.array([-math.sin(math.radians(lon)), math.cos(math.radians(lon)), 0.0])
-    north = np.cross(c, east)
-    v = np.cos(d)[:, None] * c + np.sin(d)[:, None] * (
-        np.cos(bearing)[:, None] * north + np.sin(bearing)[:, None] * east
-    )
-    out_lat = np.degrees(np.arcsin(np.clip(v[:, 2], -1, 1)))
-    out_lon = np.degrees(np.arctan2(v[:, 1], v[:, 0]))
-    return out_lon + 360.0 * rng.integers(-1, 2, n), out_lat
-
-
 # -- angSep, circle, box ----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("centre", [(10.0, 5.0), (0.0, 89.99), (359.5, -90.0), (180.0, 0.0)])
 def test_angsep_and_circle(conn: duckdb.DuckDBPyConnection, centre: tuple[float, float]) -> None:
     rng = np.random.default_rng(1)
-    lon, lat = _points(rng, *centre, 2.0, 500)
+    lon, lat = scatter(rng, *centre, 2.0, 500)
     truth = _sep(lon, lat, *centre)
     got = np.array(_run(conn, f"scisql_angSep(lon, lat, {centre[0]}, {centre[1]})", lon=lon, lat=lat))
     assert np.allclose(got, truth, atol=1e-7)
@@ -78,9 +59,17 @@ def test_box_seam_and_poles(conn: duckdb.DuckDBPyConnection) -> None:
     rng = np.random.default_rng(2)
     lon = rng.uniform(-720, 720, 4000)
     lat = rng.uniform(-90, 90, 4000)
-    for box in [(350, -10, 10, 10), (-10, -10, 10, 10), (0, 80, 360, 90), (10, -90, 20, -80), (100, 0, 100, 5)]:
+    for box in [
+        (350, -10, 10, 10),
+        (-10, -10, 10, 10),
+        (0, 80, 360, 90),
+        (10, -90, 20, -80),
+        (100, 0, 100, 5),
+    ]:
         lo, la_lo, hi, la_hi = box
-        got = np.array(_run(conn, f"scisql_s2PtInBox(lon, lat, {lo}, {la_lo}, {hi}, {la_hi})", lon=lon, lat=lat))
+        got = np.array(
+            _run(conn, f"scisql_s2PtInBox(lon, lat, {lo}, {la_lo}, {hi}, {la_hi})", lon=lon, lat=lat)
+        )
         x = np.mod(lon, 360.0)
         a, b = lo % 360.0, hi % 360.0
         if hi - lo >= 360:
@@ -127,21 +116,6 @@ def test_null_and_invalid(conn: duckdb.DuckDBPyConnection, expr: str, expected: 
 # -- ellipse -----------------------------------------------------------------------------------
 
 
-def _in_ellipse(lon: np.ndarray, lat: np.ndarray, e: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """sciSQL's ellipse test with vectors: orthographic (north, east) coordinates at the centre,
-    rotated so that x runs along the major axis; returns (inside, distance to the rim in q)."""
-    lon0, lat0, major, minor, pa_deg = e
-    c = _vec(np.array([lon0]), np.array([lat0]))[0]
-    east = np.array([-math.sin(math.radians(lon0)), math.cos(math.radians(lon0)), 0.0])
-    north = np.cross(c, east)
-    pa = math.radians(pa_deg)
-    u_major = math.cos(pa) * north + math.sin(pa) * east
-    u_minor = -math.sin(pa) * north + math.cos(pa) * east
-    v = _vec(lon, lat)
-    q = (v @ u_major / math.radians(major / 3600)) ** 2 + (v @ u_minor / math.radians(minor / 3600)) ** 2
-    return (q <= 1.0) & (v @ c > 0), np.abs(q - 1.0)
-
-
 ELLIPSES = [
     (10.0, 5.0, 3600.0, 1800.0, 0.0),  # major axis north-south
     (10.0, 5.0, 3600.0, 1800.0, 90.0),  # east-west
@@ -155,13 +129,13 @@ ELLIPSES = [
 @pytest.mark.parametrize("ellipse", ELLIPSES)
 def test_ellipse_agrees_with_numpy(conn: duckdb.DuckDBPyConnection, ellipse: tuple[float, ...]) -> None:
     rng = np.random.default_rng(3)
-    lon, lat = _points(rng, ellipse[0], ellipse[1], ellipse[2] / 3600.0, 3000)
+    lon, lat = scatter(rng, ellipse[0], ellipse[1], ellipse[2] / 3600.0, 3000)
     # the antipode of the ellipse: sciSQL's test accepts it, ours (and this reference) do not
     lon = np.append(lon, ellipse[0] + 180.0)
     lat = np.append(lat, -ellipse[1])
     args = ", ".join(str(a) for a in ellipse)
     got = np.array(_run(conn, f"scisql_s2PtInEllipse(lon, lat, {args})", lon=lon, lat=lat))
-    truth, rim = _in_ellipse(lon, lat, ellipse)
+    truth, rim = in_ellipse(lon, lat, ellipse)
     sure = rim > TOL
     assert truth.sum() > 50
     assert (got[sure] == truth[sure].astype(int)).all()
@@ -190,35 +164,6 @@ def test_ellipse_null_and_invalid(conn: duckdb.DuckDBPyConnection, args: str, ex
 # -- convex polygon ----------------------------------------------------------------------------
 
 
-def _in_cpoly(lon: np.ndarray, lat: np.ndarray, verts: list[tuple[float, float]]) -> tuple[np.ndarray, np.ndarray]:
-    """Gnomonic projection at the vertices' mean (great circles become lines), then a 2D
-    point-in-convex-polygon test by cross products; (inside, distance to an edge line)."""
-    vv = _vec(np.array([v[0] for v in verts]), np.array([v[1] for v in verts]))
-    c = vv.sum(axis=0)
-    c /= np.linalg.norm(c)
-    e1 = np.cross([0.0, 0.0, 1.0], c) if abs(c[2]) < 0.9 else np.cross([1.0, 0.0, 0.0], c)
-    e1 /= np.linalg.norm(e1)
-    e2 = np.cross(c, e1)
-
-    def project(v: np.ndarray) -> np.ndarray:
-        return np.stack([(v @ e1) / (v @ c), (v @ e2) / (v @ c)], axis=-1)
-
-    poly = project(vv)
-    area = np.sum(poly[:, 0] * np.roll(poly[:, 1], -1) - np.roll(poly[:, 0], -1) * poly[:, 1])
-    if area < 0:
-        poly = poly[::-1]
-    v = _vec(lon, lat)
-    p = project(v)
-    inside = v @ c > 0
-    margin = np.full(len(p), np.inf)
-    for a, b in zip(poly, np.roll(poly, -1, axis=0), strict=True):
-        edge = b - a
-        cross = edge[0] * (p[:, 1] - a[1]) - edge[1] * (p[:, 0] - a[0])
-        inside &= cross >= 0
-        margin = np.minimum(margin, np.abs(cross) / np.linalg.norm(edge))
-    return inside, margin
-
-
 POLYGONS = [
     [(10.0, 0.0), (12.0, 0.0), (12.0, 2.0), (10.0, 2.0)],  # counter-clockwise
     [(10.0, 2.0), (12.0, 2.0), (12.0, 0.0), (10.0, 0.0)],  # clockwise: sciSQL turns it around
@@ -231,12 +176,12 @@ POLYGONS = [
 @pytest.mark.parametrize("verts", POLYGONS)
 def test_cpoly_agrees_with_numpy(conn: duckdb.DuckDBPyConnection, verts: list[tuple[float, float]]) -> None:
     rng = np.random.default_rng(4)
-    vv = _vec(np.array([v[0] for v in verts]), np.array([v[1] for v in verts])).sum(axis=0)
+    vv = unit(np.array([v[0] for v in verts]), np.array([v[1] for v in verts])).sum(axis=0)
     lon0 = math.degrees(math.atan2(vv[1], vv[0]))
     lat0 = math.degrees(math.asin(vv[2] / np.linalg.norm(vv)))
-    lon, lat = _points(rng, lon0, lat0, 6.0, 4000)
+    lon, lat = scatter(rng, lon0, lat0, 6.0, 4000)
     got = np.array(_run(conn, cpoly_sql("lon", "lat", verts), lon=lon, lat=lat))
-    truth, margin = _in_cpoly(lon, lat, verts)
+    truth, margin = in_cpoly(lon, lat, verts)
     sure = margin > TOL
     assert truth.sum() > 50
     assert (got[sure] == truth[sure].astype(int)).all()
@@ -254,7 +199,10 @@ def test_cpoly_agrees_with_numpy(conn: duckdb.DuckDBPyConnection, verts: list[tu
     ],
 )
 def test_cpoly_null_and_invalid(
-    conn: duckdb.DuckDBPyConnection, point: tuple[str, str], verts: list[tuple[float | None, float | None]], expected: object
+    conn: duckdb.DuckDBPyConnection,
+    point: tuple[str, str],
+    verts: list[tuple[float | None, float | None]],
+    expected: object,
 ) -> None:
     assert conn.sql(f"SELECT {cpoly_sql(point[0], point[1], verts)}").fetchall()[0][0] == expected
 
@@ -300,7 +248,11 @@ def test_photometry(conn: duckdb.DuckDBPyConnection, name: str) -> None:
     rng = np.random.default_rng(5)
     flux_like = name.startswith(("scisql_flux", "scisql_nanojansky"))
     n = 600
-    a = rng.lognormal(-60 if name.startswith("scisql_flux") else 5, 3, n) if flux_like else rng.normal(20, 5, n)
+    a = (
+        rng.lognormal(-60 if name.startswith("scisql_flux") else 5, 3, n)
+        if flux_like
+        else rng.normal(20, 5, n)
+    )
     special = [0.0, -1.0, np.nan, np.inf, -np.inf, -1e4, 1e4]
     a = np.concatenate([a, special, [1.0] * 7])
     b = np.concatenate([np.abs(rng.normal(0, 1, n)) * (a[:n] if flux_like else 0.1), [0.1] * 7, special])
@@ -310,7 +262,9 @@ def test_photometry(conn: duckdb.DuckDBPyConnection, name: str) -> None:
     expr = f"{name}(a)" if unary else f"{name}(a, b)"
     conn.register("t", pa.table({"a": pa.array(a, mask=mask), "b": pa.array(b, mask=mask[::-1])}))
     try:
-        got = np.array([np.nan if r[0] is None else r[0] for r in conn.sql(f"SELECT {expr} FROM t").fetchall()])
+        got = np.array(
+            [np.nan if r[0] is None else r[0] for r in conn.sql(f"SELECT {expr} FROM t").fetchall()]
+        )
     finally:
         conn.unregister("t")
     truth = _photometry(name, a, np.ones_like(b) if unary else b)

@@ -8,7 +8,7 @@ Passes, in order (each module's docstring shows its before/after):
    names        ORDER BY/GROUP BY/HAVING names: alias or input column, as DuckDB binds them
 4. classify     director/child/regular; one family of chunked tables
 5. joins        only chunk-local joins (director-child on keys); returns the chunk joins
-6. restrictors  areaspec -> region + row predicate; director keys
+6. regions      areaspecs/sciSQL restrictors -> region + row predicates (regions.py); director keys
 7. aggregates   aggregation and GROUP BY keys
 8. output       result names and types as single-node DuckDB gives them
 
@@ -26,8 +26,9 @@ from czar.analyze.joins import check_joins
 from czar.analyze.model import AggregateInfo, AnalyzedQuery, ChunkJoin, KeyRestriction, Region, TableRef
 from czar.analyze.names import bind_names
 from czar.analyze.output import describe
+from czar.analyze.regions import expand_cpoly, extract_region
 from czar.analyze.resolve import as_written, expand_stars, resolve_columns, resolve_tables
-from czar.analyze.restrictors import extract_keys, extract_region
+from czar.analyze.restrictors import extract_keys
 from czar.analyze.shape import shape
 from qserv.catalog import Catalog, TableKind
 
@@ -55,6 +56,7 @@ PASSES = (
     extract_keys,
     analyze_aggregates,
     describe,
+    expand_cpoly,
 )
 
 
@@ -68,12 +70,13 @@ def analyze(tree: exp.Expr, catalog: Catalog, default_db: str, sql: str = "") ->
     bind_names(select, refs)
     partitioning = classify(refs, catalog)
     chunk_joins = check_joins(select, refs)
-    region = extract_region(select, refs)
+    region = extract_region(select, refs, partitioning)
     children = frozenset(r.alias.lower() for r in refs if r.kind is TableKind.CHILD)
     keys = extract_keys(select, refs, children)
     aggregates = analyze_aggregates(select)
     written = as_written(select)
     columns, types = describe(written, refs)
+    expand_cpoly(select)  # after describe: result names are those of the call as written
     return AnalyzedQuery(
         sql=sql or tree.sql(),
         tree=select,

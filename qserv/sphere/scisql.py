@@ -227,6 +227,16 @@ def macro_ddl(schema: str | None = None, temporary: bool = False) -> list[str]:
     return [f"CREATE OR REPLACE {kind} {prefix}{name}({params}) AS {body}" for name, params, body in MACROS]
 
 
+def install_cpoly_signature(conn: _Executes) -> None:
+    """A ``scisql_s2PtInCPoly`` of every arity returning INTEGER NULL, for describing queries
+    (names and types) before the czar writes the calls out (:func:`cpoly_sql`); never on workers."""
+    overloads = []
+    for n in range(3, CPOLY_MAX_VERTICES + 1):
+        params = ", ".join(f"a{i}" for i in range(2 + 2 * n))
+        overloads.append(f"({params}) AS CAST(NULL AS INTEGER)")
+    conn.execute(f"CREATE OR REPLACE MACRO {CPOLY}{', '.join(overloads)}")
+
+
 def install_macros(conn: _Executes, schema: str | None = None, temporary: bool = False) -> None:
     """Create the spatial macros on a DuckDB connection (persistent unless ``temporary``)."""
     for ddl in macro_ddl(schema, temporary):

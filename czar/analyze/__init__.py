@@ -76,7 +76,10 @@ def analyze(tree: exp.Expr, catalog: Catalog, default_db: str, sql: str = "") ->
     aggregates = analyze_aggregates(select)
     written = as_written(select)
     columns, types = describe(written, refs)
-    expand_cpoly(select)  # after describe: result names are those of the call as written
+    # after describe: result names are those of the calls as written
+    expand_cpoly(select)
+    if any(g.find(exp.Anonymous) for g in aggregates.group_by):
+        aggregates = AggregateInfo(aggregates.aggregated, tuple(expand_cpoly(g) for g in aggregates.group_by))
     return AnalyzedQuery(
         sql=sql or tree.sql(),
         tree=select,

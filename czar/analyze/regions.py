@@ -34,6 +34,7 @@ from sqlglot import exp
 
 from czar.analyze.joins import conjuncts
 from czar.analyze.model import Region, Restrictor, Shape, TableRef
+from czar.analyze.resolve import as_written
 from czar.analyze.restrictors import number
 from czar.dialect import Qserv
 from czar.parse import node_position
@@ -218,16 +219,19 @@ def _predicate_restrictor(
     return Restrictor(shape, ref.alias, margin)
 
 
-def expand_cpoly(tree: exp.Expr) -> None:
-    """Write every ``scisql_s2PtInCPoly(lon, lat, ...)`` call out as sciSQL's inline test."""
+def expand_cpoly(tree: exp.Expr) -> exp.Expr:
+    """Write every ``scisql_s2PtInCPoly(lon, lat, ...)`` call out as sciSQL's inline test
+    (in place; returns the new root when ``tree`` is itself a call)."""
+    root = tree
     for call in [n for n in tree.find_all(exp.Anonymous) if n.name.lower() == CPOLY.lower()]:
         lon, lat, *rest = call.expressions
         values: list[float | None] = []
         for arg in rest:
             value = number(arg)
             if value is None and not isinstance(arg.unnest(), exp.Null):
+                shown = as_written(exp.select(arg.copy())).expressions[0].sql()
                 raise Unsupported(
-                    f"{call.name}: vertex coordinates must be numeric constants (found {arg.sql()})",
+                    f"{call.name}: vertex coordinates must be numeric constants (found {shown})",
                     position=node_position(arg) or node_position(call),
                 )
             values.append(value)
@@ -236,4 +240,9 @@ def expand_cpoly(tree: exp.Expr) -> None:
         for column in list(inline.find_all(exp.Column)):
             if column.name in ("__qserv_lon", "__qserv_lat"):
                 column.replace((lon if column.name == "__qserv_lon" else lat).copy())
-        call.replace(exp.paren(inline))
+        written = exp.paren(inline)
+        if call is root:
+            root = written
+        else:
+            call.replace(written)
+    return root

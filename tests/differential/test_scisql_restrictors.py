@@ -333,3 +333,67 @@ def test_refusals(sky: FakeCluster, sql: str, sqlstate: str, message: str) -> No
         sky.run(sql)
     assert (info.value.sqlstate, info.value.message) == (sqlstate, message)
     assert info.value.position is not None
+
+
+# -- generated: restrictors of every form, combined -----------------------------------------
+
+CENTRES = [(10.0, 5.0), (200.0, -30.0), (0.2, 0.1), (359.8, -0.3), (45.0, 89.3), (123.0, -89.6)]
+
+
+def _restrictor(rng: np.random.Generator, table: str) -> str:
+    """One restrictor on ``table``'s positions (``o``: Object, ``s``: Source), of a random form."""
+    lon, lat = CENTRES[rng.integers(len(CENTRES))]
+    lon, lat = (
+        round(lon + rng.normal(0, 0.3), 3),
+        round(float(np.clip(lat + rng.normal(0, 0.3), -89.9, 89.9)), 3),
+    )
+    smaa = round(float(rng.uniform(600, 5400)), 1)
+    smia, pa_deg = round(smaa * float(rng.uniform(0.1, 1.0)), 1), round(float(rng.uniform(-90, 270)), 1)
+    h, w = round(float(rng.uniform(0.2, 1.5)), 3), round(float(rng.uniform(0.2, 1.5)), 3)
+    lo, hi = max(lat - h, -89.99), min(lat + h, 89.99)
+    quad = [lon - w, lo, lon + w, lo, lon + w, hi, lon - w, hi]
+    if rng.random() < 0.5:
+        quad = [v for i in range(3, -1, -1) for v in quad[2 * i : 2 * i + 2]]  # clockwise
+    poly = ", ".join(f"{v:.3f}" for v in quad)
+    args = {
+        "Box": f"{lon - w:.3f}, {max(lat - h, -90):.3f}, {lon + w:.3f}, {min(lat + h, 90):.3f}",
+        "Circle": f"{lon}, {lat}, {h}",
+        "Ellipse": f"{lon}, {lat}, {smaa}, {smia}, {pa_deg}",
+        "CPoly": poly,
+    }
+    kind = list(args)[int(rng.integers(4))]
+    if table == "o" and rng.random() < 0.4:
+        areaspec = {"CPoly": "poly"}.get(kind, kind.lower())
+        return f"qserv_areaspec_{areaspec}({args[kind]})"
+    call = f"scisql_s2PtIn{kind}({table}.ra, {table}.decl, {args[kind]})"
+    return [f"{call} = 1", f"1 = {call}", call][int(rng.integers(3))]
+
+
+def generated_query(seed: int) -> str:
+    rng = np.random.default_rng(seed)
+    joined = rng.random() < 0.5
+    tables = "Object o JOIN Source s ON s.objectId = o.objectId" if joined else "Object o"
+    terms = [
+        _restrictor(rng, "s" if joined and rng.random() < 0.5 else "o")
+        for _ in range(int(rng.integers(1, 3)))
+    ]
+    if rng.random() < 0.3:
+        terms[0] = (
+            f"(NOT {terms[0]})" if rng.random() < 0.5 else f"({terms[0]} OR o.flags = {rng.integers(8)})"
+        )
+    if rng.random() < 0.4:
+        terms.append(f"o.rFlux > {rng.uniform(0, 40):.1f}")
+    select = [
+        "COUNT(*)",
+        "o.objectId" + (", s.sourceId" if joined else ""),
+        "o.flags, COUNT(*), MIN(scisql_nanojanskyToAbMag(o.gFlux))",
+    ][int(rng.integers(3))]
+    group = " GROUP BY o.flags" if select.startswith("o.flags") else ""
+    return f"SELECT {select} FROM {tables} WHERE {' AND '.join(terms)}{group}"
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_generated_restrictors(sky: FakeCluster, seed: int) -> None:
+    sql = generated_query(seed)
+    outcome = sky.check(sql, seed=seed)
+    assert outcome is not None

@@ -160,6 +160,10 @@ def extract_region(
         )
         if id(call) in top_ids:
             restrictors.append(Restrictor(shape, director.alias, 0.0, areaspec=True))
+        if call.parent is tree and call.arg_key == "expressions":
+            # a select-list item: DuckDB names the column by the call as written (lower case)
+            args = ", ".join(a.sql(dialect="duckdb") for a in call.expressions)
+            predicate = exp.alias_(predicate, f"{call.name.lower()}({args})", quoted=True)
         call.replace(predicate)
     return Region(tuple(restrictors)) if restrictors else None
 

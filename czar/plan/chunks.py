@@ -1,7 +1,8 @@
 """Chunk selection, layered cheapest first; each layer says why it did not apply.
 
 1. director-key  ``objectId IN (1, 2)`` -> director index -> a few chunks
-2. region        ``qserv_areaspec_circle(...)`` -> HEALPix coverage at the chunk order
+2. region        ``qserv_areaspec_*``/``scisql_s2PtIn*(...) = 1`` -> HEALPix coverage at the chunk order
+                 (the intersection of every restrictor's cover)
 3. full-scan     every non-empty chunk of the query's chunked tables
 
 (A query over regular tables only is ``regular-only``: one batch to one worker.)  Every
@@ -17,7 +18,7 @@ from czar.plan.model import PlanContext
 from qserv.catalog import Partitioning
 
 NO_KEYS = "director-key: no director key = constant or key IN (constants) in WHERE"
-NO_REGION = "region: no qserv_areaspec_* restrictor in WHERE"
+NO_REGION = "region: no spatial restrictor (qserv_areaspec_*, scisql_s2PtIn*) as a top-level WHERE term"
 
 
 @dataclass(frozen=True)

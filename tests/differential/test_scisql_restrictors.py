@@ -111,6 +111,8 @@ QUERIES = [
     "SELECT objectId, scisql_s2PtInEllipse(ra, decl, 10, 5, 3600, 1800, 30) AS e FROM Object "
     "WHERE qserv_areaspec_circle(10, 5, 1.2)",
     f"SELECT scisql_s2PtInCPoly(ra, decl, {CPOLY_SQUARE}), COUNT(*) FROM Object GROUP BY 1",
+    "SELECT objectId, qserv_areaspec_circle(10, 5, 1), qserv_areaspec_poly(9, 4, 11, 4, 11, 6) AS p FROM Object "
+    "WHERE decl > 80 OR qserv_areaspec_ellipse(10, 5, 7200, 3600, 0)",
     f"SELECT COUNT(*) FROM Object WHERE NOT scisql_s2PtInCPoly(ra, decl, {CPOLY_SQUARE}) = 1",
     # several ANDed: intersected
     "SELECT objectId FROM Object WHERE scisql_s2PtInCircle(ra, decl, 10, 5, 1) = 1 "

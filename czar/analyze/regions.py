@@ -41,7 +41,7 @@ from czar.parse import node_position
 from qserv.catalog import Partitioning, TableKind
 from qserv.errors import InvalidParameter, QservError, UndefinedFunction, Unsupported
 from qserv.sphere.region import Box, Circle
-from qserv.sphere.scisql import CPOLY, CPOLY_MAX_VERTICES, arity, cpoly_sql
+from qserv.sphere.scisql import CPOLY, CPOLY_MAX_VERTICES, arities, cpoly_sql
 from qserv.sphere.shapes import Ellipse, polygon_from_args
 
 _POLY_ARGS = (6, 2 * CPOLY_MAX_VERTICES)
@@ -107,10 +107,10 @@ def check_arity(tree: exp.Expr) -> None:
                     f"number of 8 to {_POLY_ARGS[1] + 2} arguments), got {n}",
                     position=node_position(call),
                 )
-        elif (want := arity(name)) is not None and n != want:
+        elif (want := arities(name)) and n not in want:
             raise UndefinedFunction(
                 f"function {call.name} does not accept these arguments",
-                hint=f"{call.name} takes {want} arguments, got {n}",
+                hint=f"{call.name} takes {' or '.join(map(str, want))} arguments, got {n}",
                 position=node_position(call),
             )
 

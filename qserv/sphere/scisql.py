@@ -12,7 +12,9 @@ included:
   [-90, 90], a radius outside [0, 180], an ellipse with ``semiMinor > semiMajor``, a negative
   axis or a semi-major axis above 36000 arcsec, a box ``lonMin > lonMax`` with one of them
   outside [0, 360]);
-* ``scisql_angSep`` returns NULL for NULL or invalid positions (haversine, degrees);
+* ``scisql_angSep(lon1, lat1, lon2, lat2)`` returns NULL for NULL or invalid positions
+  (haversine, degrees); ``scisql_angSep(x1, y1, z1, x2, y2, z2)`` the angle between two
+  vectors (NULL for NULL or non-finite components);
 * the photometry conversions return NULL for NULL, NaN or infinite arguments, a flux <= 0, a
   negative sigma, or a result that overflows.
 
@@ -155,6 +157,21 @@ MACROS: tuple[tuple[str, str, str], ...] = (
     ("scisql_abMagToNanojanskySigma", "mag, magSigma", _flux_sigma("-31.4")),
 )
 
+
+def _angsep_vectors() -> str:
+    """sciSQL's angSep of two (not necessarily unit) vectors: atan2(|v1 x v2|, v1 . v2)."""
+    cx, cy, cz = "(y1 * z2 - z1 * y2)", "(z1 * x2 - x1 * z2)", "(x1 * y2 - y1 * x2)"
+    return (
+        f"CASE WHEN {_finite('x1', 'y1', 'z1', 'x2', 'y2', 'z2')} "
+        f"THEN degrees(atan2(sqrt({cx} * {cx} + {cy} * {cy} + {cz} * {cz}), x1 * x2 + y1 * y2 + z1 * z2)) END"
+    )
+
+
+# Further signatures of a macro (DuckDB overloads): name -> ((parameters, body), ...)
+OVERLOADS: dict[str, tuple[tuple[str, str], ...]] = {
+    "scisql_angSep": (("x1, y1, z1, x2, y2, z2", _angsep_vectors()),),
+}
+
 CPOLY = "scisql_s2PtInCPoly"
 CPOLY_MAX_VERTICES = 20  # sciSQL's SCISQL_MAX_VERTS
 
@@ -162,12 +179,14 @@ FUNCTIONS: frozenset[str] = frozenset({name.lower() for name, _, _ in MACROS} | 
 """Every sciSQL function a query may call (lower case)."""
 
 
-def arity(name: str) -> int | None:
-    """The number of arguments of macro ``name`` (None: not a fixed-arity macro)."""
+def arities(name: str) -> tuple[int, ...]:
+    """The numbers of arguments macro ``name`` takes (empty: no such fixed-arity macro)."""
+    found = []
     for macro, params, _ in MACROS:
         if macro.lower() == name.lower():
-            return len(params.split(","))
-    return None
+            found.append(len(params.split(",")))
+            found += [len(p.split(",")) for p, _ in OVERLOADS.get(macro, ())]
+    return tuple(found)
 
 
 def _lit(x: float) -> str:
@@ -224,7 +243,11 @@ def macro_ddl(schema: str | None = None, temporary: bool = False) -> list[str]:
     """``CREATE OR REPLACE MACRO`` statements for every spatial function."""
     kind = "TEMP MACRO" if temporary else "MACRO"
     prefix = f"{schema}." if schema else ""
-    return [f"CREATE OR REPLACE {kind} {prefix}{name}({params}) AS {body}" for name, params, body in MACROS]
+    ddl = []
+    for name, params, body in MACROS:
+        more = "".join(f", ({p}) AS {b}" for p, b in OVERLOADS.get(name, ()))
+        ddl.append(f"CREATE OR REPLACE {kind} {prefix}{name}({params}) AS {body}{more}")
+    return ddl
 
 
 def install_cpoly_signature(conn: _Executes) -> None:

@@ -79,6 +79,16 @@ def _angsep(*args: pa.ChunkedArray) -> pa.Array:
     return pa.array(np.where(ok, value, 0.0), mask=~ok)
 
 
+def _angsep_vectors(*args: pa.ChunkedArray) -> pa.Array:
+    """The angle between two vectors of any length (sciSQL's 6-argument angSep)."""
+    a = np.stack([_np(x) for x in args[:3]], axis=-1)
+    b = np.stack([_np(x) for x in args[3:]], axis=-1)
+    ok = np.isfinite(a).all(axis=1) & np.isfinite(b).all(axis=1) & ~_nulls(*args)
+    with np.errstate(invalid="ignore"):
+        value = np.degrees(np.arctan2(np.linalg.norm(np.cross(a, b), axis=-1), np.sum(a * b, axis=-1)))
+    return pa.array(np.where(ok, value, 0.0), mask=~ok)
+
+
 def _circle(*args: pa.ChunkedArray) -> pa.Array:
     lon, lat, lon0, lat0, r = (_np(a) for a in args)
     null = _nulls(*args)
@@ -198,6 +208,8 @@ STUBS = [
         f"({', '.join(f'a{i}' for i in range(2 + 2 * k))}) AS CAST(NULL AS INTEGER)" for k in range(3, 21)
     )
     + "",
+    "CREATE OR REPLACE MACRO scisql_angSep(a, b, c, d) AS CAST(NULL AS DOUBLE), "
+    "(a, b, c, d, e, f) AS CAST(NULL AS DOUBLE)",
     "CREATE MACRO qserv_areaspec_ellipse(a, b, c, d, e) AS TRUE",
     "CREATE MACRO qserv_areaspec_poly"
     + ", ".join(f"({', '.join(f'a{i}' for i in range(2 * k))}) AS TRUE" for k in range(3, 21)),
@@ -225,6 +237,8 @@ def rewrite_call(conn: duckdb.DuckDBPyConnection, call: exp.Anonymous, registere
     n = len(call.expressions)
     if name == CPOLY:
         udf, rtype, fn = f"{PREFIX}cpoly_{n}", INTEGER, _cpoly
+    elif name == "scisql_angsep" and n == 6:
+        udf, rtype, fn = f"{PREFIX}angsep_vectors", DOUBLE, _angsep_vectors
     else:
         arity, rtype, fn = _UDFS[name]
         if n != arity:

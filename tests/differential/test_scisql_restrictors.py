@@ -145,6 +145,9 @@ QUERIES = [
     "SELECT COUNT(*) FROM Object WHERE scisql_s2PtInCPoly(ra, decl, 9, 4, 11, 6, 11, 4, 9, 6) = 1",  # bow tie
     "SELECT COUNT(*) FROM Object WHERE scisql_s2PtInEllipse(ra, decl, 10, 5, 1800, 3600, 0) IS NULL",
     # values
+    "SELECT objectId, scisql_angSep(cos(radians(decl)) * cos(radians(ra)), cos(radians(decl)) * sin(radians(ra)), "
+    "sin(radians(decl)), 0, 0, 2) AS d FROM Object WHERE qserv_areaspec_circle(0, 90, 3)",
+    "SELECT COUNT(scisql_angSep(rFlux, gFlux, iFlux, 1, 0, 0)) FROM Object",
     "SELECT objectId, scisql_angSep(ra, decl, 0, 90) AS d FROM Object "
     "WHERE scisql_s2PtInBox(ra, decl, 0, 88, 360, 90) = 1 ORDER BY d LIMIT 10",
     "SELECT objectId, scisql_fluxToAbMag(gFlux * 1e-30) AS m, scisql_nanojanskyToAbMag(gFlux) AS n "

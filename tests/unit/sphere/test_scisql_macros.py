@@ -106,6 +106,11 @@ def test_box_seam_and_poles(conn: duckdb.DuckDBPyConnection) -> None:
         ("scisql_angSep(cast('inf' as double), 0, 0, 0)", None),
         ("scisql_angSep(0, 90, 180, 90)", 0.0),
         ("scisql_angSep(359.5, 0, 0.5, 0)", 1.0),
+        ("scisql_angSep(1, 0, 0, 0, 3, 0)", 90.0),  # vectors, any length
+        ("scisql_angSep(1, 1, 0, -2, -2, 0)", 180.0),
+        ("scisql_angSep(0, 0, 0, 1, 0, 0)", 0.0),  # a zero vector: 0, as sciSQL
+        ("scisql_angSep(1, NULL, 0, 1, 0, 0)", None),
+        ("scisql_angSep(1, cast('nan' as double), 0, 1, 0, 0)", None),
     ],
 )
 def test_null_and_invalid(conn: duckdb.DuckDBPyConnection, expr: str, expected: object) -> None:

@@ -107,10 +107,10 @@ def check_arity(tree: exp.Expr) -> None:
                     f"number of 8 to {_POLY_ARGS[1] + 2} arguments), got {n}",
                     position=node_position(call),
                 )
-        elif (want := arities(name)) and n not in want:
+        elif (counts := arities(name)) and n not in counts:
             raise UndefinedFunction(
                 f"function {call.name} does not accept these arguments",
-                hint=f"{call.name} takes {' or '.join(map(str, want))} arguments, got {n}",
+                hint=f"{call.name} takes {' or '.join(map(str, counts))} arguments, got {n}",
                 position=node_position(call),
             )
 

@@ -34,15 +34,16 @@ from sqlglot import exp
 from sqlglot.errors import TokenError
 from sqlglot.tokens import Token, TokenType
 
-from czar.analyze.model import AnalyzedQuery, KeyRestriction, Region
-from czar.analyze.restrictors import AREASPEC, Areaspec, common_keys, number, region_predicate
+from czar.analyze.model import AnalyzedQuery, KeyRestriction, Region, Restrictor
+from czar.analyze.model import Shape as RegionShape
+from czar.analyze.regions import AREASPEC, Areaspec, make_shape, region_predicate
+from czar.analyze.restrictors import common_keys, number
 from czar.dialects.registry import DEFAULT_DIALECT, DIALECTS
 from czar.plan import PlanContext, QueryPlan, place, skeleton
 from czar.plan.chunks import ChunkChoice, chunk_order, layered
 from czar.plan.split import split
 from qserv.catalog import Partitioning
-from qserv.errors import InvalidParameter
-from qserv.sphere.region import Box, Circle
+from qserv.errors import QservError
 
 MARKER = "__QSERV_KEY_{}__"
 _MARKERS = re.compile(r"__QSERV_KEY_([0-9]+|R)__")
@@ -63,7 +64,7 @@ class Shape:
 class RegionSlots:
     """An areaspec whose arguments vary: the arguments as written and the region's kind."""
 
-    kind: type[Box] | type[Circle]
+    kind: str  # the areaspec's shape kind (czar/analyze/regions.py AREASPECS)
     source: Areaspec  # its director and argument expressions as written
     constants: tuple[tuple[int, ...], ...]  # per argument, its constants' indices in order
 
@@ -131,6 +132,11 @@ def template(q: AnalyzedQuery, shape: Shape) -> Template | None:
     markers = [MARKER.format(i) for i in slots]
     region: RegionSlots | None = None
     if q.region is not None:
+        # one areaspec on a director only: sciSQL restrictors, several restrictors or a
+        # child's grown cover are planned in full each time
+        only = q.region.restrictors
+        if len(only) != 1 or not only[0].areaspec or only[0].margin != 0.0:
+            return None
         predicates = [n for n in marked.walk() if n.meta and isinstance(n.meta.get(AREASPEC), Areaspec)]
         if len(predicates) != 1:
             return None
@@ -144,7 +150,7 @@ def template(q: AnalyzedQuery, shape: Shape) -> Template | None:
             slots.update(arg_constants[-1])
         predicates[0].replace(exp.var(MARKER.format(_REGION)))
         markers.append(MARKER.format(_REGION))
-        region = RegionSlots(type(q.region), source, tuple(arg_constants))
+        region = RegionSlots(source.kind, source, tuple(arg_constants))
     parts = split(dataclasses.replace(q, tree=marked))
     if any(parts.worker_template.count(m) != 1 or m in parts.merge_sql for m in markers):
         return None
@@ -192,10 +198,12 @@ def rebind(generic: Template, shape: Shape, ctx: PlanContext) -> QueryPlan | Non
         keys = KeyRestriction(generic.director, common_keys(values), ())
     region: Region | None = None
     if generic.region is not None:
-        region = _region(generic.region, constants)
-        if region is None:
+        bound = _shape(generic.region, constants)
+        if bound is None:
             return None
-        texts[_REGION] = region_predicate(region, generic.region.source.director).sql(dialect="duckdb")
+        director = generic.region.source.director
+        region = Region((Restrictor(bound, director.alias, 0.0, areaspec=True),))
+        texts[_REGION] = region_predicate(bound, director).sql(dialect="duckdb")
     order = chunk_order(generic.database, generic.partitioning, ctx)
     choice = layered(generic.tables, order, keys, region, ctx)
     worker = _MARKERS.sub(lambda m: texts.get(m.group(1), m.group(0)), generic.skeleton.worker_template)
@@ -209,7 +217,7 @@ def rebind(generic: Template, shape: Shape, ctx: PlanContext) -> QueryPlan | Non
     return place(draft, ctx)
 
 
-def _region(slots: RegionSlots, constants: tuple[Token, ...]) -> Region | None:
+def _shape(slots: RegionSlots, constants: tuple[Token, ...]) -> RegionShape | None:
     """The region the areaspec gives with this query's constants (None: invalid arguments)."""
     values: list[float] = []
     try:
@@ -221,6 +229,6 @@ def _region(slots: RegionSlots, constants: tuple[Token, ...]) -> Region | None:
             if value is None:
                 return None
             values.append(value)
-        return slots.kind(*values)
-    except (InvalidParameter, ValueError, TypeError):
+        return make_shape(slots.kind, values)
+    except (QservError, ValueError, TypeError):
         return None

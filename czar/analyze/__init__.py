@@ -13,7 +13,7 @@ Passes, in order (each module's docstring shows its before/after):
 4. classify     director/child/regular; one family of chunked tables
 5. joins        only chunk-local joins (director-child on keys, match tables, near-neighbour
                 within the overlap); returns the chunk joins and match copies
-6. restrictors  areaspec -> region + row predicate; director keys
+6. regions      areaspecs/sciSQL restrictors -> region + row predicates (regions.py); director keys
 7. aggregates   aggregation and GROUP BY keys
 8. output       result names and types as single-node DuckDB gives them
 
@@ -41,8 +41,9 @@ from czar.analyze.model import (
 from czar.analyze.names import bind_names
 from czar.analyze.neighbour import check_restricted_side
 from czar.analyze.output import describe
+from czar.analyze.regions import expand_cpoly, extract_region, grow_for_overlap
 from czar.analyze.resolve import as_written, expand_stars, resolve_columns, resolve_tables
-from czar.analyze.restrictors import extract_keys, extract_range, extract_region
+from czar.analyze.restrictors import extract_keys, extract_range
 from czar.analyze.shape import shape
 from qserv.catalog import Catalog, TableKind
 
@@ -71,6 +72,7 @@ PASSES = (
     extract_keys,
     analyze_aggregates,
     describe,
+    expand_cpoly,
 )
 
 
@@ -85,7 +87,7 @@ def analyze(tree: exp.Expr, catalog: Catalog, default_db: str, sql: str = "") ->
     partitioning = classify(refs, catalog)
     joins = check_joins(select, refs, partitioning)
     chunk_joins = joins.chunk_joins
-    region = extract_region(select, refs)
+    region = extract_region(select, refs, partitioning)
     children = frozenset(r.alias.lower() for r in refs if r.kind is TableKind.CHILD)
     # read with their overlap rows: their keys do not say which chunk answers
     overlapped = frozenset(
@@ -94,9 +96,14 @@ def analyze(tree: exp.Expr, catalog: Catalog, default_db: str, sql: str = "") ->
     keys = extract_keys(select, refs, children, overlapped)
     key_range = extract_range(select, refs, children, overlapped)
     check_restricted_side(select, overlapped)
+    region = grow_for_overlap(region, overlapped, partitioning)
     aggregates = analyze_aggregates(select)
     written = as_written(select)
     columns, types = describe(written, refs)
+    # after describe: result names are those of the calls as written
+    expand_cpoly(select)
+    if any(g.find(exp.Anonymous) for g in aggregates.group_by):
+        aggregates = AggregateInfo(aggregates.aggregated, tuple(expand_cpoly(g) for g in aggregates.group_by))
     return AnalyzedQuery(
         sql=sql or tree.sql(),
         tree=select,

@@ -99,14 +99,57 @@ def rewrite_geometry(tree: exp.Expr) -> exp.Expr:
             raise Unsupported(
                 f"ADQL's {name.upper()} is not supported: {UNSUPPORTED[name]}", position=node_position(node)
             )
+    top = _top_terms(tree)
     for call in outermost:
         name = geometry_name(call) or ""
         replacement = _value(call, name) if name in SHAPES else _function(call, name)
+        if _is_point_test(replacement) and not _restricts(call, top):
+            replacement = _null_preserving(replacement)
         if isinstance(call.parent, exp.Select) and call.arg_key == "expressions":
             # an unaliased result column keeps the function's name, as PostgreSQL names a call
             replacement = exp.alias_(replacement, name, quoted=True, copy=False)
         call.replace(replacement)
     return tree
+
+
+def _top_terms(tree: exp.Expr) -> set[int]:
+    """Ids of the top-level AND terms of every WHERE clause in ``tree``."""
+    from czar.analyze.joins import conjuncts  # joins -> neighbour -> restrictors: no cycle here
+
+    ids: set[int] = set()
+    for select in tree.find_all(exp.Select):
+        where = select.args.get("where")
+        if where is not None:
+            ids.update(id(t) for t in conjuncts(where.this))
+    return ids
+
+
+def _restricts(call: exp.Expr, top: set[int]) -> bool:
+    """Whether ``call`` is a top-level WHERE term ``call = 1`` / ``1 = call`` / bare ``call``:
+    there a NULL and a 0 both drop the row, so sciSQL's 0-for-NULL form (which prunes) is exact."""
+    if id(call) in top:
+        return True
+    parent = call.parent
+    while isinstance(parent, exp.Paren):
+        parent = parent.parent
+    if isinstance(parent, exp.EQ) and id(parent) in top:
+        other = parent.expression if parent.this.unnest() is call else parent.this
+        return number(other) == 1.0
+    return False
+
+
+def _is_point_test(node: exp.Expr) -> bool:
+    return isinstance(node, exp.Anonymous) and node.name.lower().startswith("scisql_s2ptin")
+
+
+def _null_preserving(test: exp.Expr) -> exp.Expr:
+    """``test`` with NULL for a NULL argument: ADQL's CONTAINS follows SQL (NULL in, NULL out),
+    where sciSQL's predicates give 0; it matters under NOT, ``= 0`` and in the select list."""
+    nullable = [a for a in test.expressions if not isinstance(a, exp.Literal | exp.Neg)]
+    if not nullable:
+        return test
+    condition = exp.or_(*(exp.Is(this=a.copy(), expression=exp.Null()) for a in nullable))
+    return exp.Case(ifs=[exp.If(this=condition, true=exp.Null())], default=test)
 
 
 def _ancestors(node: exp.Expr) -> list[exp.Expr]:

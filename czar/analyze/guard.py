@@ -15,7 +15,7 @@ from sqlglot import exp
 
 from czar.parse import SQL_META, node_position
 from qserv.errors import AccessDenied, DatatypeMismatch, SyntaxError_, UndefinedFunction, Unsupported
-from qserv.sphere.scisql import MACROS
+from qserv.sphere.scisql import FUNCTIONS
 
 # Typed sqlglot function nodes that are safe and evaluate identically on workers and czar.
 ALLOWED_FUNCTION_NODES: frozenset[str] = frozenset(
@@ -26,8 +26,9 @@ ALLOWED_FUNCTION_NODES: frozenset[str] = frozenset(
 )
 # Functions sqlglot does not know (parsed as Anonymous), lower-cased.
 ALLOWED_ANONYMOUS: frozenset[str] = frozenset(
-    {name.lower() for name, _, _ in MACROS}
-    | {"qserv_areaspec_box", "qserv_areaspec_circle", "log10", "log2", "ltrim", "rtrim", "isnan"}
+    FUNCTIONS
+    | {"qserv_areaspec_box", "qserv_areaspec_circle", "qserv_areaspec_ellipse", "qserv_areaspec_poly"}
+    | {"log10", "log2", "ltrim", "rtrim", "isnan"}
     | {"isinf", "isfinite", "ifnull", "even", "gamma", "lgamma", "factorial"}
     | {"list_value"}  # ADQL shapes as result columns (czar/analyze/geometry.py)
 )

@@ -10,8 +10,35 @@ from sqlglot import exp
 
 from qserv.catalog import Partitioning, Table, TableKind
 from qserv.sphere.region import Box, Circle
+from qserv.sphere.shapes import Ellipse, Polygon
 
-Region: TypeAlias = Box | Circle
+Shape: TypeAlias = Box | Circle | Ellipse | Polygon
+
+
+@dataclass(frozen=True)
+class Restrictor:
+    """A shape the rows of one table's position columns must lie in (a top-level WHERE term).
+
+    ``margin`` grows the shape's chunk cover: a child's own positions lie up to the overlap
+    away from the chunk of their director row, where the child rows are stored.
+    """
+
+    shape: Shape
+    alias: str  # the table reference whose position columns are restricted
+    margin: float = 0.0
+    areaspec: bool = False  # from qserv_areaspec_* (else a scisql_s2PtIn* restrictor)
+
+
+@dataclass(frozen=True)
+class Region:
+    """The restrictors of a query: every one holds, so its chunks are their covers' intersection."""
+
+    restrictors: tuple[Restrictor, ...]
+
+    def chunks(self, order: int) -> frozenset[int]:
+        """Chunks that can hold rows satisfying every restrictor."""
+        covers = [r.shape.chunks(order, r.margin) for r in self.restrictors]
+        return frozenset.intersection(*covers) if covers else frozenset()
 
 
 @dataclass(frozen=True)

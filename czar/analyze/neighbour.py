@@ -101,7 +101,7 @@ def check_restricted_side(tree: exp.Select, overlapped: frozenset[str]) -> None:
     that table's rows are, not which chunks (those of the other side) answer the query."""
     if not overlapped:
         return
-    from czar.analyze.restrictors import AREASPEC, Areaspec
+    from czar.analyze.regions import AREASPEC, Areaspec
 
     for node in tree.walk():
         source = node.meta.get(AREASPEC) if node.meta else None

@@ -23,7 +23,7 @@ from czar.analyze.model import TableRef
 from czar.parse import SQL_META, node_position, operator_position
 from qserv.catalog import Catalog, Table
 from qserv.errors import QservError, UndefinedFunction
-from qserv.sphere.scisql import MACROS, install_macros
+from qserv.sphere.scisql import MACROS, install_cpoly_signature, install_macros
 from qserv.sqlerrors import translate
 
 
@@ -37,6 +37,7 @@ def _empty_database(tables: frozenset[Table]) -> duckdb.DuckDBPyConnection:
     """
     conn = duckdb.connect(":memory:")
     install_macros(conn)
+    install_cpoly_signature(conn)  # its calls are written out only after this pass
     for table in sorted(tables, key=lambda t: (t.database.lower(), t.name.lower())):
         cols = ", ".join(f'"{c.name}" {c.type}' for c in table.columns)
         conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{table.database}"')

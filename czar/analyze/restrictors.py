@@ -1,10 +1,4 @@
-"""Pass 6 (restrictors): spatial areaspecs and director-key restrictions in the WHERE clause.
-
-Areaspecs, top-level WHERE conjuncts only, select the region *and* filter rows (as in Qserv):
-
-    WHERE qserv_areaspec_box(10, -5, 20, 5) AND o.flux > 1
-    -> region Box(10, -5, 20, 5);
-       WHERE scisql_s2PtInBox("o"."ra", "o"."decl", 10, -5, 20, 5) = 1 AND o.flux > 1
+"""Pass 6b (restrictors): director-key restrictions in the WHERE clause (regions: regions.py).
 
 Director keys: ``id = const`` or ``id IN (consts)`` on a director's id column (or a child's key
 column) in a top-level conjunct; the planner looks them up in the director index. So does
@@ -16,29 +10,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
-import sqlglot
 from sqlglot import exp
 
 from czar.analyze.joins import conjuncts
-from czar.analyze.model import KeyRange, KeyRestriction, Region, TableRef
-from czar.dialect import Qserv
-from czar.parse import node_position
+from czar.analyze.model import KeyRange, KeyRestriction, TableRef
 from qserv.catalog import TableKind
-from qserv.errors import InvalidParameter, Unsupported
-from qserv.sphere.region import Box, Circle
-
-AREASPECS: dict[str, tuple[type[Box] | type[Circle], int]] = {
-    "qserv_areaspec_box": (Box, 4),
-    "qserv_areaspec_circle": (Circle, 3),
-}
-
-
-def _areaspec_name(node: exp.Expr) -> str | None:
-    if isinstance(node, exp.Anonymous) and node.name.lower() in AREASPECS:
-        return node.name.lower()
-    return None
 
 
 def number(node: exp.Expr) -> float | None:
@@ -64,73 +41,6 @@ def number(node: exp.Expr) -> float | None:
             return value if math.isfinite(value) else None
         return number(inner)
     return None
-
-
-def extract_region(tree: exp.Select, refs: tuple[TableRef, ...]) -> Region | None:
-    """Replace the areaspec conjunct by its row predicate and return its region."""
-    where = tree.args.get("where")
-    calls = [n for n in tree.find_all(exp.Anonymous) if _areaspec_name(n)]
-    if not calls:
-        return None
-    top = {id(t) for t in conjuncts(where.this if where is not None else None)}
-    for call in calls:
-        if id(call) not in top:
-            raise Unsupported(
-                f"{call.name} must be a top-level AND term of WHERE (not under OR/NOT, not in the "
-                "select list)",
-                position=node_position(call),
-            )
-    if len(calls) > 1:
-        raise Unsupported(
-            "only one qserv_areaspec_* restrictor per query is supported",
-            position=node_position(calls[1]),
-        )
-    call = calls[0]
-    name = _areaspec_name(call) or ""
-    cls, arity = AREASPECS[name]
-    args = [number(a) for a in call.expressions]
-    if len(args) != arity or any(a is None for a in args):
-        raise InvalidParameter(
-            f"{name} takes {arity} numeric constant arguments (degrees)",
-            position=node_position(call),
-        )
-    directors = [r for r in refs if r.kind is TableKind.DIRECTOR]
-    if not directors:
-        raise Unsupported(
-            f"{name} needs a director table (with positions) in FROM",
-            position=node_position(call),
-        )
-    try:
-        region: Region = cls(*[float(a) for a in args if a is not None])
-    except (ValueError, TypeError) as e:
-        raise InvalidParameter(f"{name}: {e}", position=node_position(call)) from None
-    predicate = region_predicate(region, directors[0])
-    predicate.meta[AREASPEC] = Areaspec(directors[0], tuple(call.expressions))
-    call.replace(predicate)
-    return region
-
-
-AREASPEC = "qserv_areaspec"  # meta key marking the row predicate an areaspec became
-
-
-@dataclass(frozen=True)
-class Areaspec:
-    """Where a region's row predicate came from: its director and the call's arguments."""
-
-    director: TableRef
-    args: tuple[exp.Expr, ...]  # never modified (czar/generic.py copies them before use)
-
-    def __deepcopy__(self, memo: dict[int, object]) -> Areaspec:
-        # shared, not copied, when a tree is copied: it only records where the predicate came from
-        return self
-
-
-def region_predicate(region: Region, director: TableRef) -> exp.Expr:
-    """The row predicate keeping ``director``'s rows inside ``region``."""
-    lon = f'"{director.alias}"."{director.table.lon_column}"'
-    lat = f'"{director.alias}"."{director.table.lat_column}"'
-    predicate = sqlglot.parse_one(region.sql_predicate(lon, lat), dialect=Qserv)
-    return exp.paren(predicate) if isinstance(predicate, exp.Connector) else predicate
 
 
 def literal_key(node: exp.Expr) -> int | str | None:

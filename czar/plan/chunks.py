@@ -3,7 +3,8 @@
 1. director-key  ``objectId IN (1, 2)`` -> director index -> a few chunks
    director-range ``objectId BETWEEN 1 AND 99`` -> director index range -> its chunks, when at
                   most MAX_RANGE_CHUNKS (else the next layer)
-2. region        ``qserv_areaspec_circle(...)`` -> HEALPix coverage at the chunk order
+2. region        ``qserv_areaspec_*``/``scisql_s2PtIn*(...) = 1`` -> HEALPix coverage at the chunk order
+                 (the intersection of every restrictor's cover)
 3. full-scan     every non-empty chunk of the query's chunked tables
 
 (A query over regular tables only is ``regular-only``: one batch to one worker.)  Every
@@ -19,7 +20,7 @@ from czar.plan.model import PlanContext
 from qserv.catalog import Partitioning
 
 NO_KEYS = "director-key: no director key = constant or key IN (constants) in WHERE"
-NO_REGION = "region: no qserv_areaspec_* restrictor in WHERE"
+NO_REGION = "region: no spatial restrictor (qserv_areaspec_*, scisql_s2PtIn*) as a top-level WHERE term"
 # a key range lying in more chunks than this is scanned like the rest (as fast, and a bounded
 # lookup keeps planning a few milliseconds however wide the range)
 MAX_RANGE_CHUNKS = 512

@@ -41,8 +41,9 @@ _BOX_EXTRA_ORDERS = 3
 class Region(Protocol):
     """A sky region, as the czar uses it for chunk pruning and row filtering."""
 
-    def chunks(self, order: int) -> frozenset[int]:
-        """Every chunk at ``order`` that contains a point of the region (a superset)."""
+    def chunks(self, order: int, margin: float = 0.0) -> frozenset[int]:
+        """Every chunk at ``order`` holding a point within ``margin`` degrees of the region
+        (a superset; ``margin`` covers a child whose rows lie up to the overlap away)."""
         ...
 
     def sql_predicate(self, lon: str, lat: str) -> str:
@@ -135,15 +136,32 @@ class Box:
             return f"({lon} IS NOT NULL AND scisql_s2PtInBox({lon}, {lat}, {args}) = 1)"
         return f"(scisql_s2PtInBox({lon}, {lat}, {args}) = 1)"
 
-    def chunks(self, order: int) -> frozenset[int]:
+    def grown(self, margin: float) -> Box:
+        """A box holding every point within ``margin`` degrees of this one.
+
+        A point within ``margin`` of a point at latitude phi differs from it in longitude by
+        at most asin(sin(margin) / cos(phi)); a box reaching a pole spans every longitude.
+        """
+        lat_min, lat_max = self.lat_min - margin, self.lat_max + margin
+        far = max(abs(self.lat_min), abs(self.lat_max))
+        if self.full_lon or far + margin >= 90.0 - _EPS:
+            return Box(0.0, max(lat_min, -90.0), 360.0, min(lat_max, 90.0))
+        dlon = math.degrees(math.asin(min(1.0, math.sin(math.radians(margin)) / math.cos(math.radians(far)))))
+        lo, hi = self.lon_interval()
+        return Box(lo - dlon - _EPS, max(lat_min, -90.0), hi + dlon + _EPS, min(lat_max, 90.0))
+
+    def chunks(self, order: int, margin: float = 0.0) -> frozenset[int]:
         """Chunks meeting the box: a pixel hierarchy refined where it crosses the box's edges.
 
         A pixel's exact longitude and latitude ranges are those of its corners (phi is
         monotone in x and y, z in x + y, in every HEALPix regime), so its bounding
         lon/lat rectangle is known exactly: disjoint from the box (enlarged by 1e-9 deg)
         means the pixel misses the box; inside the box means all of its chunks are in.
-        Partial pixels are split down to chunk order + 3 and then kept.
+        Partial pixels are split down to chunk order + 3 and then kept. With a ``margin``, the
+        chunks of the grown box (:meth:`grown`).
         """
+        if margin > 0.0:
+            return self.grown(margin).chunks(order)
         check_order(order)
         target = min(order + _BOX_EXTRA_ORDERS, 29)
         lo, hi = self.lon_interval()
@@ -247,8 +265,8 @@ class Circle:
         args = ", ".join(_lit(v) for v in (self.lon, self.lat, self.radius))
         return f"(scisql_s2PtInCircle({lon}, {lat}, {args}) = 1)"
 
-    def chunks(self, order: int) -> frozenset[int]:
-        """The chunks meeting the disc, and maybe a few more (a conservative cover).
+    def chunks(self, order: int, margin: float = 0.0) -> frozenset[int]:
+        """The chunks meeting the disc (grown by ``margin``), and maybe a few more.
 
         healpy's inclusive disc query, refined at 64x the resolution, is documented to return
         every pixel overlapping the disc; it takes ~12 us where an exact per-chunk distance
@@ -257,9 +275,10 @@ class Circle:
         """
         check_order(order)
         ns = nside(order)
-        if math.radians(self.radius + _EPS) >= math.pi:
+        radius = self.radius + max(margin, 0.0)
+        if math.radians(radius + _EPS) >= math.pi:
             return frozenset(range(n_chunks(order)))
         vec = hp.ang2vec(self.lon, self.lat, lonlat=True)
         fact = max(1, min(64, (1 << 29) // ns))
-        cand = hp.query_disc(ns, vec, math.radians(self.radius + _EPS), inclusive=True, fact=fact, nest=True)
+        cand = hp.query_disc(ns, vec, math.radians(radius + _EPS), inclusive=True, fact=fact, nest=True)
         return frozenset(np.asarray(cand, dtype=np.int64).tolist())

@@ -3,8 +3,8 @@
 The query text is parsed in the session dialect (PostgreSQL, plus the MySQL/ADQL spellings
 DESIGN §4 lists) and transpiled by sqlglot to
 DuckDB. The only rewriting is done here, by the test: every ``qserv_areaspec_box/circle``
-restrictor and every ``scisql_angSep / s2PtInCircle / s2PtInBox`` call is replaced by a lookup
-of values computed with numpy (unit vectors and ``atan2``, not the project's haversine macros,
+restrictor is replaced by a lookup of rows computed with numpy, and every ``scisql_*`` call by
+a numpy-backed Python UDF (tests/differential/reference_scisql.py) (unit vectors and ``atan2``, not the project's haversine macros,
 not its region code). Nothing of the czar's analyzer, planner, macros or region code is used,
 and there is no fallback: what cannot be rewritten raises :class:`ReferenceUnavailable`.
 
@@ -31,7 +31,7 @@ from sqlglot.parsers.postgres import PostgresParser
 from sqlglot.tokens import Token, TokenType
 
 from qserv.catalog import Table, TableKind
-from tests.differential import mysql_reference
+from tests.differential import mysql_reference, reference_scisql
 from tests.differential.catalog import GeneratedCatalog
 
 BOUNDARY_TOLERANCE = 1e-9  # degrees: a point this close to a region's edge has no sure answer
@@ -121,10 +121,11 @@ class Reference:
         self.default_db = generated.database.name
         self.conn = generated.plain_duckdb()
         self.names = generated.plain_duckdb(empty=True)
-        for stub in _STUBS:
+        for stub in (*_STUBS, *reference_scisql.STUBS):
             self.names.execute(stub)
         for conn in (self.conn, self.names):
             mysql_reference.install(conn)
+        self._udfs: set[str] = set()  # reference_scisql's functions registered on self.conn
         self.conn.execute('CREATE SCHEMA "__ref"')
         self._lock = threading.Lock()
         self._serial = 0
@@ -247,7 +248,7 @@ class Reference:
             name = call.name.lower()
             scope = call.find_ancestor(exp.Select)
             refs = self._refs(scope) if scope is not None else []
-            if name in ("qserv_areaspec_box", "qserv_areaspec_circle"):
+            if name.startswith("qserv_areaspec_"):
                 directors = [r for r in refs if r.table.kind is TableKind.DIRECTOR]
                 if not directors:
                     return f"{name} needs a director table in FROM"
@@ -262,18 +263,9 @@ class Reference:
                 replacement = sqlglot.parse_one(
                     f'({_q(ref.alias)}.rowid IN (SELECT r FROM "__ref"."{table}"))', read="duckdb"
                 )
-            elif name in ("scisql_angsep", "scisql_s2ptincircle", "scisql_s2ptinbox"):
-                if len(call.expressions) < 2:
-                    raise ReferenceUnavailable(f"{call.sql()}: too few arguments")
-                ref, lon, lat = self._position_args(call, refs)
-                args = [self._constant(a, call) for a in call.expressions[2:]]
-                values = _spatial_value(name, lon, lat, args, call)
-                integer = name != "scisql_angsep"  # sciSQL's predicates are INTEGER 1/0
-                table = self._values(created, np.arange(len(lon)), values, integer)
-                replacement = sqlglot.parse_one(
-                    f'(SELECT v FROM "__ref"."{table}" AS __v WHERE __v.r = {_q(ref.alias)}.rowid)',
-                    read="duckdb",
-                )
+            elif reference_scisql.handles(name):
+                reference_scisql.rewrite_call(self.conn, call, self._udfs)  # numpy, per row
+                continue
             else:
                 raise ReferenceUnavailable(f"no independent reference for {call.sql()}")
             call.replace(replacement)
@@ -317,26 +309,6 @@ class Reference:
             ),
             None,
         )
-
-    def _position_args(self, call: exp.Anonymous, refs: list[_Ref]) -> tuple[_Ref, np.ndarray, np.ndarray]:
-        """The table and the column values of a call's first two (column) arguments."""
-        found: list[tuple[_Ref, np.ndarray]] = []
-        for arg in call.expressions[:2]:
-            if not isinstance(arg, exp.Column):
-                raise ReferenceUnavailable(f"{call.sql()}: positions must be columns for the reference")
-            owners = [
-                r
-                for r in refs
-                if (not arg.table or arg.table.lower() == r.alias.lower())
-                and arg.name.lower() in (c.name.lower() for c in r.table.columns)
-            ]
-            if len(owners) != 1:
-                raise ReferenceUnavailable(f"{call.sql()}: cannot tell which table {arg.sql()} is from")
-            column = next(c.name for c in owners[0].table.columns if c.name.lower() == arg.name.lower())
-            found.append((owners[0], _floats(owners[0].data, column)))
-        if found[0][0] is not found[1][0]:
-            raise ReferenceUnavailable(f"{call.sql()}: positions from two tables have no reference")
-        return found[0][0], found[0][1], found[1][1]
 
     def _constant(self, node: exp.Expr, call: exp.Expr) -> float:
         """The value of a constant argument, as DuckDB evaluates it (casts of bound parameters)."""
@@ -399,6 +371,8 @@ def _inside(
     shape: str, lon: np.ndarray, lat: np.ndarray, args: list[float], call: exp.Expr
 ) -> np.ndarray | str:
     """Rows inside an areaspec region, or why the region is refused."""
+    if shape in ("ellipse", "poly"):
+        return reference_scisql.areaspec_inside(shape, lon, lat, args)
     if shape == "circle":
         if len(args) != 3:
             return "qserv_areaspec_circle takes 3 arguments"
@@ -410,25 +384,6 @@ def _inside(
     if not -90.0 <= args[1] <= args[3] <= 90.0:
         return f"invalid box {args}"
     return _in_box(lon, lat, args, call)
-
-
-def _spatial_value(
-    name: str, lon: np.ndarray, lat: np.ndarray, args: list[float], call: exp.Expr
-) -> np.ndarray:
-    """scisql_* values per row (NaN where a position is NULL; predicates as 1.0/0.0)."""
-    null = np.isnan(lon) | np.isnan(lat)
-    if name == "scisql_angsep":
-        if len(args) != 2:
-            raise ReferenceUnavailable(f"{call.sql()}: scisql_angSep takes 4 arguments")
-        values = angular_separation(lon, lat, *args)
-        return np.where(null, np.nan, values)
-    if name == "scisql_s2ptincircle" and len(args) == 3:
-        inside = _in_circle(lon, lat, args, call)
-    elif name == "scisql_s2ptinbox" and len(args) == 4:
-        inside = _in_box(lon, lat, args, call)
-    else:
-        raise ReferenceUnavailable(f"{call.sql()}: wrong number of arguments")
-    return np.where(null, np.nan, inside.astype(np.float64))
 
 
 # -- small helpers -----------------------------------------------------------------------------

@@ -7,14 +7,9 @@ import pytest
 from sqlglot import exp
 
 from czar.adql_dialect import parse_adql
-from qserv.errors import QservError
-from qserv.sphere.scisql import MACROS
 from tests.differential.adql_reference import AdqlReference
 from tests.differential.catalog import GeneratedCatalog
 from tests.differential.harness import FakeCluster, assert_matches
-
-# scisql_s2PtInCPoly comes with the sciSQL work of issue 6 (part 3); BOX and POLYGON need it.
-HAS_CPOLY = any(name.lower() == "scisql_s2ptincpoly" for name, _, _ in MACROS)
 
 
 class AdqlCluster(FakeCluster):
@@ -133,7 +128,6 @@ def test_adql(cluster: AdqlCluster, sql: str) -> None:
     assert cluster.check(sql) is not None, f"{sql}\nrefused"
 
 
-@pytest.mark.skipif(not HAS_CPOLY, reason="scisql_s2PtInCPoly is not a macro on this branch (issue 6 part 3)")
 @pytest.mark.parametrize("sql", POLYGON_QUERIES)
 def test_adql_polygons(cluster: AdqlCluster, sql: str) -> None:
     assert cluster.check(sql) is not None, f"{sql}\nrefused"
@@ -141,12 +135,6 @@ def test_adql_polygons(cluster: AdqlCluster, sql: str) -> None:
 
 @pytest.mark.parametrize("sql", OFFSET_QUERIES)
 def test_adql_offset(cluster: AdqlCluster, sql: str) -> None:
-    try:
-        cluster.run(sql)
-    except QservError as e:
-        if "OFFSET is not supported yet" in str(e):
-            pytest.skip("OFFSET is refused on this branch (issue 6 part 6)")
-        raise
     assert cluster.check(sql) is not None
 
 

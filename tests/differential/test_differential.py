@@ -102,8 +102,6 @@ REFUSED = [
 UNSUPPORTED = [
     # partitioned tables of two families are not co-located (DESIGN §3): refused, naming both
     ("SELECT COUNT(*) FROM Object o JOIN other.Star s ON s.starId = o.objectId", "0A000"),
-    # an areaspec is a top-level AND term of WHERE
-    ("SELECT objectId FROM Object WHERE qserv_areaspec_circle(1, 2, 3) OR flags = 1", "0A000"),
 ]
 
 

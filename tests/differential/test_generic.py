@@ -35,6 +35,8 @@ CASES = [
     "SELECT o.objectId, s.sourceId FROM Object o JOIN Source s ON s.objectId = o.objectId "
     "WHERE qserv_areaspec_circle({ra}, {dec}, {r}) ORDER BY s.sourceId LIMIT 20",
     "SELECT objectId FROM Object WHERE objectId IN ({k0}, {k1}) AND qserv_areaspec_circle({ra}, {dec}, {r})",
+    "SELECT objectId, ra FROM Object WHERE qserv_areaspec_ellipse({ra}, {dec}, {smaa}, {smia}, {pa})",
+    "SELECT COUNT(*) FROM Object WHERE qserv_areaspec_poly({ra}, {pdec}, {ra2}, {pdec}, {ra2}, {pdec2}, {ra}, {pdec2})",
 ]
 
 
@@ -46,7 +48,7 @@ def _values(cluster: FakeCluster, rng: np.random.Generator) -> dict[str, object]
         for i in range(3)
     }
     lat1 = float(rng.uniform(0, 60))
-    return {
+    values: dict[str, object] = {
         **keys,
         "ra": round(float(rng.uniform(0, 360)), 4),
         "dec": round(float(rng.uniform(0, 89)), 4),
@@ -55,6 +57,23 @@ def _values(cluster: FakeCluster, rng: np.random.Generator) -> dict[str, object]
         "lon2": round(float(rng.uniform(0, 360)), 3),  # below lon1: the box wraps the seam
         "lat1": round(lat1, 3),
         "lat2": round(lat1 + float(rng.uniform(0.5, 29)), 3),
+        **_shapes(rng),
+    }
+    values["ra2"] = round(float(values["ra"]) + float(values.pop("width")), 3)  # type: ignore[arg-type]
+    return values
+
+
+def _shapes(rng: np.random.Generator) -> dict[str, object]:
+    """Ellipse axes (arcsec) and position angle, a lon/lat quadrilateral's corners."""
+    smaa = float(rng.uniform(600, 36000))
+    pdec = float(rng.uniform(0, 70))
+    return {
+        "smaa": round(smaa, 1),
+        "smia": round(smaa * float(rng.uniform(0.05, 1.0)) - 0.1, 1),
+        "pa": round(float(rng.uniform(0, 360)), 2),
+        "width": float(rng.uniform(0.5, 10)),
+        "pdec": round(pdec, 3),
+        "pdec2": round(pdec + float(rng.uniform(0.5, 10)), 3),
     }
 
 
@@ -102,6 +121,33 @@ def test_rebound_plan_answers_like_duckdb(cluster: FakeCluster, sql: str) -> Non
         assert schema is not None
         got = merge(rebound, batches, schema)
         assert_matches(got, cluster.reference(query), sql=query)
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT objectId FROM Object WHERE scisql_s2PtInCircle(ra, decl, 10, 5, 1) = 1",
+        "SELECT objectId FROM Object WHERE objectId = 1003 AND scisql_s2PtInBox(ra, decl, 1, 2, 3, 4) = 1",
+        "SELECT objectId FROM Object WHERE qserv_areaspec_circle(10, 5, 1) AND qserv_areaspec_box(9, 4, 11, 6)",
+    ],
+)
+def test_no_template_for_sciSQL_or_several_restrictors(cluster: FakeCluster, sql: str) -> None:
+    """Only one director areaspec is rebound; these are planned in full each time."""
+    assert _template(cluster, sql) is None
+
+
+def test_restrictor_constants_are_fixed_where_they_do_not_restrict(cluster: FakeCluster) -> None:
+    """Source declares no positions here: its sciSQL filter is no restrictor, and a query of the
+    same shape with other filter constants is planned in full (its chunks come from its key)."""
+    sql = "SELECT s.sourceId FROM Source s WHERE s.objectId = {k} AND scisql_s2PtInCircle(s.ra, s.decl, {r}, 5, 1) = 1"
+    ids = cluster.generated.rows("Object").column("objectId").to_pylist()
+    generic = _template(cluster, sql.format(k=ids[0], r=10))
+    assert generic is not None and generic.region is None
+    for k, r in ((ids[1], 10), (ids[2], 11)):
+        shape = shape_of(sql.format(k=k, r=r))
+        assert shape is not None
+        rebound = rebind(generic, shape, cluster.context())
+        assert rebound is None if r != 10 else rebound == _plan(cluster, sql.format(k=k, r=r))
 
 
 def test_string_keys_are_quoted_as_the_full_path_quotes_them(cluster: FakeCluster) -> None:

@@ -95,10 +95,7 @@ def test_order_by_binds_output_names_first(ref: Reference) -> None:
 
 
 def test_no_fallback_where_no_independent_reference(ref: Reference) -> None:
-    sql = (
-        "SELECT COUNT(*) FROM Object o JOIN Source s ON s.objectId = o.objectId "
-        "WHERE scisql_angSep(o.ra, o.decl, s.ra, s.decl) < 0.01"
-    )
+    sql = "SELECT COUNT(*) FROM Object WHERE qserv_areaspec_circle(ra, 2, 3)"
     with pytest.raises(ReferenceUnavailable):
         ref.answer(sql)
 

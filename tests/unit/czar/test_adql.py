@@ -239,8 +239,9 @@ FORMS = [
         "1 = scisql_s2PtInCircle(ra, decl, 10, -5, 0.5)",
     ),
     (
+        # ``= 0`` keeps ADQL's NULL for a NULL point (sciSQL's predicate would give 0)
         "CONTAINS(POINT(ra, decl), CIRCLE(10, 5, 0.5)) = 0",
-        "scisql_s2PtInCircle(ra, decl, 10, 5, 0.5) = 0",
+        "CASE WHEN ra IS NULL OR decl IS NULL THEN NULL ELSE scisql_s2PtInCircle(ra, decl, 10, 5, 0.5) END = 0",
     ),
     (
         "INTERSECTS(CIRCLE(NULL, 10, 5, 0.5), POINT(ra, decl)) = 1",

@@ -42,7 +42,6 @@ CASES = [
     ("SELECT 1 FROM Object o, Source s", "0A000", "equi-join", None),
     ("SELECT 1 FROM Filter f LEFT JOIN Object o ON o.flags = f.filterId", "0A000", "LEFT JOIN", None),
     ("SELECT 1 FROM Object o RIGHT JOIN Source s ON s.objectId = o.objectId", "0A000", "RIGHT JOIN", None),
-    ("SELECT ra FROM Object WHERE flags = 1 OR qserv_areaspec_box(1, 2, 3, 4)", "0A000", "top-level", 42),
     ("SELECT ra FROM Object WHERE qserv_areaspec_box(1, 2, 3)", "22023", "4 numeric", 29),
     (
         "SELECT ra FROM Object WHERE qserv_areaspec_circle(CAST('NaN' AS DOUBLE), 2, 3)",

@@ -39,7 +39,6 @@ from czar.analyze.model import (
     TableRef,
 )
 from czar.analyze.names import bind_names
-from czar.analyze.neighbour import check_restricted_side
 from czar.analyze.output import describe
 from czar.analyze.regions import expand_cpoly, extract_region, grow_for_overlap
 from czar.analyze.resolve import as_written, expand_stars, resolve_columns, resolve_tables
@@ -95,7 +94,6 @@ def analyze(tree: exp.Expr, catalog: Catalog, default_db: str, sql: str = "") ->
     )
     keys = extract_keys(select, refs, children, overlapped)
     key_range = extract_range(select, refs, children, overlapped)
-    check_restricted_side(select, overlapped)
     region = grow_for_overlap(region, overlapped, partitioning)
     aggregates = analyze_aggregates(select)
     written = as_written(select)

@@ -17,7 +17,6 @@ from sqlglot import exp
 
 from czar.analyze.model import TableRef
 from qserv.catalog import TableKind
-from qserv.errors import Unsupported
 
 ANGSEP = "scisql_angsep"
 
@@ -94,20 +93,3 @@ def constant(node: exp.Expr) -> float | None:
             return None if right == 0 else left / right
         return ops[type(node)](left, right)
     return number(node)
-
-
-def check_restricted_side(tree: exp.Select, overlapped: frozenset[str]) -> None:
-    """Refuse an areaspec restricting a table read with its overlap rows: its region says where
-    that table's rows are, not which chunks (those of the other side) answer the query."""
-    if not overlapped:
-        return
-    from czar.analyze.regions import AREASPEC, Areaspec
-
-    for node in tree.walk():
-        source = node.meta.get(AREASPEC) if node.meta else None
-        if isinstance(source, Areaspec) and source.director.alias.lower() in overlapped:
-            raise Unsupported(
-                f'the spatial restriction applies to "{source.director.alias}", which this join reads '
-                "with its overlap rows: restrict the other table (name it first in FROM)",
-                position=source.director.position,
-            )

@@ -154,13 +154,16 @@ def extract_region(
         if found is not None:
             restrictors.append(found)
     for call in [n for n in tree.find_all(exp.Anonymous) if n.name.lower() in AREASPECS]:
-        shape, director = _areaspec(call, refs)
-        predicate = region_predicate(shape, director)
-        predicate.meta[AREASPEC] = Areaspec(
-            director, tuple(call.expressions), AREASPECS[call.name.lower()][0]
-        )
-        if id(call) in top_ids:
-            restrictors.append(Restrictor(shape, director.alias, 0.0, areaspec=True))
+        shape, restricted = _areaspec(call, refs)
+        parts = []
+        for ref in restricted:
+            part = region_predicate(shape, ref)
+            part.meta[AREASPEC] = Areaspec(ref, tuple(call.expressions), AREASPECS[call.name.lower()][0])
+            parts.append(part)
+            if id(call) in top_ids:
+                margin = _margin(ref, partitioning)
+                restrictors.append(Restrictor(shape, ref.alias, margin, areaspec=True))
+        predicate = parts[0] if len(parts) == 1 else exp.paren(exp.and_(*parts))
         if call.parent is tree and call.arg_key == "expressions":
             # a select-list item: DuckDB names the column by the call as written (lower case)
             args = ", ".join(a.sql(dialect="duckdb") for a in call.expressions)
@@ -169,7 +172,24 @@ def extract_region(
     return Region(tuple(restrictors)) if restrictors else None
 
 
-def _areaspec(call: exp.Anonymous, refs: tuple[TableRef, ...]) -> tuple[Shape, TableRef]:
+def _margin(ref: TableRef, partitioning: Partitioning | None) -> float:
+    """How far a restricted table's rows may lie from the chunk storing them: a child with its
+    own positions is stored in its director row's chunk, up to the overlap away."""
+    return partitioning.overlap if ref.kind is TableKind.CHILD and partitioning is not None else 0.0
+
+
+def positioned(refs: tuple[TableRef, ...]) -> list[TableRef]:
+    """The chunked tables an areaspec restricts: every director, and every child with its own
+    position columns, as Qserv applies its areaspecs to each partitioned table in FROM."""
+    return [
+        r
+        for r in refs
+        if r.kind is TableKind.DIRECTOR
+        or (r.kind is TableKind.CHILD and r.table.lon_column and r.table.lat_column)
+    ]
+
+
+def _areaspec(call: exp.Anonymous, refs: tuple[TableRef, ...]) -> tuple[Shape, list[TableRef]]:
     name = call.name.lower()
     kind, want = AREASPECS[name]
     args = [number(a) for a in call.expressions]
@@ -178,8 +198,8 @@ def _areaspec(call: exp.Anonymous, refs: tuple[TableRef, ...]) -> tuple[Shape, T
         raise InvalidParameter(
             f"{call.name} takes {count} numeric constant arguments (degrees)", position=node_position(call)
         )
-    directors = [r for r in refs if r.kind is TableKind.DIRECTOR]
-    if not directors:
+    restricted = positioned(refs)
+    if not restricted:
         raise Unsupported(
             f"{name} needs a director table (with positions) in FROM", position=node_position(call)
         )
@@ -187,7 +207,7 @@ def _areaspec(call: exp.Anonymous, refs: tuple[TableRef, ...]) -> tuple[Shape, T
         shape = make_shape(kind, [a for a in args if a is not None])
     except QservError as e:
         raise InvalidParameter(f"{name}: {e.message}", position=node_position(call)) from None
-    return shape, directors[0]
+    return shape, restricted
 
 
 def _predicate_restrictor(
@@ -220,8 +240,7 @@ def _predicate_restrictor(
         shape = make_shape(PREDICATES[call.name.lower()], [v for v in values if v is not None])
     except QservError:
         return None  # sciSQL's answer for such a shape is NULL or its own: the filter gives it
-    margin = partitioning.overlap if ref.kind is TableKind.CHILD and partitioning is not None else 0.0
-    return Restrictor(shape, ref.alias, margin)
+    return Restrictor(shape, ref.alias, _margin(ref, partitioning))
 
 
 def expand_cpoly(tree: exp.Expr) -> exp.Expr:

@@ -124,9 +124,15 @@ def copy_condition(ref: TableRef, bit: int) -> exp.Expr:
     return sqlglot.parse_one(f"({flag} & {bit}) <> 0", dialect="duckdb")
 
 
-def read_with_overlap(q: AnalyzedQuery, worker: exp.Select, join: ChunkJoin) -> None:
-    """A match table's right director read with its overlap rows, and the match table checked:
-    a copy of a pair in its left row's chunk whose right row is not there fails the query."""
+def read_with_overlap(q: AnalyzedQuery, worker: exp.Select, join: ChunkJoin) -> tuple[str, str]:
+    """A match table's right director read with its overlap rows; returns the check that fails
+    the query when a copy of a pair in its left row's chunk has its right row elsewhere, and
+    its message.
+
+    The check is a query of its own (:func:`far_pair_checked`): inside the join DuckDB skips
+    it whenever another side of the join is empty in a chunk, which is exactly when a far
+    pair's right row is missing.
+    """
     refs = {r.alias.lower(): r for r in q.tables}
     match, right = refs[join.left.lower()], refs[join.right.lower()]
     _replace_table(worker, right.alias, f"SELECT * FROM {with_overlap(right.table, None)}")
@@ -138,17 +144,28 @@ def read_with_overlap(q: AnalyzedQuery, worker: exp.Select, join: ChunkJoin) -> 
         f"than the overlap ({overlap:g}°) from its left row's chunk: such pairs cannot be joined "
         "to both directors; join the match table to one director, or load into a database with a "
         "larger overlap (qserv database create DB --overlap DEG)"
-    ).replace("'", "''")
+    )
     m = '"__m"'
     present = (
         f'SELECT 1 FROM {with_overlap(right.table, None)} AS "__r" WHERE "__r".{_quoted(right.table.id_column)} '
         f'= {m}.{_quoted(column)} AND "__r"."_chunk" = {m}."_chunk"'
     )
-    checked = (
-        f"SELECT * FROM {_quoted(match.table.database)}.{_quoted(match.table.name)} AS {m} WHERE CASE "
-        # only copies with the left row and a right row that exists (no FLAG_ALONE) are checked
-        f"WHEN ({m}.{_quoted(flag_column(match))} & {FLAG_LEFT | FLAG_ALONE}) <> {FLAG_LEFT} "
-        f"OR {m}.{_quoted(column)} IS NULL "
-        f"OR EXISTS ({present}) THEN TRUE ELSE error('{message}') END"
+    # copies with the left row and a right row that exists (no FLAG_ALONE) whose right row is
+    # not among the chunk's rows or overlap rows; every chunk the worker holds is checked (the
+    # chunk list is the plan's to render once), so such a pair fails any query of this shape
+    return (
+        f"SELECT 1 FROM {_quoted(match.table.database)}.{_quoted(match.table.name)} AS {m} "
+        f"WHERE ({m}.{_quoted(flag_column(match))} & {FLAG_LEFT | FLAG_ALONE}) = {FLAG_LEFT} "
+        f"AND {m}.{_quoted(column)} IS NOT NULL AND NOT EXISTS ({present})"
+    ), message
+
+
+def far_pair_checked(template: str, width: int, checks: list[tuple[str, str]]) -> str:
+    """The worker SQL ``template`` (``width`` columns) failing with its message when any check
+    (SQL, message) has a row."""
+    nulls = ", ".join(["NULL"] * width)
+    failing = " UNION ALL ".join(
+        f"SELECT {nulls} FROM ({check}) AS __c WHERE error('{message.replace(chr(39), chr(39) * 2)}') IS NULL"
+        for check, message in checks
     )
-    _replace_table(worker, match.alias, checked)
+    return f"SELECT * FROM ({template}) AS __q UNION ALL {failing}"

@@ -29,7 +29,7 @@ from czar.analyze.model import AnalyzedQuery, JoinKind, TableRef
 from czar.analyze.using import to_on
 from czar.parse import node_position
 from czar.plan.model import CHUNK_FILTER_PLACEHOLDER
-from czar.plan.neighbour import copy_condition, near_band, read_with_overlap
+from czar.plan.neighbour import copy_condition, far_pair_checked, near_band, read_with_overlap
 from qserv.catalog import CHUNK_COLUMN, TableKind
 from qserv.errors import Unsupported
 
@@ -154,7 +154,7 @@ def _inner(p: exp.Expr) -> exp.Expr:
     return p.this if isinstance(p, exp.Alias) else p
 
 
-def _add_chunk_filters(q: AnalyzedQuery, worker: exp.Select) -> tuple[str, ...]:
+def _add_chunk_filters(q: AnalyzedQuery, worker: exp.Select) -> tuple[tuple[str, ...], list[tuple[str, str]]]:
     """``alias._chunk IN (:chunks)`` for every chunked table; ``b._chunk = a._chunk`` per join;
     the second side of a near-neighbour join read with its overlap rows (plan/neighbour.py),
     a match table's copies chosen by their flag bit (czar/analyze/match.py)."""
@@ -171,6 +171,7 @@ def _add_chunk_filters(q: AnalyzedQuery, worker: exp.Select) -> tuple[str, ...]:
             worker.where(condition, append=True, copy=False)
 
     columns = []
+    checks: list[tuple[str, str]] = []  # worker SQL that fails the query on a far match pair (neighbour.py)
     for i, ref in enumerate(q.chunked):
         columns.append(f'"{ref.alias}"."{CHUNK_COLUMN}"')
         add(ref.alias, exp.var(CHUNK_FILTER_PLACEHOLDER.format(i)), ref.outer)
@@ -185,18 +186,18 @@ def _add_chunk_filters(q: AnalyzedQuery, worker: exp.Select) -> tuple[str, ...]:
         if cj.kind is JoinKind.NEAR:
             add(target, near_band(q, worker, cj), cj.in_on)
         elif cj.kind is JoinKind.OVERLAP:
-            read_with_overlap(q, worker, cj)
+            checks.append(read_with_overlap(q, worker, cj))
     by_alias = {r.alias.lower(): r for r in q.tables}
     for alias, bit in q.match_copies:
         ref = by_alias[alias.lower()]
         add(alias, copy_condition(ref, bit), ref.outer)
-    return tuple(columns)
+    return tuple(columns), checks
 
 
 def split(q: AnalyzedQuery) -> Split:
     """Build the worker template and the merge query of ``q``."""
     worker = q.tree.copy()
-    columns = _add_chunk_filters(q, worker)
+    columns, checks = _add_chunk_filters(q, worker)
     local = chunk_local_group(q)
     aggregation = ""
     if q.aggregates.aggregated and local is not None:
@@ -208,6 +209,8 @@ def split(q: AnalyzedQuery) -> Split:
     else:
         merge = _split_plain(q, worker)
     template = worker.sql(dialect="duckdb", copy=False)  # (this plan's own copy: no second one)
+    if checks:
+        template = far_pair_checked(template, len(worker.expressions), checks)
     for i in range(len(columns)):
         if template.count(CHUNK_FILTER_PLACEHOLDER.format(i)) != 1:
             raise Unsupported("query text collides with qserv's internal chunk placeholders")

@@ -249,20 +249,26 @@ class Reference:
             scope = call.find_ancestor(exp.Select)
             refs = self._refs(scope) if scope is not None else []
             if name.startswith("qserv_areaspec_"):
-                directors = [r for r in refs if r.table.kind is TableKind.DIRECTOR]
-                if not directors:
+                # as Qserv: an areaspec restricts every partitioned table with positions in FROM
+                restricted = [
+                    r
+                    for r in refs
+                    if r.table.kind is TableKind.DIRECTOR
+                    or (r.table.kind is TableKind.CHILD and r.table.lon_column and r.table.lat_column)
+                ]
+                if not restricted:
                     return f"{name} needs a director table in FROM"
-                ref = directors[0]  # an areaspec restricts the first director in FROM
-                lon = _floats(ref.data, ref.table.lon_column or "")
-                lat = _floats(ref.data, ref.table.lat_column or "")
                 args = [self._constant(a, call) for a in call.expressions]
-                inside = _inside(name.removeprefix("qserv_areaspec_"), lon, lat, args, call)
-                if isinstance(inside, str):
-                    return inside
-                table = self._values(created, np.flatnonzero(inside), None)
-                replacement = sqlglot.parse_one(
-                    f'({_q(ref.alias)}.rowid IN (SELECT r FROM "__ref"."{table}"))', read="duckdb"
-                )
+                terms = []
+                for ref in restricted:
+                    lon = _floats(ref.data, ref.table.lon_column or "")
+                    lat = _floats(ref.data, ref.table.lat_column or "")
+                    inside = _inside(name.removeprefix("qserv_areaspec_"), lon, lat, args, call)
+                    if isinstance(inside, str):
+                        return inside
+                    table = self._values(created, np.flatnonzero(inside), None)
+                    terms.append(f'{_q(ref.alias)}.rowid IN (SELECT r FROM "__ref"."{table}")')
+                replacement = sqlglot.parse_one(f"({' AND '.join(terms)})", read="duckdb")
             elif reference_scisql.handles(name):
                 reference_scisql.rewrite_call(self.conn, call, self._udfs)  # numpy, per row
                 continue

@@ -253,15 +253,27 @@ REFUSALS = [
      "JOIN Source s ON s.objectId = o.objectId, Pair q WHERE q.pairId = p.pairId", "0A000",
      'the right director "p" of match table "m" is read with its overlap rows and cannot also be key-joined to '
      "other chunked tables"),
-    ("SELECT p.pairId FROM Pair p JOIN PairMatch m ON m.pairId = p.pairId JOIN Object o ON o.objectId = m.objectId "
-     "WHERE qserv_areaspec_box(40, 25, 50, 35)", "0A000",
-     'the spatial restriction applies to "p", which this join reads with its overlap rows: restrict the other '
-     "table (name it first in FROM)"),
-    ("SELECT COUNT(*) FROM Pair p, Object o JOIN Source s ON s.objectId = o.objectId "
-     "WHERE qserv_areaspec_box(40, 25, 50, 35) AND scisql_angSep(p.ra, p.decl, o.ra, o.decl) < 0.01", "0A000",
-     'the spatial restriction applies to "p", which this join reads with its overlap rows: restrict the other '
-     "table (name it first in FROM)"),
 ]  # fmt: skip
+
+# An areaspec restricts every director in FROM (as Qserv applies it to each partitioned table),
+# also one a join reads with its overlap rows: that table's cover grows by the overlap.
+RESTRICTED_OVERLAP_SIDE = [
+    "SELECT p.pairId, o.objectId FROM Pair p JOIN PairMatch m ON m.pairId = p.pairId "
+    "JOIN Object o ON o.objectId = m.objectId WHERE qserv_areaspec_box(255, 5, 265, 15)",
+    "SELECT p.pairId, o.objectId FROM Pair p JOIN PairMatch m ON m.pairId = p.pairId "
+    "JOIN Object o ON o.objectId = m.objectId WHERE qserv_areaspec_circle(0, 90, 0.01)",
+    "SELECT COUNT(*) FROM Pair p, Object o JOIN Source s ON s.objectId = o.objectId "
+    "WHERE qserv_areaspec_box(65, 10, 75, 20) AND scisql_angSep(p.ra, p.decl, o.ra, o.decl) < 0.01",
+    "SELECT o1.objectId, o2.objectId FROM Object o1, Object o2 WHERE qserv_areaspec_circle(200, -30, 0.5) "
+    "AND scisql_angSep(o1.ra, o1.decl, o2.ra, o2.decl) < 0.01 AND o1.objectId <> o2.objectId",
+    "SELECT o1.objectId, o2.objectId FROM Object o1, Object o2 WHERE qserv_areaspec_box(0.39, 0, 0.41, 1) "
+    "AND scisql_angSep(o1.ra, o1.decl, o2.ra, o2.decl) < 0.016 AND o1.objectId <> o2.objectId",
+]
+
+
+@pytest.mark.parametrize("sql", RESTRICTED_OVERLAP_SIDE)
+def test_areaspec_on_every_director(cluster: FakeCluster, sql: str) -> None:
+    assert cluster.check(sql) is not None, f"{sql}\nrefused"
 
 
 @pytest.mark.parametrize(("sql", "sqlstate", "message"), REFUSALS)

@@ -2,7 +2,7 @@
 
 CSV/TSV files have a header line; the delimiter comes from the extension (``.csv`` comma,
 ``.tsv``/``.tab`` tab, ``.psv`` pipe) or is sniffed from the first 64 KiB. ``NULL``, ``null``,
-``\\N`` and the empty field are NULL. Compressed files (``.gz``, ``.bz2``, ``.zst``) are
+``\\N`` and the empty field are NULL (in a dump without a header, ``\\N`` only). Compressed files (``.gz``, ``.bz2``, ``.zst``) are
 read transparently. Binary (BLOB) fields are bytes with MySQL's escapes, as Qserv's catalogs
 hold them (:mod:`loader.escapes`); a column whose values are not UTF-8 text is inferred as
 binary. A file without a header line (``--no-header``) is a MySQL or Qserv dump: its columns
@@ -35,6 +35,7 @@ from loader.escapes import DumpStream, bits_to_bool, unescape_binary, unescape_c
 from qserv.errors import DataError
 
 NULL_VALUES = ["", "NULL", "null", "\\N"]
+DUMP_NULL_VALUES = ["\\N"]  # MySQL's SELECT ... INTO OUTFILE (--no-header)
 _COMPRESSION = {".gz", ".bz2", ".zst", ".lz4"}
 _DELIMITERS = {".csv": ",", ".tsv": "\t", ".tab": "\t", ".psv": "|"}
 _CONVERSION = re.compile(r"In CSV column #(\d+): CSV conversion error to (\w+)")
@@ -101,7 +102,8 @@ def _open_csv(
         ),
         convert_options=pacsv.ConvertOptions(
             column_types=column_types or {},
-            null_values=NULL_VALUES,
+            # a dump writes NULL as \N only: its empty field is the empty string
+            null_values=DUMP_NULL_VALUES if f.columns is not None else NULL_VALUES,
             strings_can_be_null=True,
             quoted_strings_can_be_null=False,
         ),

@@ -110,11 +110,10 @@ def _bit_form(node: exp.Expr) -> exp.Expr | None:
     return None
 
 
-def _text_like(like: exp.Like) -> exp.Like:
-    """``like`` (NOT LIKE included) comparing the text of its operands."""
-    out = like.copy()
-    out.set("this", _text(like.this))
-    out.set("expression", _text(like.expression))
+def _text_like(like: exp.Like) -> exp.ILike:
+    """``like`` (NOT LIKE included) comparing the text of its operands without regard to case,
+    as MySQL's default (case-insensitive) collations do: ``'Zz' LIKE 'z%'`` is true."""
+    out = exp.ILike(**{**like.args, "this": _text(like.this), "expression": _text(like.expression)})
     return out
 
 

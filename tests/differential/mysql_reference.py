@@ -4,7 +4,7 @@ sqlglot's MySQL, transpiled to DuckDB, plus only the extensions the README's "Di
 paragraph documents, written here again in other terms: the bit operators on BIGINT UNSIGNED
 and ``hex()`` of numbers are Python functions on Python integers registered in the reference's
 DuckDB; ``DIV`` is a float division truncated; ``DIV``/``MOD`` by zero and ``XOR`` are CASE
-expressions; ``LIKE`` compares the operands' text with ``\\`` as escape. A select item without
+expressions; ``LIKE`` compares the operands' text, lower-cased, with ``\\`` as escape. A select item without
 an alias that holds one of these forms is named by its MySQL text (as sqlglot writes it).
 
 The same forms of the PostgreSQL session dialect (``DIV``, ``XOR``) come from :func:`extend`
@@ -98,11 +98,16 @@ def _form(node: exp.Expr, mysql: bool) -> exp.Expr | None:
 
 
 def _like(like: exp.Like) -> exp.Like:
+    """Both operands' text, lower-cased: MySQL's default collations ignore case in LIKE."""
     out = like.copy()
     for key in ("this", "expression"):
         operand = like.args[key]
-        if not (isinstance(operand, exp.Literal) and operand.is_string):
-            out.set(key, exp.cast(operand.copy(), "VARCHAR"))
+        text = (
+            operand
+            if isinstance(operand, exp.Literal) and operand.is_string
+            else exp.cast(operand.copy(), "VARCHAR")
+        )
+        out.set(key, exp.Lower(this=text.copy()))
     return out
 
 

@@ -92,6 +92,8 @@ CONFLICTS = [
     "SELECT objectId, flags ^ 2 AS p FROM Object WHERE objectId < 1010",  # power / XOR
     "SELECT objectId, gFlux FROM Object ORDER BY gFlux LIMIT 5",  # NULLs last / first
     "SELECT objectId, gFlux FROM Object ORDER BY gFlux DESC LIMIT 5",  # NULLs first / last
+    "SELECT filterName FROM Filter WHERE filterName NOT LIKE 'Z'",  # LIKE: case matters / not
+    "SELECT objectId FROM Object WHERE name LIKE 'OBJ1%' AND objectId < 1200",
 ]
 
 

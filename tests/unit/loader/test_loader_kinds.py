@@ -153,3 +153,20 @@ def test_headerless_dump_reads_as_mysql_wrote_it(tmp_path: Path) -> None:
     path.write_bytes(b"3\tx\t\\N\t\x07\t\\N\n")
     with pytest.raises(DataError, match=r"d.tsv line 1, column bit: cannot read b'\\x07' as a bit"):
         list(read_batches(input_file(path, tuple(schema.names)), schema))
+
+
+def test_headerless_dump_empty_field_is_the_empty_string(tmp_path: Path) -> None:
+    """MySQL writes NULL as \\N: in a dump an empty field is '' (Qserv's case03 queries
+    ``stringValue = ''``), where a CSV with a header reads it as NULL."""
+    schema = pa.schema([("id", pa.int64()), ("s", pa.string())])
+    dump = tmp_path / "e.tsv"
+    dump.write_bytes(b"1\t\n2\t\\N\n")
+    rows = [
+        r for b in read_batches(input_file(dump, tuple(schema.names)), schema) for r in b.data.to_pylist()
+    ]
+    assert rows == [{"id": 1, "s": ""}, {"id": 2, "s": None}]
+    headed = tmp_path / "h.tsv"
+    headed.write_bytes(b"id\ts\n1\t\n")
+    assert [r for b in read_batches(input_file(headed), schema) for r in b.data.to_pylist()] == [
+        {"id": 1, "s": None}
+    ]

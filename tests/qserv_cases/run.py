@@ -144,6 +144,11 @@ def _norm(v: Any) -> Any:
 
 def _same(a: Any, b: Any) -> bool:
     a, b = _norm(a), _norm(b)
+    # MariaDB returns a BIT(1) as its raw byte; we load it as BOOLEAN
+    if isinstance(a, int) and isinstance(b, bytes) and len(b) == 1:
+        return a == b[0]
+    if isinstance(b, int) and isinstance(a, bytes) and len(a) == 1:
+        return b == a[0]
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
         if isinstance(a, float) or isinstance(b, float):
             if math.isnan(float(a)) and math.isnan(float(b)):

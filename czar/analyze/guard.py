@@ -74,6 +74,11 @@ def guard(tree: exp.Expr) -> exp.Select:
             f"{tree.key.upper()} is not supported yet: run the queries separately",
             position=node_position(tree),
         )
+    if isinstance(tree, exp.Show):  # MySQL's SHOW COLUMNS/TABLES/...: read-only, not yet answered
+        raise Unsupported(
+            f"SHOW {str(tree.this).upper()} is not supported yet: select from the table to see its columns",
+            position=1,
+        )
     if not isinstance(tree, exp.Select):
         name = _statement_name(tree)
         raise AccessDenied(

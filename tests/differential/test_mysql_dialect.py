@@ -190,6 +190,12 @@ REFUSALS = [
         "22P02",
         'invalid input syntax for type integer: "abc"',
     ),
+    (
+        "mysql",
+        "SHOW COLUMNS FROM Object",
+        "0A000",
+        "SHOW COLUMNS is not supported yet: select from the table to see its columns",
+    ),
     ("oracle", "SELECT 1", "22023", 'invalid value for parameter "qserv.dialect": "oracle"'),
     (
         "postgresql",

@@ -104,6 +104,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "in order (--schema, or the existing table)",
     )
     parser.add_argument(
+        "--enclosed-by",
+        metavar="CHAR",
+        help="with --no-header: fields may be enclosed in CHAR, as MySQL's FIELDS ENCLOSED BY writes "
+        "them (a CHAR inside a field is escaped with a backslash or doubled)",
+    )
+    parser.add_argument(
         "--batch-mb", type=int, default=16, metavar="MB", help="CSV bytes per batch (default: %(default)s)"
     )
     parser.add_argument(
@@ -168,6 +174,7 @@ def spec_from_args(args: argparse.Namespace) -> LoadSpec:
         flag_column=args.flag,
         schema_file=args.schema,
         header=args.header,
+        enclosed_by=args.enclosed_by,
         batch_bytes=max(1, args.batch_mb) << 20,
         batch_rows=max(1, args.batch_rows),
     )

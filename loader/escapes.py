@@ -35,17 +35,21 @@ _ESCAPED = re.compile(rb"\\(.)", re.DOTALL)
 _DUMP_SPECIAL = re.compile(rb"\\(.)|\r", re.DOTALL)  # an escape pair, or a raw CR (data in a dump)
 # MySQL never writes a backslash before 0x1F: a DumpStream spells an escaped delimiter so
 _DELIMITER_MARK = b"\x1f"
+_QUOTE_MARK = b"\x1e"  # and an escaped enclosing quote (``--enclosed-by``) so
 
 
-def unescape(value: bytes, delimiter: bytes = b"") -> bytes:
-    """A field's bytes with MySQL's escapes undone (``delimiter``: what ``\\<0x1F>`` stands for)."""
+def unescape(value: bytes, delimiter: bytes = b"", quote: bytes = b"") -> bytes:
+    """A field's bytes with MySQL's escapes undone (``delimiter``: what ``\\<0x1F>`` stands for,
+    ``quote``: what ``\\<0x1E>`` stands for)."""
     if b"\\" not in value:
         return value
     table = {**_ESCAPES, _DELIMITER_MARK: delimiter} if delimiter else _ESCAPES
+    if quote:
+        table = {**table, _QUOTE_MARK: quote}
     return _ESCAPED.sub(lambda m: table.get(m.group(1), m.group(1)), value)
 
 
-def _unescaped(column: pa.Array, delimiter: bytes) -> pa.Array:
+def _unescaped(column: pa.Array, delimiter: bytes, quote: bytes = b"") -> pa.Array:
     text = pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
     escaped = pc.fill_null(pc.match_substring(column.cast(pa.binary()) if not text else column, "\\"), False)
     if not pc.any(escaped).as_py():
@@ -55,9 +59,9 @@ def _unescaped(column: pa.Array, delimiter: bytes) -> pa.Array:
         if v is None or not has:
             values.append(v)
         elif text:
-            values.append(unescape(v.encode(), delimiter).decode("utf-8", errors="replace"))
+            values.append(unescape(v.encode(), delimiter, quote).decode("utf-8", errors="replace"))
         else:
-            values.append(unescape(v, delimiter))
+            values.append(unescape(v, delimiter, quote))
     return pa.array(values, column.type)
 
 
@@ -66,20 +70,20 @@ def unescape_binary(rb: pa.RecordBatch) -> pa.RecordBatch:
     return _unescape_where(rb, lambda t: pa.types.is_binary(t) or pa.types.is_large_binary(t), b"")
 
 
-def unescape_columns(rb: pa.RecordBatch, delimiter: str) -> pa.RecordBatch:
+def unescape_columns(rb: pa.RecordBatch, delimiter: str, quote: str | None = None) -> pa.RecordBatch:
     """``rb`` (of a dump) with its text and binary columns unescaped."""
 
     def textual(t: pa.DataType) -> bool:
         return bool(pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_string(t)
                     or pa.types.is_large_string(t))  # fmt: skip
 
-    return _unescape_where(rb, textual, delimiter.encode())
+    return _unescape_where(rb, textual, delimiter.encode(), (quote or "").encode())
 
 
 def _unescape_where(
-    rb: pa.RecordBatch, which: Callable[[pa.DataType], bool], delimiter: bytes
+    rb: pa.RecordBatch, which: Callable[[pa.DataType], bool], delimiter: bytes, quote: bytes = b""
 ) -> pa.RecordBatch:
-    columns = [_unescaped(c, delimiter) if which(c.type) else c for c in rb.columns]
+    columns = [_unescaped(c, delimiter, quote) if which(c.type) else c for c in rb.columns]
     return pa.RecordBatch.from_arrays(columns, schema=rb.schema)
 
 
@@ -117,9 +121,10 @@ class DumpStream(io.RawIOBase):
     end); a block ending in an unpaired backslash keeps it for the next block.
     """
 
-    def __init__(self, raw: io.RawIOBase | pa.NativeFile, delimiter: str) -> None:
+    def __init__(self, raw: io.RawIOBase | pa.NativeFile, delimiter: str, quote: str | None = None) -> None:
         self._raw = raw
         self._delimiter = delimiter.encode()
+        self._quote = quote.encode() if quote else None
         self._carry = b""
         self._out = b""
 
@@ -132,6 +137,8 @@ class DumpStream(io.RawIOBase):
             return b"\\r"
         if ch == self._delimiter:
             return b"\\" + _DELIMITER_MARK
+        if ch == self._quote:  # MySQL's FIELDS ENCLOSED BY: ``\\"`` inside a quoted field
+            return b"\\" + _QUOTE_MARK
         if ch == b"\n":
             return b"\\n"
         return m.group(0)

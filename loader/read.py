@@ -49,6 +49,7 @@ class InputFile:
     format: str  # "csv" or "parquet"
     delimiter: str = ","
     columns: tuple[str, ...] | None = None  # a CSV without a header line: its columns, in order
+    quote: str | None = None  # a dump's fields may be enclosed in it (MySQL's FIELDS ENCLOSED BY)
 
     def position(self, row: int) -> str:
         """Where data row ``row`` (0-based) is, for error messages."""
@@ -66,8 +67,9 @@ class Batch:
     data: pa.RecordBatch
 
 
-def input_file(path: Path, columns: tuple[str, ...] | None = None) -> InputFile:
-    """Recognise a file's format and delimiter (``columns``: a CSV's, when it has no header line)."""
+def input_file(path: Path, columns: tuple[str, ...] | None = None, quote: str | None = None) -> InputFile:
+    """Recognise a file's format and delimiter (``columns``: a CSV's, when it has no header line;
+    ``quote``: the character a dump may enclose fields in)."""
     if not path.is_file():
         raise DataError(f"input file {path} does not exist or is not a file")
     suffixes = [s.lower() for s in path.suffixes if s.lower() not in _COMPRESSION]
@@ -75,14 +77,14 @@ def input_file(path: Path, columns: tuple[str, ...] | None = None) -> InputFile:
     if ext in (".parquet", ".pq"):
         return InputFile(path, "parquet")
     if ext in _DELIMITERS:
-        return InputFile(path, "csv", _DELIMITERS[ext], columns)
+        return InputFile(path, "csv", _DELIMITERS[ext], columns, quote)
     with pa.input_stream(str(path), compression="detect") as f:
         sample = f.read(64 << 10).decode("utf-8", errors="replace")
     try:
         dialect = csv.Sniffer().sniff(sample.split("\n", 20)[0] + "\n", delimiters=",\t|;")
     except csv.Error as e:
         raise DataError(f"cannot tell the format of {path}", hint="name it .csv, .tsv or .parquet") from e
-    return InputFile(path, "csv", dialect.delimiter, columns)
+    return InputFile(path, "csv", dialect.delimiter, columns, quote)
 
 
 def _open_csv(
@@ -90,7 +92,7 @@ def _open_csv(
 ) -> pacsv.CSVStreamingReader:
     stream: pa.NativeFile | DumpStream = pa.input_stream(str(f.path), compression="detect")
     if f.columns is not None:  # a dump: MySQL's escapes of the delimiter and newline
-        stream = DumpStream(stream, f.delimiter)
+        stream = DumpStream(stream, f.delimiter, f.quote)
     return pacsv.open_csv(
         stream,
         read_options=pacsv.ReadOptions(
@@ -98,7 +100,7 @@ def _open_csv(
         ),
         # a dump encloses no field in quotes: a quote is a character like any other
         parse_options=pacsv.ParseOptions(
-            delimiter=f.delimiter, quote_char='"' if f.columns is None else False
+            delimiter=f.delimiter, quote_char='"' if f.columns is None else (f.quote or False)
         ),
         convert_options=pacsv.ConvertOptions(
             column_types=column_types or {},
@@ -262,7 +264,7 @@ def read_batches(
         for rb in reader:
             rb = rb.select(names)
             if f.columns is not None:
-                rb = bits_to_bool(unescape_columns(rb, f.delimiter), bits, f, row)
+                rb = bits_to_bool(unescape_columns(rb, f.delimiter, f.quote), bits, f, row)
             else:
                 rb = unescape_binary(rb)
             yield Batch(f, row, rb.rename_columns(schema.names))

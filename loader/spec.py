@@ -46,10 +46,16 @@ class LoadSpec:
     flag_column: str | None = None  # match: the flag column (None: qserv's hidden one)
     schema_file: Path | None = None
     header: bool = True  # CSV/TSV files start with a header line (Qserv's dumps do not)
+    enclosed_by: str | None = None  # a dump's fields may be enclosed in it (MySQL's ENCLOSED BY)
     batch_bytes: int = 16 << 20  # CSV block size (rows per batch follow from it)
     batch_rows: int = 256 * 1024  # Parquet rows per batch
 
     def __post_init__(self) -> None:
+        if self.enclosed_by is not None and (len(self.enclosed_by) != 1 or self.header):
+            raise InvalidParameter(
+                "--enclosed-by takes one character, for files without a header line (--no-header)",
+                hint="e.g. --no-header --enclosed-by '\"' (MySQL's FIELDS ENCLOSED BY)",
+            )
         if not self.files:
             raise InvalidParameter("no input file given", hint="name one or more CSV/TSV/Parquet files")
         if self.kind is TableKind.DIRECTOR and not (self.id_column and self.lon_column and self.lat_column):

@@ -400,7 +400,9 @@ def stream(
     rows = 0
     index_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="index")
     index_future: Future[None] | None = None
-    files = [input_file(p, None if spec.header else tuple(schema.names)) for p in spec.files]
+    files = [
+        input_file(p, None if spec.header else tuple(schema.names), spec.enclosed_by) for p in spec.files
+    ]
 
     def batches() -> Iterator[Batch]:
         for f in files:

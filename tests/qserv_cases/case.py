@@ -32,6 +32,7 @@ class CaseTable:
     data: Path | None  # None: the data file is absent from the repository
     delimiter: str
     mysql_schema: Path | None
+    enclosed_by: str | None = None  # the ingest config's fields_enclosed_by
 
     def create_table(self) -> str:
         """A ``CREATE TABLE`` with the case's MySQL column types, for ``qserv load --schema``."""
@@ -148,14 +149,17 @@ def read_case(case_dir: Path) -> Case:
         spec = json.loads(path.read_text())
         name = str(spec["table"])
         data, delimiter = _data_file(case_dir / "data", name)
-        delimiter = _delimiter(case_dir, delimiter)
+        delimiter = str(spec.get("fields_terminated_by") or _delimiter(case_dir, delimiter))
+        enclosed = str(spec["fields_enclosed_by"]) if spec.get("fields_enclosed_by") else None
         columns = tuple((str(c["name"]), str(c["type"]).strip()) for c in spec["schema"])
         if data is not None and spec.get("is_partitioned"):
             columns = _data_columns(columns, data, delimiter)
         kind, kind_args = _kind(spec)
         schema = case_dir / "data" / "schema" / f"{name}.schema"
         tables.append(
-            CaseTable(name, kind, kind_args, columns, data, delimiter, schema if schema.exists() else None)
+            CaseTable(
+                name, kind, kind_args, columns, data, delimiter, schema if schema.exists() else None, enclosed
+            )
         )
     queries = []
     for path in sorted((case_dir / "queries").glob("*.sql")):

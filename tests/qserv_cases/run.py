@@ -86,6 +86,7 @@ def load_mariadb(case: Case, files: dict[str, tuple[Path, Path]], socket: str) -
             cur.execute(
                 f"LOAD DATA LOCAL INFILE '{files[t.name][1]}' INTO TABLE `{t.name}` "
                 f"FIELDS TERMINATED BY '{delim}'"
+                + (f" ENCLOSED BY '{t.enclosed_by}'" if t.enclosed_by else "")
             )
     conn.close()
 
@@ -119,6 +120,7 @@ def load_cluster(case: Case, files: dict[str, tuple[Path, Path]], url: str) -> d
                 "--schema",
                 str(schema),
                 "--no-header",
+                *(("--enclosed-by", t.enclosed_by) if t.enclosed_by else ()),
                 "--no-progress",
                 str(plain),
             ],

@@ -15,7 +15,7 @@ from loader.partition import child_rows
 from loader.read import Batch, InputFile, infer_schema, input_file, read_batches
 from loader.spec import LoadSpec, parse_schema
 from qserv.catalog import FLAG_COLUMN, Column, Partitioning, Table, TableKind
-from qserv.errors import DataError
+from qserv.errors import DataError, InvalidParameter
 
 CSV = InputFile(Path("m.csv"), "csv")
 
@@ -170,3 +170,30 @@ def test_headerless_dump_empty_field_is_the_empty_string(tmp_path: Path) -> None
     assert [r for b in read_batches(input_file(headed), schema) for r in b.data.to_pylist()] == [
         {"id": 1, "s": None}
     ]
+
+
+def test_headerless_dump_with_enclosed_fields(tmp_path: Path) -> None:
+    """MySQL's FIELDS ENCLOSED BY '"' (Qserv's case04 DeepCoadd): a delimiter inside quotes is
+    data, an escaped or doubled quote is a quote, \\N unquoted is NULL."""
+    schema = pa.schema([("id", pa.int64()), ("patch", pa.string()), ("x", pa.float64()), ("s", pa.string())])
+    dump = tmp_path / "q.csv"
+    dump.write_bytes(b'"1","406,11","0.5","say \\"hi\\""\n"2","1,2",\\N,"a ""b"""\n"3","",1.5,\\N\n')
+    f = input_file(dump, tuple(schema.names), '"')
+    rows = [r for b in read_batches(f, schema) for r in b.data.to_pylist()]
+    assert rows == [
+        {"id": 1, "patch": "406,11", "x": 0.5, "s": 'say "hi"'},
+        {"id": 2, "patch": "1,2", "x": None, "s": 'a "b"'},
+        {"id": 3, "patch": "", "x": 1.5, "s": None},
+    ]
+
+
+def test_enclosed_by_needs_a_headerless_file(tmp_path: Path) -> None:
+    with pytest.raises(InvalidParameter, match="--enclosed-by takes one character"):
+        LoadSpec(
+            url="",
+            database="d",
+            table="t",
+            kind=TableKind.REGULAR,
+            files=(tmp_path / "x.csv",),
+            enclosed_by='"',
+        )

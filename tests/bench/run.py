@@ -172,7 +172,7 @@ def main() -> int:
         t_ref = time.perf_counter() - t
         conn = psycopg.connect(f"host=127.0.0.1 port={spec.pg_port} user=qserv dbname=sky", autocommit=True)
         if "near" in parts:
-            results.extend(near_neighbour(conn, ref))
+            results.extend(near_neighbour(conn, ref, n_objects))
         if "scan" not in parts:
             conn.close()
             return _report(n_objects, results, notes)

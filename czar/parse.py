@@ -37,7 +37,7 @@ def parse(sql: str, dialect: str = "postgresql") -> exp.Expr:
 
 
 def parse_in(sql: str, dialect: Dialect) -> exp.Expr:
-    """:func:`parse` with another sqlglot dialect (ADQL: czar/adql_dialect.py), same checks."""
+    """:func:`parse` with another sqlglot dialect (ADQL: czar/dialects/adql.py), same checks."""
     try:
         tokens = dialect.tokenize(sql)
         trees = dialect.parser().parse(tokens, sql)

@@ -7,7 +7,7 @@ transpiles it to DuckDB plus the forms of czar/dialects/forms.py (DESIGN §4).
 - ``postgresql`` (default): czar/dialect.py, PostgreSQL with the MySQL forms that mean nothing
   in PostgreSQL (backticks, ``DIV``, ``MOD``, ``<=>``, ``XOR``);
 - ``mysql``: czar/dialects/mysql.py, Qserv's users' MySQL;
-- ``adql``: ADQL 2.1 (czar/adql_dialect.py, when present).
+- ``adql``: ADQL 2.1, czar/dialects/adql.py.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from sqlglot.dialects.dialect import Dialect
 
 from czar.dialect import Qserv
 from czar.dialects.mysql import QservMySQL
-from qserv.errors import InvalidParameter, Unsupported
+from qserv.errors import InvalidParameter
 
 DEFAULT_DIALECT = "postgresql"
 SETTING = "qserv.dialect"
@@ -38,13 +38,9 @@ class SessionDialect:
 
 def _parse_adql(sql: str) -> exp.Expr:
     # imported on use: the ADQL module builds on czar.parse, which builds on this registry
-    try:
-        from czar.adql_dialect import parse_adql  # type: ignore[import-not-found, unused-ignore]
-    except ImportError:
-        raise Unsupported(
-            "the ADQL dialect is not available yet", hint="use qserv.dialect = 'postgresql' or 'mysql'"
-        ) from None
-    return parse_adql(sql)  # type: ignore[no-any-return, unused-ignore]
+    from czar.dialects.adql import parse_adql
+
+    return parse_adql(sql)
 
 
 DIALECTS: dict[str, SessionDialect] = {

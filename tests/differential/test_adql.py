@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from sqlglot import exp
 
-from czar.adql_dialect import parse_adql
+from czar.dialects.adql import parse_adql
 from tests.differential.adql_reference import AdqlReference
 from tests.differential.catalog import GeneratedCatalog
 from tests.differential.harness import FakeCluster, assert_matches

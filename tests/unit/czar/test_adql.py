@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from sqlglot import exp
 
-from czar.adql_dialect import parse_adql
 from czar.analyze import analyze
 from czar.analyze.geometry import rewrite_geometry
 from czar.analyze.restrictors import number
+from czar.dialects.adql import parse_adql
 from qserv.errors import QservError
 from qserv.sphere.adql import polygon_area
 from tests.differential import adql_reference as ref

@@ -15,7 +15,8 @@ Worker storage layout (one DuckDB database per worker; one schema per qserv data
   column (``flag_column``: the user's, or the hidden ``_flag``) holds bit 1 when the left row
   is in this chunk, bit 2 when the right row is, and bit 4 on the only copy of a pair one of
   whose sides has no director row (stored in the chunk of the side that exists, with that
-  side's bit). Each pair once: the copies with ``flag & 5 <> 0`` (:func:`match_once`).
+  side's bit). Each pair once: the copies with ``flag & 5 <> 0`` (czar/analyze/match.py chooses
+  the copies each query reads).
 * regular ``T``: table ``T`` as is, whole on every worker.
 
 One table per (database, table) rather than one per chunk: DuckDB prunes row groups by the
@@ -101,11 +102,6 @@ class Table:
     def hidden_flag(self) -> bool:
         """A match table whose flag column is qserv's own (``_flag``), not one of the user's."""
         return self.kind is TableKind.MATCH and self.flag_column == FLAG_COLUMN
-
-
-def match_once(flag: str) -> str:
-    """SQL condition true on exactly one stored copy of each match pair (``flag``: its column)."""
-    return f"({flag} & {FLAG_LEFT | FLAG_ALONE}) <> 0"
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,10 @@ class LiveCluster:
         with self.connect() as conn:
             return conn.execute(sql).fetchall()
 
+    def explain(self, sql: str) -> str:
+        """The text ``EXPLAIN sql`` returns, one line per row."""
+        return "\n".join(r[0] for r in self.query("EXPLAIN " + sql))
+
     def load(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "qserv.cli", "load", "--url", self.url, *args],

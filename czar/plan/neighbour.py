@@ -160,12 +160,17 @@ def read_with_overlap(q: AnalyzedQuery, worker: exp.Select, join: ChunkJoin) -> 
     ), message
 
 
+def _string(text: str) -> str:
+    """``text`` as a SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 def far_pair_checked(template: str, width: int, checks: list[tuple[str, str]]) -> str:
     """The worker SQL ``template`` (``width`` columns) failing with its message when any check
     (SQL, message) has a row."""
     nulls = ", ".join(["NULL"] * width)
     failing = " UNION ALL ".join(
-        f"SELECT {nulls} FROM ({check}) AS __c WHERE error('{message.replace(chr(39), chr(39) * 2)}') IS NULL"
+        f"SELECT {nulls} FROM ({check}) AS __c WHERE error({_string(message)}) IS NULL"
         for check, message in checks
     )
     return f"SELECT * FROM ({template}) AS __q UNION ALL {failing}"

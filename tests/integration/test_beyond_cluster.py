@@ -30,10 +30,6 @@ def reference(small: LiveCluster) -> Iterator[duckdb.DuckDBPyConnection]:
     ref.close()
 
 
-def _explain(tc: LiveCluster, sql: str) -> str:
-    return "\n".join(r[0] for r in tc.query("EXPLAIN " + sql))
-
-
 SUB_QUERIES = [
     "SELECT COUNT(*) FROM Source WHERE objectId IN (SELECT objectId FROM Object WHERE decl > 60)",
     "SELECT COUNT(*) FROM Object WHERE r_psfFlux > (SELECT AVG(r_psfFlux) FROM Object)",
@@ -59,8 +55,8 @@ def test_sub_queries_match_single_duckdb(
 
 
 def test_explain_shows_the_steps(small: LiveCluster) -> None:
-    plan = _explain(
-        small, "SELECT COUNT(*) FROM Source WHERE objectId IN (SELECT objectId FROM Object WHERE decl > 60)"
+    plan = small.explain(
+        "SELECT COUNT(*) FROM Source WHERE objectId IN (SELECT objectId FROM Object WHERE decl > 60)"
     )
     assert plan.splitlines()[0] == "strategy: sub-queries"
     assert "step __qserv_sq_0 (in, distributed): SELECT objectId FROM Object WHERE decl > 60" in plan
@@ -81,11 +77,11 @@ def test_key_range_goes_through_the_director_index(
     low, high = reference.execute("SELECT MIN(objectId), MIN(objectId) + 40 FROM Object").fetchall()[0]
     sql = f"SELECT objectId, ra FROM Object WHERE objectId BETWEEN {low} AND {high} ORDER BY objectId"
     assert small.query(sql) == reference.execute(sql).fetchall()
-    plan = _explain(small, sql)
+    plan = small.explain(sql)
     assert "strategy: director-range" in plan
     child = f"SELECT COUNT(*) FROM Source WHERE objectId BETWEEN {low} AND {high}"
     assert small.query(child) == reference.execute(child).fetchall()
-    assert "strategy: director-range" in _explain(small, child)
+    assert "strategy: director-range" in small.explain(child)
 
 
 def test_whole_table_count_follows_a_second_load(
@@ -93,7 +89,7 @@ def test_whole_table_count_follows_a_second_load(
 ) -> None:
     before = reference.execute("SELECT COUNT(*) FROM Object").fetchall()[0][0]
     assert small.query("SELECT COUNT(*) FROM Object") == [(before,)]
-    assert "strategy: row-counts" in _explain(small, "SELECT COUNT(*) FROM Object")
+    assert "strategy: row-counts" in small.explain("SELECT COUNT(*) FROM Object")
     # a second transaction: 100 more objects with new keys
     extra = pq.read_table(small.sample["Object"]).slice(0, 100)
     ids = extra.column("objectId")

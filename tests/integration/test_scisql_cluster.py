@@ -54,9 +54,9 @@ def test_areaspec_rows_and_pruning(
     assert len(want) > 5
     got = [r[0] for r in cluster.query(query)]
     assert got == want
-    plan = "\n".join(r[0] for r in cluster.query("EXPLAIN " + query))
+    plan = cluster.explain(query)
     assert plan.startswith("strategy: region"), plan
-    all_chunks = "\n".join(r[0] for r in cluster.query("EXPLAIN SELECT COUNT(*) FROM Object WHERE ra >= 0"))
+    all_chunks = cluster.explain("SELECT COUNT(*) FROM Object WHERE ra >= 0")
     pruned = int(plan.split("chunks: ")[1].split()[0])
     assert pruned < int(all_chunks.split("chunks: ")[1].split()[0]) / 10
 

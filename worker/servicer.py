@@ -19,7 +19,9 @@ from qserv.catalog import Column
 from qserv.errors import InvalidParameter
 from qserv.log import event
 from qserv.rpc import codec
+from qserv.rpc.client import WorkerClient, checksum_to_pb
 from qserv.rpc.v1 import common_pb2, worker_pb2, worker_pb2_grpc
+from worker import chunk_copy
 from worker.execute import QueryRun
 from worker.storage import StagedRows, Storage
 
@@ -156,3 +158,59 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
         return worker_pb2.ChunkStatsReply(
             stats=[worker_pb2.ChunkStat(table=s.table, chunk_id=s.chunk_id, rows=s.rows) for s in stats]
         )
+
+    # -- chunk copy (worker/chunk_copy.py) ---------------------------------------------------
+
+    def ExportChunk(
+        self, request: worker_pb2.ChunkRequest, context: grpc.ServicerContext
+    ) -> Iterator[worker_pb2.ChunkPart]:
+        try:
+            for part in chunk_copy.export(self._storage, list(request.databases), request.chunk_id):
+                yield worker_pb2.ChunkPart(
+                    database=part.database,
+                    table=part.table,
+                    arrow_ipc=codec.encode_ipc([part.batch], part.batch.schema)
+                    if part.batch is not None
+                    else b"",
+                    end=checksum_to_pb(part.end) if part.end is not None else None,
+                )
+        except Exception as exc:
+            codec.abort(context, exc)
+
+    def PullChunk(
+        self, request: worker_pb2.PullChunkRequest, context: grpc.ServicerContext
+    ) -> worker_pb2.ChunkChecksums:
+        databases = list(request.databases)
+        try:
+            with WorkerClient(request.source) as source:
+                remaining = context.time_remaining()
+                parts = source.export_chunk(databases, request.chunk_id, timeout=remaining)
+                installed = chunk_copy.install(self._storage, databases, request.chunk_id, parts)
+        except Exception as exc:
+            codec.abort(context, exc)
+        event(
+            _log,
+            "chunk installed",
+            chunk=request.chunk_id,
+            databases=databases,
+            source=request.source,
+            rows=sum(t.rows for t in installed),
+        )
+        return worker_pb2.ChunkChecksums(tables=[checksum_to_pb(t) for t in installed])
+
+    def DropChunk(self, request: worker_pb2.ChunkRequest, context: grpc.ServicerContext) -> common_pb2.Empty:
+        try:
+            rows = chunk_copy.drop(self._storage, list(request.databases), request.chunk_id)
+        except Exception as exc:
+            codec.abort(context, exc)
+        event(_log, "chunk dropped", chunk=request.chunk_id, databases=list(request.databases), rows=rows)
+        return common_pb2.Empty()
+
+    def ChunkChecksum(
+        self, request: worker_pb2.ChunkRequest, context: grpc.ServicerContext
+    ) -> worker_pb2.ChunkChecksums:
+        try:
+            tables = chunk_copy.checksums(self._storage, list(request.databases), request.chunk_id)
+        except Exception as exc:
+            codec.abort(context, exc)
+        return worker_pb2.ChunkChecksums(tables=[checksum_to_pb(t) for t in tables])

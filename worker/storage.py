@@ -120,6 +120,16 @@ class Storage:
             self._staging_dir, self._own_staging_dir = _staging_dir(cur, staging_dir)
         self._remove_orphans()
 
+    @property
+    def ddl_lock(self) -> threading.Lock:
+        """Held by every change of stored rows or tables (commit, abort, chunk install and drop)."""
+        return self._ddl_lock
+
+    @property
+    def staging_dir(self) -> Path:
+        """Where staged and spooled files live; a file no registry row names is removed at start."""
+        return self._staging_dir
+
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A new DuckDB connection to the worker's database (use one per thread / call)."""
         with self._conn_lock:

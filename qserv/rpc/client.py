@@ -43,6 +43,26 @@ IngestItem = tuple[int, str, str, bool, pa.Table | pa.RecordBatch]
 
 
 @dataclass(frozen=True)
+class TableChecksum:
+    """Rows and order-independent checksum of one stored table's rows in one chunk."""
+
+    database: str
+    table: str
+    rows: int
+    checksum: str  # 16 hex digits
+
+
+@dataclass(frozen=True)
+class ChunkPart:
+    """One piece of an exported chunk: a batch of a table's rows, or the table's end."""
+
+    database: str
+    table: str
+    batch: pa.RecordBatch | None = None
+    end: TableChecksum | None = None  # set on the last part of each table
+
+
+@dataclass(frozen=True)
 class WorkerHealth:
     name: str
     version: str
@@ -180,6 +200,55 @@ class WorkerClient:
             raise codec.rpc_error(exc, self.address) from exc
         return [ChunkStat(s.table, s.chunk_id, s.rows) for s in reply.stats]
 
+    # -- chunk copy ---------------------------------------------------------------------------
+
+    def export_chunk(
+        self, databases: Sequence[str], chunk_id: int, timeout: float | None = None
+    ) -> Iterator[ChunkPart]:
+        """The parts of a family chunk as the worker exports it (rows, then each table's checksum)."""
+        request = worker_pb2.ChunkRequest(databases=list(databases), chunk_id=chunk_id)
+        try:
+            for message in self._stub.ExportChunk(request, timeout=timeout):
+                batches = codec.decode_ipc(message.arrow_ipc).to_batches() if message.arrow_ipc else []
+                end = checksum_from_pb(message.end) if message.HasField("end") else None
+                for batch in batches:
+                    yield ChunkPart(message.database, message.table, batch=batch)
+                if end is not None:
+                    yield ChunkPart(message.database, message.table, end=end)
+        except grpc.RpcError as exc:
+            raise codec.rpc_error(exc, self.address) from exc
+
+    def pull_chunk(
+        self, source: str, databases: Sequence[str], chunk_id: int, timeout: float | None = 600.0
+    ) -> list[TableChecksum]:
+        """Have this worker copy a family chunk from the worker at ``source`` (installed atomically)."""
+        request = worker_pb2.PullChunkRequest(source=source, databases=list(databases), chunk_id=chunk_id)
+        try:
+            reply = self._stub.PullChunk(request, timeout=timeout)
+        except grpc.RpcError as exc:
+            raise codec.rpc_error(exc, self.address) from exc
+        return [checksum_from_pb(t) for t in reply.tables]
+
+    def drop_chunk(self, databases: Sequence[str], chunk_id: int, timeout: float | None = 60.0) -> None:
+        """Delete the worker's rows of a family chunk."""
+        try:
+            self._stub.DropChunk(
+                worker_pb2.ChunkRequest(databases=list(databases), chunk_id=chunk_id), timeout=timeout
+            )
+        except grpc.RpcError as exc:
+            raise codec.rpc_error(exc, self.address) from exc
+
+    def chunk_checksum(
+        self, databases: Sequence[str], chunk_id: int, timeout: float | None = 60.0
+    ) -> list[TableChecksum]:
+        """Row count and checksum of every chunked table of the family chunk on the worker."""
+        request = worker_pb2.ChunkRequest(databases=list(databases), chunk_id=chunk_id)
+        try:
+            reply = self._stub.ChunkChecksum(request, timeout=timeout)
+        except grpc.RpcError as exc:
+            raise codec.rpc_error(exc, self.address) from exc
+        return [checksum_from_pb(t) for t in reply.tables]
+
     # -- async query --------------------------------------------------------------------------
 
     async def execute(
@@ -263,3 +332,11 @@ def encode_ingest_request(
     sink.write(bytes(header) + b"\x2a" + _varint(size))
     write(sink)
     return sink.getvalue().to_pybytes()
+
+
+def checksum_to_pb(t: TableChecksum) -> worker_pb2.TableChecksum:
+    return worker_pb2.TableChecksum(database=t.database, table=t.table, rows=t.rows, checksum=t.checksum)
+
+
+def checksum_from_pb(t: worker_pb2.TableChecksum) -> TableChecksum:
+    return TableChecksum(t.database, t.table, int(t.rows), t.checksum)

@@ -295,3 +295,137 @@ class ChunkStatsReply(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ChunkStatsReply: _TypeAlias = ChunkStatsReply  # noqa: Y015
+
+@_typing.final
+class ChunkRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATABASES_FIELD_NUMBER: _builtins.int
+    CHUNK_ID_FIELD_NUMBER: _builtins.int
+    chunk_id: _builtins.int
+    @_builtins.property
+    def databases(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """the databases of one family"""
+
+    def __init__(
+        self,
+        *,
+        databases: _abc.Iterable[_builtins.str] | None = ...,
+        chunk_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_id", b"chunk_id", "databases", b"databases"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChunkRequest: _TypeAlias = ChunkRequest  # noqa: Y015
+
+@_typing.final
+class TableChecksum(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATABASE_FIELD_NUMBER: _builtins.int
+    TABLE_FIELD_NUMBER: _builtins.int
+    ROWS_FIELD_NUMBER: _builtins.int
+    CHECKSUM_FIELD_NUMBER: _builtins.int
+    database: _builtins.str
+    table: _builtins.str
+    """stored table (a director's overlap table is its own)"""
+    rows: _builtins.int
+    checksum: _builtins.str
+    """16 hex digits, independent of row order"""
+    def __init__(
+        self,
+        *,
+        database: _builtins.str = ...,
+        table: _builtins.str = ...,
+        rows: _builtins.int = ...,
+        checksum: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checksum", b"checksum", "database", b"database", "rows", b"rows", "table", b"table"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TableChecksum: _TypeAlias = TableChecksum  # noqa: Y015
+
+@_typing.final
+class ChunkPart(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATABASE_FIELD_NUMBER: _builtins.int
+    TABLE_FIELD_NUMBER: _builtins.int
+    ARROW_IPC_FIELD_NUMBER: _builtins.int
+    END_FIELD_NUMBER: _builtins.int
+    database: _builtins.str
+    table: _builtins.str
+    arrow_ipc: _builtins.bytes
+    """rows of the table (Arrow IPC stream), or empty"""
+    @_builtins.property
+    def end(self) -> Global___TableChecksum:
+        """set on the last part of each table"""
+
+    def __init__(
+        self,
+        *,
+        database: _builtins.str = ...,
+        table: _builtins.str = ...,
+        arrow_ipc: _builtins.bytes = ...,
+        end: Global___TableChecksum | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end", b"end"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["arrow_ipc", b"arrow_ipc", "database", b"database", "end", b"end", "table", b"table"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChunkPart: _TypeAlias = ChunkPart  # noqa: Y015
+
+@_typing.final
+class PullChunkRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SOURCE_FIELD_NUMBER: _builtins.int
+    DATABASES_FIELD_NUMBER: _builtins.int
+    CHUNK_ID_FIELD_NUMBER: _builtins.int
+    source: _builtins.str
+    """host:port of the worker to copy from"""
+    chunk_id: _builtins.int
+    @_builtins.property
+    def databases(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        source: _builtins.str = ...,
+        databases: _abc.Iterable[_builtins.str] | None = ...,
+        chunk_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_id", b"chunk_id", "databases", b"databases", "source", b"source"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PullChunkRequest: _TypeAlias = PullChunkRequest  # noqa: Y015
+
+@_typing.final
+class ChunkChecksums(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TABLES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def tables(self) -> _containers.RepeatedCompositeFieldContainer[Global___TableChecksum]: ...
+    def __init__(
+        self,
+        *,
+        tables: _abc.Iterable[Global___TableChecksum] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tables", b"tables"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChunkChecksums: _TypeAlias = ChunkChecksums  # noqa: Y015

@@ -72,6 +72,26 @@ class WorkerStub:
                 request_serializer=qserv_dot_rpc_dot_v1_dot_worker__pb2.ChunkStatsRequest.SerializeToString,
                 response_deserializer=qserv_dot_rpc_dot_v1_dot_worker__pb2.ChunkStatsReply.FromString,
                 _registered_method=True)
+        self.ExportChunk = channel.unary_stream(
+                '/qserv.rpc.v1.Worker/ExportChunk',
+                request_serializer=qserv_dot_rpc_dot_v1_dot_worker__pb2.ChunkRequest.SerializeToString,
+                response_deserializer=qserv_dot_rpc_dot_v1_dot_worker__pb2.ChunkPart.FromString,
+                _registered_method=True)
+        self.PullChunk = channel.unary_unary(
+                '/qserv.rpc.v1.Worker/PullChunk',
+                request_serializer=qserv_dot_rpc_dot_v1_dot_worker__pb2.PullChunkRequest.SerializeToString,
+                response_deserializer=qserv_dot_rpc_dot_v1_dot_worker__pb2.ChunkChecksums.FromString,
+                _registered_method=True)
+        self.DropChunk = channel.unary_unary(
+                '/qserv.rpc.v1.Worker/DropChunk',
+                request_serializer=qserv_dot_rpc_dot_v1_dot_worker__pb2.ChunkRequest.SerializeToString,
+                response_deserializer=qserv_dot_rpc_dot_v1_dot_common__pb2.Empty.FromString,
+                _registered_method=True)
+        self.ChunkChecksum = channel.unary_unary(
+                '/qserv.rpc.v1.Worker/ChunkChecksum',
+                request_serializer=qserv_dot_rpc_dot_v1_dot_worker__pb2.ChunkRequest.SerializeToString,
+                response_deserializer=qserv_dot_rpc_dot_v1_dot_worker__pb2.ChunkChecksums.FromString,
+                _registered_method=True)
 
 
 class WorkerServicer:
@@ -127,6 +147,36 @@ class WorkerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportChunk(self, request, context):
+        """Stream a family chunk (every chunked table of the databases) from one snapshot, each table
+        closed by its row count and checksum: the source side of a chunk copy.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PullChunk(self, request, context):
+        """Copy a family chunk from another worker (ExportChunk there) and install it atomically,
+        replacing this worker's rows of the chunk; checksums are compared before the commit.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DropChunk(self, request, context):
+        """Delete this worker's rows of a family chunk (atomically).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ChunkChecksum(self, request, context):
+        """Row count and checksum of every chunked table of the databases in one chunk.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -164,6 +214,26 @@ def add_WorkerServicer_to_server(servicer, server):
                     servicer.ChunkStats,
                     request_deserializer=qserv_dot_rpc_dot_v1_dot_worker__pb2.ChunkStatsRequest.FromString,
                     response_serializer=qserv_dot_rpc_dot_v1_dot_worker__pb2.ChunkStatsReply.SerializeToString,
+            ),
+            'ExportChunk': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportChunk,
+                    request_deserializer=qserv_dot_rpc_dot_v1_dot_worker__pb2.ChunkRequest.FromString,
+                    response_serializer=qserv_dot_rpc_dot_v1_dot_worker__pb2.ChunkPart.SerializeToString,
+            ),
+            'PullChunk': grpc.unary_unary_rpc_method_handler(
+                    servicer.PullChunk,
+                    request_deserializer=qserv_dot_rpc_dot_v1_dot_worker__pb2.PullChunkRequest.FromString,
+                    response_serializer=qserv_dot_rpc_dot_v1_dot_worker__pb2.ChunkChecksums.SerializeToString,
+            ),
+            'DropChunk': grpc.unary_unary_rpc_method_handler(
+                    servicer.DropChunk,
+                    request_deserializer=qserv_dot_rpc_dot_v1_dot_worker__pb2.ChunkRequest.FromString,
+                    response_serializer=qserv_dot_rpc_dot_v1_dot_common__pb2.Empty.SerializeToString,
+            ),
+            'ChunkChecksum': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChunkChecksum,
+                    request_deserializer=qserv_dot_rpc_dot_v1_dot_worker__pb2.ChunkRequest.FromString,
+                    response_serializer=qserv_dot_rpc_dot_v1_dot_worker__pb2.ChunkChecksums.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -357,6 +427,114 @@ class Worker:
             '/qserv.rpc.v1.Worker/ChunkStats',
             qserv_dot_rpc_dot_v1_dot_worker__pb2.ChunkStatsRequest.SerializeToString,
             qserv_dot_rpc_dot_v1_dot_worker__pb2.ChunkStatsReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportChunk(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/qserv.rpc.v1.Worker/ExportChunk',
+            qserv_dot_rpc_dot_v1_dot_worker__pb2.ChunkRequest.SerializeToString,
+            qserv_dot_rpc_dot_v1_dot_worker__pb2.ChunkPart.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PullChunk(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/qserv.rpc.v1.Worker/PullChunk',
+            qserv_dot_rpc_dot_v1_dot_worker__pb2.PullChunkRequest.SerializeToString,
+            qserv_dot_rpc_dot_v1_dot_worker__pb2.ChunkChecksums.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DropChunk(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/qserv.rpc.v1.Worker/DropChunk',
+            qserv_dot_rpc_dot_v1_dot_worker__pb2.ChunkRequest.SerializeToString,
+            qserv_dot_rpc_dot_v1_dot_common__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChunkChecksum(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/qserv.rpc.v1.Worker/ChunkChecksum',
+            qserv_dot_rpc_dot_v1_dot_worker__pb2.ChunkRequest.SerializeToString,
+            qserv_dot_rpc_dot_v1_dot_worker__pb2.ChunkChecksums.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,214 @@
+"""A family chunk leaves one worker and is installed on another: export, install, drop, checksum.
+
+A replica is a *family chunk*: the rows of chunk ``c`` in every chunked table (directors with
+their overlap tables, children, match tables) of the databases of one family. The replication
+controller copies one by asking the target worker to pull it from a source worker
+(``PullChunk``), so the rows travel worker to worker, never through the controller:
+
+1. **export** (on the source): one READ ONLY DuckDB transaction reads every chunked table's rows
+   of the chunk, so the copy is one consistent snapshot even while loads commit; each table is
+   streamed as Arrow batches and closed by its row count and checksum.
+2. **install** (on the target): the stream is spooled into Arrow IPC files of the staging
+   directory (no registry row names them, so a copy cut short by a crash leaves files the
+   worker deletes when it starts: no trace); then one DuckDB transaction deletes the target's
+   rows of the chunk in every chunked table of those databases, inserts the received rows,
+   checksums what it inserted and compares with the source's checksums: any difference rolls
+   the transaction back. Queries run in READ ONLY transactions, so they see the chunk as it
+   was before or after the install, never half of it.
+
+The checksum of a table's rows in a chunk is independent of row order: the sum, modulo 2**64,
+of DuckDB's ``hash()`` of each row's stored columns, with the row count beside it. Both sides
+compute it with the same DuckDB on the same stored column types (the tables are created from
+one catalog), so equal rows give equal checksums.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from qserv.catalog import CHUNK_COLUMN
+from qserv.durable import transaction
+from qserv.errors import DataError, InvalidParameter, UndefinedTable
+from qserv.rpc.client import ChunkPart, TableChecksum
+from worker.storage import Storage, qualified, quote_ident
+
+_COPY_PREFIX = "copy__"
+_COPY_VIEW = "_qserv_copy"
+_BATCH_ROWS = 65_536
+
+
+def chunked_tables(cur: duckdb.DuckDBPyConnection, databases: Sequence[str]) -> list[tuple[str, str]]:
+    """(schema, table) of every stored table with a ``_chunk`` column in ``databases``."""
+    if not databases:
+        raise InvalidParameter("a chunk copy names at least one database")
+    rows = cur.execute(
+        "SELECT DISTINCT c.schema_name, c.table_name FROM duckdb_columns() c "
+        "WHERE c.database_name = current_database() AND c.column_name = ? "
+        "AND list_contains(?, lower(c.schema_name)) ORDER BY 1, 2",
+        [CHUNK_COLUMN, [d.lower() for d in databases]],
+    ).fetchall()
+    return [(str(s), str(t)) for s, t in rows]
+
+
+def _column_list(cur: duckdb.DuckDBPyConnection, schema: str, table: str) -> str:
+    names = cur.execute(
+        "SELECT column_name FROM duckdb_columns() WHERE database_name = current_database() "
+        "AND schema_name = ? AND table_name = ? ORDER BY column_index",
+        [schema, table],
+    ).fetchall()
+    return ", ".join(quote_ident(str(n[0])) for n in names)
+
+
+def _checksum(cur: duckdb.DuckDBPyConnection, schema: str, table: str, chunk: int) -> TableChecksum:
+    columns = _column_list(cur, schema, table)
+    row = cur.execute(
+        f"SELECT count(*), coalesce(sum(hash({columns})) % 18446744073709551616, 0) "
+        f"FROM {qualified(schema, table)} WHERE {quote_ident(CHUNK_COLUMN)} = ?",
+        [chunk],
+    ).fetchall()[0]  # fetchall: this DuckDB refuses the next statement while a result is unread
+    return TableChecksum(schema, table, int(row[0]), f"{int(row[1]):016x}")
+
+
+def checksums(storage: Storage, databases: Sequence[str], chunk: int) -> list[TableChecksum]:
+    """The checksum of every chunked table's rows in ``chunk`` (one snapshot)."""
+    with storage.cursor() as cur:
+        cur.execute("BEGIN TRANSACTION READ ONLY")
+        try:
+            return [_checksum(cur, s, t, chunk) for s, t in chunked_tables(cur, databases)]
+        finally:
+            cur.execute("ROLLBACK")
+
+
+def export(storage: Storage, databases: Sequence[str], chunk: int) -> Iterator[ChunkPart]:
+    """Every chunked table's rows of ``chunk``, each table closed by its checksum (one snapshot)."""
+    with storage.cursor() as cur:
+        cur.execute("BEGIN TRANSACTION READ ONLY")
+        try:
+            for schema, table in chunked_tables(cur, databases):
+                end = _checksum(cur, schema, table, chunk)
+                if end.rows:
+                    reader = cur.sql(
+                        f"SELECT * FROM {qualified(schema, table)} WHERE {quote_ident(CHUNK_COLUMN)} = {int(chunk)}"
+                    ).to_arrow_reader(_BATCH_ROWS)
+                    for batch in reader:
+                        if batch.num_rows:
+                            yield ChunkPart(schema, table, batch=batch)
+                yield ChunkPart(schema, table, end=end)
+        finally:
+            cur.execute("ROLLBACK")
+
+
+class _Spool:
+    """The received rows of one table, in an Arrow IPC file of the staging directory."""
+
+    def __init__(self, directory: Path, database: str, table: str, schema: pa.Schema) -> None:
+        self.path = directory / f"{_COPY_PREFIX}{uuid.uuid4().hex[:12]}__{database}__{table}.arrow"
+        self._sink = pa.OSFile(str(self.path), "wb")
+        self._writer = pa.ipc.new_file(self._sink, schema)
+        self.end: TableChecksum | None = None
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        self._writer.write_batch(batch)
+
+    def close(self) -> None:
+        self._writer.close()
+        self._sink.close()
+
+    def read(self) -> pa.Table:
+        return pa.ipc.open_file(pa.memory_map(str(self.path))).read_all()
+
+
+def install(
+    storage: Storage, databases: Sequence[str], chunk: int, parts: Iterable[ChunkPart]
+) -> list[TableChecksum]:
+    """Replace this worker's rows of ``chunk`` in ``databases`` by the exported ``parts``, atomically.
+
+    Raises DataError (nothing changed) when the stream ends early, a table's rows do not
+    match its checksum, or the source and this worker do not store the same tables.
+    """
+    spools: dict[tuple[str, str], _Spool] = {}
+    try:
+        for part in parts:
+            key = (part.database.lower(), part.table.lower())
+            spool = spools.get(key)
+            if part.batch is not None:
+                if spool is None:
+                    spool = spools[key] = _Spool(
+                        storage.staging_dir, part.database, part.table, part.batch.schema
+                    )
+                spool.write(part.batch)
+            if part.end is not None:
+                if spool is None:
+                    spool = spools[key] = _Spool(
+                        storage.staging_dir, part.database, part.table, pa.schema([])
+                    )
+                spool.end = part.end
+        for spool in spools.values():
+            spool.close()
+        unfinished = sorted(f"{d}.{t}" for (d, t), s in spools.items() if s.end is None)
+        if unfinished:
+            raise DataError(f"chunk {chunk} copy ended before the end of {', '.join(unfinished)}")
+        return _install(storage, databases, chunk, spools)
+    finally:
+        for spool in spools.values():
+            spool.path.unlink(missing_ok=True)
+
+
+def _install(
+    storage: Storage, databases: Sequence[str], chunk: int, spools: dict[tuple[str, str], _Spool]
+) -> list[TableChecksum]:
+    with storage.ddl_lock, storage.cursor() as cur, transaction(cur):
+        tables = chunked_tables(cur, databases)
+        here = {(s.lower(), t.lower()): (s, t) for s, t in tables}
+        missing = sorted(f"{d}.{t}" for d, t in spools.keys() - here.keys())
+        if missing:
+            raise UndefinedTable(
+                f"chunk {chunk} copy: table {missing[0]} does not exist on this worker",
+                hint="create the family's tables on the target before copying chunks to it",
+            )
+        absent = sorted(f"{d}.{t}" for d, t in here.keys() - spools.keys())
+        if absent:
+            raise DataError(
+                f"chunk {chunk} copy: the source sent no rows or checksum for {', '.join(absent)}"
+            )
+        installed = []
+        for key, (schema, table) in sorted(here.items()):
+            spool = spools[key]
+            assert spool.end is not None
+            target = qualified(schema, table)
+            cur.execute(f"DELETE FROM {target} WHERE {quote_ident(CHUNK_COLUMN)} = ?", [chunk]).fetchall()
+            if spool.end.rows:
+                data = spool.read()
+                cur.register(_COPY_VIEW, data)
+                try:
+                    cur.execute(
+                        f"INSERT INTO {target} SELECT {_column_list(cur, schema, table)} FROM {_COPY_VIEW}"
+                    ).fetchall()
+                finally:
+                    cur.unregister(_COPY_VIEW)
+            got = _checksum(cur, schema, table, chunk)
+            if (got.rows, got.checksum) != (spool.end.rows, spool.end.checksum):
+                raise DataError(
+                    f"chunk {chunk} copy of {schema}.{table}: received {got.rows} rows with checksum "
+                    f"{got.checksum}, the source sent {spool.end.rows} rows with checksum {spool.end.checksum}",
+                    hint="the copy was rolled back; copy again from a good replica",
+                )
+            installed.append(got)
+        return installed
+
+
+def drop(storage: Storage, databases: Sequence[str], chunk: int) -> int:
+    """Delete this worker's rows of ``chunk`` from every chunked table of ``databases``, atomically."""
+    with storage.ddl_lock, storage.cursor() as cur, transaction(cur):
+        total = 0
+        for schema, table in chunked_tables(cur, databases):
+            rows = cur.execute(
+                f"DELETE FROM {qualified(schema, table)} WHERE {quote_ident(CHUNK_COLUMN)} = ?", [chunk]
+            ).fetchall()
+            total += int(rows[0][0]) if rows else 0
+        return total

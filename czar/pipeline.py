@@ -13,7 +13,7 @@ import dataclasses
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -26,9 +26,12 @@ from czar.analyze.guard import guard
 from czar.analyze.subqueries import Program, decompose, has_subqueries
 from czar.dialects.registry import DEFAULT_DIALECT
 from czar.dispatch import BatchExecutor, dispatch
+from czar.far import far_rows
 from czar.merge import MergeEngine, planned_table
 from czar.parse import parse
 from czar.plan import plan as make_plan
+from czar.plan.assign import assign
+from czar.plan.match import FarPairs, fetch_plan
 from czar.plan.model import DirectorIndex, PlanContext, QueryPlan
 from czar.plan.shipped import Shipped, ship, shipped_catalog
 from czar.view import ClusterView, ViewCache
@@ -247,6 +250,31 @@ class Pipeline:
         )
         return QueryAnswer(query_id, table, None, retried)
 
+    async def _far_rows(
+        self, plan: QueryPlan, far: FarPairs, prepared: Prepared, query_id: str
+    ) -> pa.Table | None:
+        """The rows of the far match pairs of ``plan`` (czar/far.py), fetched on its replicas."""
+
+        async def fetch(template: str, alias: str, chunk_ids: Sequence[int]) -> pa.Table:
+            live = prepared.live_workers
+            assignment = assign(chunk_ids, prepared.placement, live) if chunk_ids else {}
+            fetching = fetch_plan(template, alias, assignment, sorted(live)[0])
+            got = await dispatch(fetching, self._execute, query_id, prepared.placement, live)
+            if got.failed_workers:
+                self._views.mark_down(got.failed_workers)
+            if got.schema is None:
+                raise InternalError(f"query {query_id}: no worker batch returned a result schema")
+            return pa.Table.from_batches(got.batches, got.schema)
+
+        key = (far.match.database.lower(), far.match.name.lower())
+        return await far_rows(
+            plan,
+            far,
+            fetch,
+            self._director_index.chunks_for_keys,
+            self._views.get().nonempty_chunks.get(key, frozenset()),
+        )
+
     async def _answer(self, prepared: Prepared, query_id: str, started: float) -> QueryAnswer:
         """Dispatch a planned query and merge its batches."""
         planned = time.perf_counter()
@@ -261,6 +289,10 @@ class Pipeline:
         schema = dispatched.schema
         if schema is None:
             raise InternalError(f"query {query_id}: no worker batch returned a result schema")
+        if plan.far is not None:
+            extra = await self._far_rows(plan, plan.far, prepared, query_id)
+            if extra is not None:
+                dispatched.batches.extend(b for b in extra.cast(schema).to_batches() if b.num_rows)
         if plan.passthrough:
             table = self._merger.merge(plan, dispatched.batches, schema)  # a rename, no DuckDB
         else:

@@ -27,7 +27,7 @@ from czar import steps
 from czar.analyze import AnalyzedQuery, analyze
 from czar.analyze.guard import guard
 from czar.analyze.subqueries import Program, decompose, has_subqueries
-from czar.far import far_rows
+from czar.far import far_part
 from czar.merge import MergeEngine, merge, planned_table
 from czar.parse import parse
 from czar.plan import PlanContext, QueryPlan, plan
@@ -247,7 +247,7 @@ class FakeCluster:
             )
 
         key = (far.match.database.lower(), far.match.name.lower())
-        coroutine = far_rows(
+        coroutine = far_part(
             query_plan, far, fetch, self.director_index.chunks_for_keys, self.nonempty.get(key, frozenset())
         )
         # a step of a program runs inside the program's event loop: this one in a thread

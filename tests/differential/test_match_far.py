@@ -29,6 +29,13 @@ QUERIES = [
     f"SELECT o.objectId, p.pairId {J} WHERE o.ra > 10 AND p.mag < 21 ORDER BY m.score DESC, o.objectId, p.pairId LIMIT 10",
     f"SELECT o.objectId, p.pairId, scisql_angSep(o.ra, o.decl, p.ra, p.decl) AS d {J} ORDER BY d DESC LIMIT 3",
     f"SELECT o.objectId, p.pairId {J} WHERE o.objectId IN (SELECT objectId FROM Object WHERE ra < 30)",
+    f"SELECT o.objectId, p.pairId {J} WHERE o.objectId < 2600 ORDER BY 1, 2",
+    # director keys of left rows of far pairs (and others): the plan reads their chunks only
+    f"SELECT o.objectId, p.pairId, m.score {J} WHERE o.objectId IN (1141, 2569, 4231, 4480, 1000, 1001)",
+    f"SELECT COUNT(*) {J} WHERE o.objectId = 2569",
+    f"SELECT COUNT(*), SUM(m.score) {J} WHERE qserv_areaspec_box(0, -60, 180, 60)",
+    f"SELECT o.objectId, p.pairId {J} WHERE scisql_s2PtInCircle(o.ra, o.decl, 30, 0, 40) = 1 "
+    "AND scisql_s2PtInCircle(p.ra, p.decl, 60, 10, 50) = 1",
     # the join written in WHERE, the match table first
     "SELECT o.objectId, p.pairId FROM PairMatch m, Object o, Pair p "
     "WHERE m.objectId = o.objectId AND p.pairId = m.pairId AND p.mag IS NOT NULL",

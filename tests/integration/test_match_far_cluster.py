@@ -135,6 +135,17 @@ def test_each_pair_once(conn: psycopg.Connection, single: Reference, sql: str) -
     check(conn, single.answer(sql), sql)
 
 
+def test_key_lookups_of_one_shape(
+    conn: psycopg.Connection, single: Reference, generated: GeneratedCatalog
+) -> None:
+    """Lookups of far pairs' left rows, one shape, other keys: planned once, then rebound from
+    the shape's plan (czar/generic.py), each answer exact."""
+    keys = generated.rows("PairMatch").column("objectId").to_pylist()[-40:-30]
+    for key in keys:
+        sql = f"SELECT o.objectId, p.pairId, m.score FROM Object o JOIN PairMatch m ON m.objectId = o.objectId JOIN Pair p ON p.pairId = m.pairId WHERE o.objectId = {key}"
+        check(conn, single.answer(sql), sql)
+
+
 def test_flags_of_the_copies_read(conn: psycopg.Connection, single: Reference) -> None:
     """The user's flag column holds the loader's flags (1: the copy of a pair across chunks in
     its left row's chunk, 3: both rows in one chunk), one copy per pair."""

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 
 import pyarrow as pa
 
-from czar.plan.match import FarPairs, checked_count, virtual_rows
+from czar.plan.match import MAX_FAR_PAIRS, FarPairs, checked_count, virtual_rows
 from czar.plan.model import QueryPlan
 from qserv.catalog import CHUNK_COLUMN
 
@@ -23,7 +23,7 @@ ChunksForKeys = Callable[[str, str, Sequence[int | str]], Collection[int]]
 
 
 async def far_copies(
-    plan: QueryPlan, far: FarPairs, fetch: Fetch, match_chunks: Collection[int]
+    plan: QueryPlan, far: FarPairs, fetch: Fetch, match_chunks: Collection[int], bound: int = MAX_FAR_PAIRS
 ) -> pa.Table | None:
     """The far copies in the chunks ``plan`` reads (every chunk of the match table when a
     restrictor on the right director chose them); None when there are none. Needs nothing of
@@ -34,7 +34,7 @@ async def far_copies(
     copies = await fetch(far.copies_template(), "__m", searched)
     if copies.num_rows == 0:
         return None
-    checked_count(copies)
+    checked_count(copies, bound)
     return copies
 
 
@@ -61,9 +61,10 @@ async def far_part(
     fetch: Fetch,
     chunks_for_keys: ChunksForKeys,
     match_chunks: Collection[int],
+    bound: int = MAX_FAR_PAIRS,
 ) -> pa.Table | None:
     """:func:`far_copies` then :func:`far_rows` (None: no far pair)."""
-    copies = await far_copies(plan, far, fetch, match_chunks)
+    copies = await far_copies(plan, far, fetch, match_chunks, bound)
     return None if copies is None else await far_rows(plan, far, copies, fetch, chunks_for_keys)
 
 

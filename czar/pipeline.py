@@ -31,7 +31,7 @@ from czar.merge import MergeEngine, planned_table
 from czar.parse import parse
 from czar.plan import plan as make_plan
 from czar.plan.assign import assign
-from czar.plan.match import FarPairs, fetch_plan
+from czar.plan.match import MAX_FAR_PAIRS, FarPairs, fetch_plan
 from czar.plan.model import DirectorIndex, PlanContext, QueryPlan
 from czar.plan.shipped import Shipped, ship, shipped_catalog
 from czar.view import ClusterView, ViewCache
@@ -92,11 +92,13 @@ class Pipeline:
         director_index: DirectorIndex,
         execute: BatchExecutor,
         merger: MergeEngine,
+        max_far_pairs: int = MAX_FAR_PAIRS,
     ) -> None:
         self._views = views
         self._director_index = director_index
         self._execute = execute
         self._merger = merger
+        self._max_far_pairs = max_far_pairs  # CzarConfig.max_far_pairs (czar/plan/match.py)
 
     def prepare(self, sql: str, default_db: str, dialect: str = DEFAULT_DIALECT) -> Prepared | Program:
         """Parse (in the session dialect ``dialect``), analyze and plan ``sql`` (pure given the
@@ -271,7 +273,9 @@ class Pipeline:
     ) -> pa.Table | None:
         key = (far.match.database.lower(), far.match.name.lower())
         match_chunks = self._views.get().nonempty_chunks.get(key, frozenset())
-        return await far_copies(plan, far, self._fetcher(prepared, query_id), match_chunks)
+        return await far_copies(
+            plan, far, self._fetcher(prepared, query_id), match_chunks, self._max_far_pairs
+        )
 
     async def _answer(self, prepared: Prepared, query_id: str, started: float) -> QueryAnswer:
         """Dispatch a planned query and merge its batches."""

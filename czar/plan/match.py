@@ -42,7 +42,7 @@ from qserv.sqlerrors import translate
 
 MAX_FAR_PAIRS = 100_000
 """Most far match pairs one query may answer (their keys are sent to the workers as IN lists
-and their rows held in the czar's memory)."""
+and their rows held in the czar's memory): the default of CzarConfig.max_far_pairs."""
 
 
 def _quoted(name: str) -> str:
@@ -139,12 +139,12 @@ def fetch_plan(template: str, alias: str, assignment: dict[str, list[int]], work
     return dataclasses.replace(draft, batches=batches or (WorkerBatch(worker, (), draft.render(())),))
 
 
-def checked_count(copies: pa.Table) -> None:
-    """Refuse more far pairs than :data:`MAX_FAR_PAIRS` (never answer only some of them)."""
-    if copies.num_rows > MAX_FAR_PAIRS:
+def checked_count(copies: pa.Table, bound: int = MAX_FAR_PAIRS) -> None:
+    """Refuse more far pairs than ``bound`` (never answer only some of them)."""
+    if copies.num_rows > bound:
         raise StatementTooComplex(
             f"match join has {copies.num_rows} pairs whose rows are farther apart than the overlap, "
-            f"above the bound of {MAX_FAR_PAIRS}",
+            f"above the bound of {bound} (qserv czar --max-far-pairs)",
             hint="restrict the left director (WHERE, a region), or load into a database with a larger "
             "overlap (qserv database create DB --overlap DEG)",
         )

@@ -32,7 +32,7 @@ from czar.merge import MergeEngine, merge, planned_table
 from czar.parse import parse
 from czar.plan import PlanContext, QueryPlan, plan
 from czar.plan.assign import assign
-from czar.plan.match import FarPairs, fetch_plan
+from czar.plan.match import MAX_FAR_PAIRS, FarPairs, fetch_plan
 from czar.plan.shipped import Shipped, ship, shipped_catalog
 from qserv.catalog import CHUNK_COLUMN, OVERLAP_SUFFIX, SUBCHUNK_COLUMN, Catalog, TableKind
 from qserv.errors import QservError
@@ -234,7 +234,11 @@ class FakeCluster:
         return Outcome(analyzed, query_plan, merge(query_plan, batches, schema))
 
     def _far_rows(
-        self, query_plan: QueryPlan, far: FarPairs, workers: Sequence[str] | None
+        self,
+        query_plan: QueryPlan,
+        far: FarPairs,
+        workers: Sequence[str] | None,
+        bound: int = MAX_FAR_PAIRS,
     ) -> pa.Table | None:
         """The far match pairs' rows, fetched from the fake workers as the pipeline fetches them."""
         live = tuple(workers if workers is not None else self.workers)
@@ -248,7 +252,12 @@ class FakeCluster:
 
         key = (far.match.database.lower(), far.match.name.lower())
         coroutine = far_part(
-            query_plan, far, fetch, self.director_index.chunks_for_keys, self.nonempty.get(key, frozenset())
+            query_plan,
+            far,
+            fetch,
+            self.director_index.chunks_for_keys,
+            self.nonempty.get(key, frozenset()),
+            bound,
         )
         # a step of a program runs inside the program's event loop: this one in a thread
         with concurrent.futures.ThreadPoolExecutor(1) as pool:

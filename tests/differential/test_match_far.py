@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from qserv.errors import QservError
+from qserv.errors import QservError, StatementTooComplex
 from tests.differential.harness import FakeCluster
 from tests.differential.joins_catalog import generate_joins
 
@@ -68,6 +68,19 @@ def test_restrictor_on_the_right_side_searches_every_chunk(far: FakeCluster) -> 
     sql = f"SELECT COUNT(*) {J} WHERE scisql_s2PtInBox(o.ra, o.decl, 0, -40, 90, 40) = 1"
     outcome = far.check(sql)
     assert outcome is not None and outcome.plan.far is not None and not outcome.plan.far.everywhere
+
+
+def test_more_far_pairs_than_the_bound_are_refused(far: FakeCluster) -> None:
+    """Past CzarConfig.max_far_pairs the query is refused, never answered in part."""
+    outcome = far.run(f"SELECT COUNT(*) {J}")
+    assert outcome.plan.far is not None
+    with pytest.raises(StatementTooComplex) as err:
+        far._far_rows(outcome.plan, outcome.plan.far, None, bound=5)
+    assert err.value.sqlstate == "54001"
+    assert str(err.value).startswith(
+        "match join has 66 pairs whose rows are farther apart than the overlap, above the bound of 5 "
+        "(qserv czar --max-far-pairs)"
+    )
 
 
 def test_left_join_with_far_pairs_is_refused(far: FakeCluster) -> None:

@@ -8,11 +8,17 @@ apart (some repeated) to the close pairs across chunk edges of tests/differentia
 
 from __future__ import annotations
 
+import dataclasses
+
+import numpy as np
+import pyarrow as pa
 import pytest
 
+from qserv.catalog import FLAG_COLUMN, Column, Table, TableKind
 from qserv.errors import QservError, StatementTooComplex
+from tests.differential.catalog import DATABASE, GeneratedCatalog
 from tests.differential.harness import FakeCluster
-from tests.differential.joins_catalog import generate_joins
+from tests.differential.joins_catalog import _far_pairs, generate_joins, near_pairs
 
 J = "FROM Object o JOIN PairMatch m ON m.objectId = o.objectId JOIN Pair p ON p.pairId = m.pairId"
 
@@ -42,12 +48,58 @@ QUERIES = [
 ]
 
 
+# a match table with one director on both sides: Object's rows in the virtual chunk are both
+# the far pairs' left rows and (as overlap rows) their right rows
+S = "FROM Object a JOIN SelfMatch m ON m.o1 = a.objectId JOIN Object b ON b.objectId = m.o2"
+SELF = [
+    f"SELECT COUNT(*) {S}",
+    f"SELECT a.objectId, b.objectId, m.w {S} WHERE a.objectId <> b.objectId",
+    f"SELECT a.objectId, COUNT(*), MAX(b.rFlux) {S} GROUP BY a.objectId ORDER BY 2 DESC, 1 LIMIT 8",
+]
+
+
+def far_catalog() -> GeneratedCatalog:
+    """The join catalog with 60 far PairMatch rows, FlagMatch (PairMatch's rows and a user flag
+    column, 0 in the input) and SelfMatch (Object to Object: close pairs, far pairs, self pairs)."""
+    generated = generate_joins(far_pairs=60)
+    match = generated.rows("PairMatch")
+    flagged = match.append_column("flags", pa.array(np.zeros(match.num_rows, np.int32)))
+    base = next(t for t in generated.tables if t.name == "PairMatch")
+    flag_table = dataclasses.replace(
+        base, name="FlagMatch", columns=(*base.columns, Column("flags", "INTEGER")), flag_column="flags"
+    )
+    obj = generated.rows("Object")
+    part = generated.database.partitioning
+    rng = np.random.default_rng(5)
+    close = near_pairs(obj, obj, 0.01, "objectId", "objectId")
+    far = _far_pairs(
+        rng, obj, obj.rename_columns(["pairId", *obj.column_names[1:]]), part.order, part.overlap, 40
+    )
+    pairs = close[::3] + far
+    self_match = pa.table(
+        {
+            "o1": pa.array([a for a, _ in pairs], pa.int64()),
+            "o2": pa.array([b for _, b in pairs], pa.int64()),
+            "w": pa.array(np.arange(len(pairs), dtype=np.int64)),
+        }
+    )
+    self_table = Table(DATABASE, "SelfMatch", TableKind.MATCH,
+                       (Column("o1", "BIGINT"), Column("o2", "BIGINT"), Column("w", "BIGINT")),
+                       left_director=f"{DATABASE}.Object", left_column="o1", right_director=f"{DATABASE}.Object",
+                       right_column="o2", flag_column=FLAG_COLUMN)  # fmt: skip
+    return dataclasses.replace(
+        generated,
+        tables=(*generated.tables, flag_table, self_table),
+        data={**generated.data, (DATABASE, "FlagMatch"): flagged, (DATABASE, "SelfMatch"): self_match},
+    )
+
+
 @pytest.fixture(scope="module")
 def far() -> FakeCluster:
-    return FakeCluster(generate_joins(far_pairs=60))
+    return FakeCluster(far_catalog())
 
 
-@pytest.mark.parametrize("sql", QUERIES)
+@pytest.mark.parametrize("sql", QUERIES + SELF)
 def test_far_pairs_answered_once(far: FakeCluster, sql: str) -> None:
     outcome = far.check(sql)
     assert outcome is not None, f"{sql}\nrefused"

@@ -3,8 +3,8 @@
 The join catalog (tests/differential/joins_catalog.py) plus N-to-M PairMatch rows between
 Object and Pair rows a chunk or more apart (some repeated): pairs whose two rows share a
 chunk, pairs across chunk edges (the right row in the overlap of the left row's chunk), far
-pairs, pairs one of whose rows does not exist. Object, Pair and PairMatch (hidden flag) and
-FlagMatch (the same pairs with a user ``--flag`` column) are loaded with the real ``qserv
+pairs, pairs one of whose rows does not exist. Object, Pair and PairMatch (hidden flag), FlagMatch
+(the same pairs with a user ``--flag`` column) and SelfMatch (Object to Object) are loaded with the real ``qserv
 load`` into a 3-worker, 2-replica cluster; every query's rows are compared with the
 independent reference (tests/differential/reference.py: one plain DuckDB holding the same
 tables, running the query as written).
@@ -12,7 +12,6 @@ tables, running the query as written).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import urllib.request
 from collections.abc import Iterator
@@ -25,36 +24,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from qserv.catalog import Table
 from tests.cluster import LiveCluster, running_cluster
 from tests.differential.catalog import DATABASE, GeneratedCatalog
-from tests.differential.joins_catalog import generate_joins
 from tests.differential.reference import Reference
-from tests.differential.test_match_far import QUERIES
+from tests.differential.test_match_far import QUERIES, SELF, far_catalog
 from tests.integration.test_differential_cluster import check
 
 FLAGGED = [q.replace("PairMatch", "FlagMatch") for q in QUERIES[:5]]
 
 
-def _with_flag_match(generated: GeneratedCatalog) -> GeneratedCatalog:
-    """The catalog with FlagMatch: PairMatch's rows and a user flag column (0 in the input)."""
-    match = generated.rows("PairMatch")
-    flagged = match.append_column("flags", pa.array(np.zeros(match.num_rows, np.int32)))
-    base = next(t for t in generated.tables if t.name == "PairMatch")
-    table: Table = dataclasses.replace(
-        base, name="FlagMatch", columns=(*base.columns, dataclasses.replace(base.columns[0], name="flags", type="INTEGER")),
-        flag_column="flags",
-    )  # fmt: skip
-    return dataclasses.replace(
-        generated,
-        tables=(*generated.tables, table),
-        data={**generated.data, (DATABASE, "FlagMatch"): flagged},
-    )
-
-
 @pytest.fixture(scope="module")
 def generated() -> GeneratedCatalog:
-    return _with_flag_match(generate_joins(far_pairs=60))
+    return far_catalog()
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +60,7 @@ def far_cluster(
         with urllib.request.urlopen(request, timeout=30) as response:
             assert response.status == 200
         paths: dict[str, Path] = {}
-        for name in ("Object", "Pair", "PairMatch", "FlagMatch"):
+        for name in ("Object", "Pair", "PairMatch", "FlagMatch", "SelfMatch"):
             paths[name] = tmp / f"{name}.parquet"
             pq.write_table(generated.rows(name), paths[name])
         db = ["--database", DATABASE, "--no-progress"]
@@ -89,6 +70,8 @@ def far_cluster(
         match = ["--match", "--left", "Object=objectId", "--right", "Pair=pairId"]
         tc.load(*db, "--table", "PairMatch", *match, str(paths["PairMatch"]))
         tc.load(*db, "--table", "FlagMatch", *match, "--flag", "flags", str(paths["FlagMatch"]))
+        self_match = ["--match", "--left", "Object=o1", "--right", "Object=o2"]
+        tc.load(*db, "--table", "SelfMatch", *self_match, str(paths["SelfMatch"]))
         yield tc
 
 
@@ -130,7 +113,7 @@ def test_the_catalog_has_every_kind_of_pair(generated: GeneratedCatalog) -> None
     assert len({a for a, _ in pairs}) < len(pairs) and len({b for _, b in pairs}) < len(pairs)  # N-to-M
 
 
-@pytest.mark.parametrize("sql", QUERIES + FLAGGED)
+@pytest.mark.parametrize("sql", QUERIES + FLAGGED + SELF)
 def test_each_pair_once(conn: psycopg.Connection, single: Reference, sql: str) -> None:
     check(conn, single.answer(sql), sql)
 

@@ -110,6 +110,10 @@ def test_the_catalog_has_far_pairs(far: FakeCluster) -> None:
     outcome = far.run(f"SELECT COUNT(*) {J}")
     assert outcome.plan.far is not None
     assert far._far_rows(outcome.plan, outcome.plan.far, None) is not None
+    assert (
+        "far match pairs: pairs of PairMatch farther apart than the overlap, fetched from these chunks "
+        "and both sides' chunks, joined at the czar" in outcome.plan.explain()
+    )
 
 
 def test_restrictor_on_the_right_side_searches_every_chunk(far: FakeCluster) -> None:

@@ -68,6 +68,12 @@ def _index_name(database: str, table: str) -> str:
     return f"idx:{database.lower()}.{table.lower()}"
 
 
+def match_side_index(match: str, side: int) -> str:
+    """The index table name, beside the directors', of a match table's keys of one side
+    (1 left, 2 right) whose director row was absent when the pairs were loaded."""
+    return f"{match}#side{side}"
+
+
 def _target(database: str, table: str) -> str:
     return f"{database.lower()}.{table.lower()}"
 
@@ -229,6 +235,32 @@ class DirectorIndex:
                             "loaded without a director row (they are in the chunks of their own positions)",
                             hint="load a director's rows before its children's: drop these director rows, "
                             "or reload the child after the director",
+                        )
+        finally:
+            cur.close()
+
+    def check_unmatched(self, transaction_id: int, sides: Sequence[tuple[str, str, int]]) -> None:
+        """Raise DataError naming a director key of the load that a match table (database,
+        table, side) holds pairs of that had no row of this director when they were loaded.
+
+        Such a pair is stored once, in the chunk of its other side (loader/match.py), not in
+        the chunk of the new director row, so a join to both directors would miss it.
+        """
+        cur = self._conn.cursor()
+        try:
+            for target, paths in self._staged(transaction_id).items():
+                keys = self._read(paths).column("key")
+                for database, match, side in sides:
+                    index = _index_name(database, match_side_index(match, side))
+                    if index not in self._published:
+                        continue
+                    key = _already_loaded(cur, _quote(index), keys)
+                    if key is not None:
+                        raise DataError(
+                            f"director key {key!r} of {target} has pairs in match table {database}.{match} "
+                            f"loaded without a {target} row (each stored once, in the chunk of its other side)",
+                            hint="load the directors before their match tables: drop these director rows, "
+                            f"or reload match table {database}.{match} after the director",
                         )
         finally:
             cur.close()

@@ -13,7 +13,7 @@ import dataclasses
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -26,9 +26,12 @@ from czar.analyze.guard import guard
 from czar.analyze.subqueries import Program, decompose, has_subqueries
 from czar.dialects.registry import DEFAULT_DIALECT
 from czar.dispatch import BatchExecutor, dispatch
+from czar.far import Fetch, far_copies, far_rows
 from czar.merge import MergeEngine, planned_table
 from czar.parse import parse
 from czar.plan import plan as make_plan
+from czar.plan.assign import assign
+from czar.plan.match import MAX_FAR_PAIRS, FarPairs, fetch_plan
 from czar.plan.model import DirectorIndex, PlanContext, QueryPlan
 from czar.plan.shipped import Shipped, ship, shipped_catalog
 from czar.view import ClusterView, ViewCache
@@ -89,11 +92,13 @@ class Pipeline:
         director_index: DirectorIndex,
         execute: BatchExecutor,
         merger: MergeEngine,
+        max_far_pairs: int = MAX_FAR_PAIRS,
     ) -> None:
         self._views = views
         self._director_index = director_index
         self._execute = execute
         self._merger = merger
+        self._max_far_pairs = max_far_pairs  # CzarConfig.max_far_pairs (czar/plan/match.py)
 
     def prepare(self, sql: str, default_db: str, dialect: str = DEFAULT_DIALECT) -> Prepared | Program:
         """Parse (in the session dialect ``dialect``), analyze and plan ``sql`` (pure given the
@@ -247,6 +252,31 @@ class Pipeline:
         )
         return QueryAnswer(query_id, table, None, retried)
 
+    def _fetcher(self, prepared: Prepared, query_id: str) -> Fetch:
+        """Runs one worker template over chunks on ``prepared``'s replicas (czar/far.py)."""
+
+        async def fetch(template: str, alias: str, chunk_ids: Sequence[int]) -> pa.Table:
+            live = prepared.live_workers
+            assignment = assign(chunk_ids, prepared.placement, live) if chunk_ids else {}
+            fetching = fetch_plan(template, alias, assignment, sorted(live)[0])
+            got = await dispatch(fetching, self._execute, query_id, prepared.placement, live)
+            if got.failed_workers:
+                self._views.mark_down(got.failed_workers)
+            if got.schema is None:
+                raise InternalError(f"query {query_id}: no worker batch returned a result schema")
+            return pa.Table.from_batches(got.batches, got.schema)
+
+        return fetch
+
+    async def _far_copies(
+        self, plan: QueryPlan, far: FarPairs, prepared: Prepared, query_id: str
+    ) -> pa.Table | None:
+        key = (far.match.database.lower(), far.match.name.lower())
+        match_chunks = self._views.get().nonempty_chunks.get(key, frozenset())
+        return await far_copies(
+            plan, far, self._fetcher(prepared, query_id), match_chunks, self._max_far_pairs
+        )
+
     async def _answer(self, prepared: Prepared, query_id: str, started: float) -> QueryAnswer:
         """Dispatch a planned query and merge its batches."""
         planned = time.perf_counter()
@@ -254,13 +284,28 @@ class Pipeline:
         if plan.rows is not None:  # answered from the metadata while planning
             event(log, "query done", query_id=query_id, strategy=plan.strategy, planning=prepared.planning)
             return QueryAnswer(query_id, planned_table(plan), plan, 0)
-        dispatched = await dispatch(plan, self._execute, query_id, prepared.placement, prepared.live_workers)
+        copies: asyncio.Future[pa.Table | None] | None = None
+        if plan.far is not None:  # the far match copies, beside the plan's batches (czar/far.py)
+            copies = asyncio.ensure_future(self._far_copies(plan, plan.far, prepared, query_id))
+            copies.add_done_callback(lambda f: f.cancelled() or f.exception())  # read below or dropped
+        try:
+            dispatched = await dispatch(
+                plan, self._execute, query_id, prepared.placement, prepared.live_workers
+            )
+            far = await copies if copies is not None else None
+        finally:
+            if copies is not None:
+                copies.cancel()  # a failed dispatch: no need of them
         dispatched_at = time.perf_counter()
         if dispatched.failed_workers:
             self._views.mark_down(dispatched.failed_workers)
         schema = dispatched.schema
         if schema is None:
             raise InternalError(f"query {query_id}: no worker batch returned a result schema")
+        if plan.far is not None and far is not None:
+            fetch = self._fetcher(prepared, query_id)
+            extra = await far_rows(plan, plan.far, far, fetch, self._director_index.chunks_for_keys)
+            dispatched.batches.extend(b for b in extra.cast(schema).to_batches() if b.num_rows)
         if plan.passthrough:
             table = self._merger.merge(plan, dispatched.batches, schema)  # a rename, no DuckDB
         else:

@@ -80,7 +80,13 @@ class Czar:
     def __post_init__(self) -> None:
         self.views = ViewCache(self.store)
         self.merger = MergeEngine(temp_directory=self.config.czar.data_dir / "spill")
-        self.pipeline = Pipeline(self.views, self.director_index, self._execute_batch, self.merger)
+        self.pipeline = Pipeline(
+            self.views,
+            self.director_index,
+            self._execute_batch,
+            self.merger,
+            max_far_pairs=self.config.czar.max_far_pairs,
+        )
 
     # -- worker I/O ---------------------------------------------------------------------------
     def _client(self, worker: str) -> WorkerClient:

@@ -10,6 +10,11 @@ pair's only copy); a pair with neither side is refused. Each pair once: ``flag &
     left key -> chunk 7, right key -> chunk 7   =>  (…, _chunk 7, flag 3)
     left key absent,     right key -> chunk 9   =>  (…, _chunk 9, flag 6)
 
+A pair stored once because a side had no director row would be missed by a join to that
+director once its row is loaded (the copy is not in that row's chunk): its key is staged in the
+director index, under the match table's side (:func:`absent_keys`), and a later load of the
+director refuses such a key (czar/http/ingest.py), as for a child's rows without a director.
+
 The flag column is the one ``--flag`` names (its input values are replaced, as Qserv's
 partitioner replaces them), else the hidden ``_flag``.
 """
@@ -22,7 +27,15 @@ import pyarrow.compute as pc
 
 from loader.partition import Partitioned, with_ids
 from loader.read import Batch
-from qserv.catalog import FLAG_ALONE, FLAG_COLUMN, FLAG_LEFT, FLAG_RIGHT, Table
+from qserv.catalog import (
+    FLAG_ALONE,
+    FLAG_COLUMN,
+    FLAG_LEFT,
+    FLAG_RIGHT,
+    MATCH_SIDE_LEFT,
+    MATCH_SIDE_RIGHT,
+    Table,
+)
 from qserv.errors import DataError
 
 
@@ -58,3 +71,21 @@ def match_rows(batch: Batch, table: Table, left: pa.Array, right: pa.Array) -> P
         i = rows.schema.get_field_index(table.flag_column)
         rows = rows.set_column(i, table.flag_column, pa.array(flag).cast(rows.schema.field(i).type))
     return Partitioned(with_ids(rows, chunk, None), chunk)
+
+
+def absent_keys(batch: Batch, table: Table, left: pa.Array, right: pa.Array) -> list[pa.Table]:
+    """Director index rows (key, chunk of the copy, side) of the keys whose director row is
+    absent, one table per side that has some (the sides' key types may differ)."""
+    assert table.left_column and table.right_column
+    out = []
+    for side, column, own, other in (
+        (MATCH_SIDE_LEFT, table.left_column, left, right),
+        (MATCH_SIDE_RIGHT, table.right_column, right, left),
+    ):
+        keys = batch.data.column(column)
+        absent = pc.and_(pc.is_null(own), pc.is_valid(keys))
+        if not pc.any(absent).as_py():
+            continue
+        rows = pc.filter(pa.table({"key": keys, "chunk": other.cast(pa.int32())}), absent)
+        out.append(rows.append_column("subchunk", pa.array(np.full(rows.num_rows, side, np.int64))))
+    return out

@@ -22,7 +22,7 @@ from urllib.parse import quote, urlsplit
 
 import pyarrow as pa
 
-from loader.match import match_rows
+from loader.match import absent_keys, match_rows
 from loader.partition import Partitioned, Router, child_rows, chunk_counts, director_rows, validate
 from loader.progress import Progress
 from loader.read import Batch, infer_schema, input_file, read_batches, unify_schemas
@@ -438,6 +438,8 @@ def stream(
                 assert director and column
                 database, _, name = director.rpartition(".")
                 sides.append(czar.lookup(database, name, batch.data.column(column)))
+            for absent in absent_keys(batch, table, sides[0], sides[1]):  # rare: staged at once
+                czar.stage_index(transaction_id, absent)
             return match_rows(batch, table, sides[0], sides[1])
         return None
 

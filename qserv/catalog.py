@@ -34,6 +34,8 @@ SUBCHUNK_COLUMN = "_subchunk"
 OVERLAP_SUFFIX = "__overlap"
 FLAG_COLUMN = "_flag"  # a match table's flag column when the load names none
 FLAG_LEFT, FLAG_RIGHT, FLAG_ALONE = 1, 2, 4
+# a match load's director index rows of keys without a director row: the side, in ``subchunk``
+MATCH_SIDE_LEFT, MATCH_SIDE_RIGHT = 1, 2
 
 
 class TableKind(StrEnum):

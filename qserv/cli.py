@@ -29,6 +29,7 @@ CZAR_LIMITS = (
     "max_message_bytes",
     "max_statement_length",
     "max_http_body_bytes",
+    "max_far_pairs",
 )
 
 

@@ -54,6 +54,12 @@ class CzarConfig:
         "too complex'. Planning holds up to ~1.5 KB per character (IN (1,1,...)): ~100 MB at "
         "the default, which takes ~7k 8-digit keys. Split longer key lists.",
     )  # type: ignore[assignment]
+    max_far_pairs: int = _help(
+        100_000,
+        "Most match pairs farther apart than the overlap one join of a match table to both its "
+        "directors may answer (their keys go to the workers, their rows are joined at the czar); "
+        "a query with more is refused with 54001, never answered in part.",
+    )  # type: ignore[assignment]
     max_http_body_bytes: int = _help(
         128 << 20,
         "Largest HTTP API request body (Content-Length); a bigger one is answered 413 unread. "

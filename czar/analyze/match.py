@@ -8,8 +8,10 @@ right row is, bit 4 on the only copy of a pair one of whose rows does not exist:
     SELECT o1.objectId, o2.pairId FROM Object o1 JOIN M m ON m.objectId = o1.objectId
     JOIN Pair o2 ON m.pairId = o2.pairId
     -> in chunk C: o1 in C, m's copies with bit 1 or 4 in C (m._chunk = o1._chunk), o2 among the
-       rows of C and C's overlap (o2._chunk = m._chunk); a copy with bit 1, not 4, whose right row
-       is in neither (a pair farther apart than the overlap) fails the query, never dropped
+       rows of C and C's overlap (o2._chunk = m._chunk); a copy with bit 1 only whose right row
+       is in neither (a pair farther apart than the overlap) is answered beside the chunks, as
+       a virtual chunk at the czar (czar/plan/match.py), or, in the shapes that cannot be (a
+       LEFT JOIN, other tables joined), fails the query: never dropped
 
 Joined to its left director, or alone, M's copies with bit 1 or 4 are read (one per pair; the
 left row, where it exists, is in the copy's chunk); joined only to its right director, those

@@ -44,10 +44,10 @@ from typing import Any, TypeVar
 
 import pyarrow as pa
 
-from czar.director_index import DirectorIndex
+from czar.director_index import DirectorIndex, match_side_index
 from czar.http.copies import orphan_error, settlement
 from czar.http.workers import WorkerClients
-from qserv.catalog import Database, Partitioning, Table, TableKind
+from qserv.catalog import MATCH_SIDE_LEFT, MATCH_SIDE_RIGHT, Database, Partitioning, Table, TableKind
 from qserv.catalog_json import database_to_json, table_to_json
 from qserv.errors import InvalidParameter, QservError, UndefinedDatabase, UndefinedTable, WorkerUnavailable
 from qserv.metadata.store import (
@@ -336,9 +336,16 @@ class Ingest:
         }
 
     def stage_index(self, transaction_id: int, rows: pa.Table) -> None:
-        """Stage director index rows (key, chunk, subchunk) of a director load."""
+        """Stage director index rows (key, chunk, subchunk) of a director load; of a match load,
+        the keys of one side without a director row (``subchunk``: the side, loader/match.py)."""
         t = self._open(transaction_id)
         table = self.table(t.database, t.table)
+        if table.kind is TableKind.MATCH:
+            sides = set(rows.column(2).to_pylist()) if rows.num_columns == 3 else set()
+            if len(sides) != 1 or not sides <= {MATCH_SIDE_LEFT, MATCH_SIDE_RIGHT}:
+                raise InvalidParameter("match index rows must be (key, chunk, side) of one side (1 or 2)")
+            self.index.stage(transaction_id, table.database, match_side_index(table.name, sides.pop()), rows)
+            return
         if table.kind is not TableKind.DIRECTOR and not (table.kind is TableKind.CHILD and table.lon_column):
             raise InvalidParameter(f"{table.database}.{table.name} is not a director table")
         # a child with its own position: the keys of its rows without a director row
@@ -376,6 +383,7 @@ class Ingest:
                         self.index.check_orphans(
                             transaction_id, table.database, self._positioned_children(table)
                         )
+                        self.index.check_unmatched(transaction_id, self._match_sides(table))
                 except QservError:
                     self._abort(transaction_id)
                     raise
@@ -401,6 +409,17 @@ class Ingest:
             if c.kind is TableKind.CHILD
             and c.lon_column
             and (c.director or "").lower() == director.name.lower()
+        ]
+
+    def _match_sides(self, director: Table) -> list[tuple[str, str, int]]:
+        """(database, match table, side) of the match tables with ``director`` on a side."""
+        name = f"{director.database}.{director.name}".lower()
+        return [
+            (m.database, m.name, side)
+            for m in self.store.catalog().tables
+            if m.kind is TableKind.MATCH
+            for side, d in ((MATCH_SIDE_LEFT, m.left_director), (MATCH_SIDE_RIGHT, m.right_director))
+            if (d or "").lower() == name
         ]
 
     def _publish_committing(self, t: Transaction) -> None:

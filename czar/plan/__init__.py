@@ -70,6 +70,7 @@ def skeleton(q: AnalyzedQuery, parts: Split, choice: ChunkChoice) -> QueryPlan:
         chunk_columns=parts.chunk_columns,
         passthrough=parts.passthrough,
         aggregation=parts.aggregation,
+        far=parts.far,
     )
 
 

@@ -42,6 +42,12 @@ def explain(plan: QueryPlan) -> str:
     lines.append(f"chunks: {len(plan.chunk_ids)} {_ids(plan.chunk_ids)}")
     if plan.aggregation:
         lines.append(f"aggregation: {plan.aggregation}")
+    if plan.far is not None:  # czar/plan/match.py
+        searched = "every chunk of the match table" if plan.far.everywhere else "these chunks"
+        lines.append(
+            f"far match pairs: pairs of {plan.far.match.name} farther apart than the overlap, fetched "
+            f"from {searched} and both sides' chunks, joined at the czar"
+        )
     lines.append(f"worker query: {template}")
     lines.append(f"merge query: {plan.merge_sql}")
     lines.append(f"columns: {', '.join(f'{n} {t}' for n, t in zip(plan.columns, plan.types, strict=True))}")

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from qserv.catalog import Catalog
+
+if TYPE_CHECKING:
+    from czar.plan.match import FarPairs
 
 CHUNK_FILTER_PLACEHOLDER = "__QSERV_CHUNK_FILTER_{}__"
 
@@ -128,6 +131,7 @@ class QueryPlan:
     passthrough: bool = False  # merge_sql only renames columns (no aggregate/order/limit/distinct)
     rows: tuple[tuple[object, ...], ...] | None = None  # the answer, known when planning (no batch)
     aggregation: str = ""  # how aggregates are computed (EXPLAIN); "" when not aggregated
+    far: FarPairs | None = None  # match pairs beyond the overlap, answered at the czar (plan/match.py)
 
     def render(
         self,

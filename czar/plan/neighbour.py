@@ -24,7 +24,9 @@ Measured in DuckDB on 200,000 sample objects (one thread): at r = 1" the zone jo
 declination has no zone, as it has no pairs.
 
 A match table's right director is read with its overlap rows too (no zones: it is joined on
-its key), and the match table checked so that no pair is silently lost (czar/analyze/match.py).
+its key); the pairs farther apart are answered at the czar (czar/plan/match.py), or, where the
+query's shape does not allow it, the match table is checked so that no pair is silently lost
+(czar/analyze/match.py).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from sqlglot import exp
 
 from czar.analyze.match import flag_column
 from czar.analyze.model import AnalyzedQuery, ChunkJoin, TableRef
-from qserv.catalog import FLAG_ALONE, FLAG_LEFT, OVERLAP_SUFFIX, Table
+from qserv.catalog import FLAG_ALONE, FLAG_LEFT, FLAG_RIGHT, OVERLAP_SUFFIX, Table
 
 ZONE_COLUMN = "_zone"
 # the zone is a little higher than the radius, so rounding never puts a pair two zones apart
@@ -150,12 +152,12 @@ def read_with_overlap(q: AnalyzedQuery, worker: exp.Select, join: ChunkJoin) -> 
         f'SELECT 1 FROM {with_overlap(right.table, None)} AS "__r" WHERE "__r".{_quoted(right.table.id_column)} '
         f'= {m}.{_quoted(column)} AND "__r"."_chunk" = {m}."_chunk"'
     )
-    # copies with the left row and a right row that exists (no FLAG_ALONE) whose right row is
-    # not among the chunk's rows or overlap rows; every chunk the worker holds is checked (the
+    # copies with the left row and a right row that exists (no FLAG_ALONE) in another chunk (no
+    # FLAG_RIGHT: the flags skip the pairs within one chunk) whose right row is not among the chunk's rows or overlap rows; every chunk the worker holds is checked (the
     # chunk list is the plan's to render once), so such a pair fails any query of this shape
     return (
         f"SELECT 1 FROM {_quoted(match.table.database)}.{_quoted(match.table.name)} AS {m} "
-        f"WHERE ({m}.{_quoted(flag_column(match))} & {FLAG_LEFT | FLAG_ALONE}) = {FLAG_LEFT} "
+        f"WHERE ({m}.{_quoted(flag_column(match))} & {FLAG_LEFT | FLAG_RIGHT | FLAG_ALONE}) = {FLAG_LEFT} "
         f"AND {m}.{_quoted(column)} IS NOT NULL AND NOT EXISTS ({present})"
     ), message
 

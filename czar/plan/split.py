@@ -28,6 +28,7 @@ from sqlglot import exp
 from czar.analyze.model import AnalyzedQuery, JoinKind, TableRef
 from czar.analyze.using import to_on
 from czar.parse import node_position
+from czar.plan.match import FarPairs, far_pairs
 from czar.plan.model import CHUNK_FILTER_PLACEHOLDER
 from czar.plan.neighbour import copy_condition, far_pair_checked, near_band, read_with_overlap
 from qserv.catalog import CHUNK_COLUMN, TableKind
@@ -144,6 +145,7 @@ class Split:
     # the merge only renames the worker columns: batches can be concatenated, no DuckDB needed
     passthrough: bool = False
     aggregation: str = ""  # how aggregates are computed, for EXPLAIN ("" when not aggregated)
+    far: FarPairs | None = None  # a match join's pairs beyond the overlap (czar/plan/match.py)
 
 
 def _col(name: str) -> exp.Column:
@@ -198,7 +200,9 @@ def split(q: AnalyzedQuery) -> Split:
     """Build the worker template and the merge query of ``q``."""
     worker = q.tree.copy()
     columns, checks = _add_chunk_filters(q, worker)
-    local = chunk_local_group(q)
+    far = far_pairs(q) if checks else None
+    # far match pairs are answered in a chunk of their own: a group may span two (plan/match.py)
+    local = chunk_local_group(q) if far is None else None
     aggregation = ""
     if q.aggregates.aggregated and local is not None:
         # every group lies in one chunk: the workers compute the final rows (HAVING included)
@@ -209,7 +213,7 @@ def split(q: AnalyzedQuery) -> Split:
     else:
         merge = _split_plain(q, worker)
     template = worker.sql(dialect="duckdb", copy=False)  # (this plan's own copy: no second one)
-    if checks:
+    if checks and far is None:
         template = far_pair_checked(template, len(worker.expressions), checks)
     for i in range(len(columns)):
         if template.count(CHUNK_FILTER_PLACEHOLDER.format(i)) != 1:
@@ -221,7 +225,7 @@ def split(q: AnalyzedQuery) -> Split:
         and q.tree.args.get("limit") is None
         and q.tree.args.get("offset") is None
     )
-    return Split(template, columns, merge.sql(dialect="duckdb", copy=False), passthrough, aggregation)
+    return Split(template, columns, merge.sql(dialect="duckdb", copy=False), passthrough, aggregation, far)
 
 
 def chunk_local_group(q: AnalyzedQuery) -> str | None:

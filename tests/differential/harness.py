@@ -12,6 +12,7 @@ compares the two, and :func:`assert_matches` is the one comparison both harnesse
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -26,9 +27,12 @@ from czar import steps
 from czar.analyze import AnalyzedQuery, analyze
 from czar.analyze.guard import guard
 from czar.analyze.subqueries import Program, decompose, has_subqueries
+from czar.far import far_part
 from czar.merge import MergeEngine, merge, planned_table
 from czar.parse import parse
 from czar.plan import PlanContext, QueryPlan, plan
+from czar.plan.assign import assign
+from czar.plan.match import MAX_FAR_PAIRS, FarPairs, fetch_plan
 from czar.plan.shipped import Shipped, ship, shipped_catalog
 from qserv.catalog import CHUNK_COLUMN, OVERLAP_SUFFIX, SUBCHUNK_COLUMN, Catalog, TableKind
 from qserv.errors import QservError
@@ -223,7 +227,41 @@ class FakeCluster:
             schema = schema or table.schema
             batches.extend(table.cast(schema).to_batches())
         assert schema is not None
+        if query_plan.far is not None:
+            extra = self._far_rows(query_plan, query_plan.far, workers)
+            if extra is not None:
+                batches.extend(extra.cast(schema).to_batches())
         return Outcome(analyzed, query_plan, merge(query_plan, batches, schema))
+
+    def _far_rows(
+        self,
+        query_plan: QueryPlan,
+        far: FarPairs,
+        workers: Sequence[str] | None,
+        bound: int = MAX_FAR_PAIRS,
+    ) -> pa.Table | None:
+        """The far match pairs' rows, fetched from the fake workers as the pipeline fetches them."""
+        live = tuple(workers if workers is not None else self.workers)
+
+        async def fetch(template: str, alias: str, chunk_ids: Sequence[int]) -> pa.Table:
+            assignment = assign(chunk_ids, self.placement, live) if chunk_ids else {}
+            fetching = fetch_plan(template, alias, assignment, live[0])
+            return pa.concat_tables(
+                self.conns[b.worker].sql(b.sql).to_arrow_table() for b in fetching.batches
+            )
+
+        key = (far.match.database.lower(), far.match.name.lower())
+        coroutine = far_part(
+            query_plan,
+            far,
+            fetch,
+            self.director_index.chunks_for_keys,
+            self.nonempty.get(key, frozenset()),
+            bound,
+        )
+        # a step of a program runs inside the program's event loop: this one in a thread
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, coroutine).result()
 
     def reference(self, sql: str, dialect: str = "postgresql") -> Answer:
         """The independent single-DuckDB answer (or refusal) to ``sql`` read in ``dialect``."""

@@ -115,8 +115,33 @@ def _far_pair(obj: pa.Table, pair: pa.Table, order: int, overlap: float) -> tupl
     raise AssertionError("no far pair")
 
 
-def generate_joins(seed: int = 3, n_objects: int = 1500, far_match: bool = False) -> GeneratedCatalog:
-    """The join catalog (``far_match``: one PairMatch row joins rows a degree apart)."""
+def _far_pairs(
+    rng: np.random.Generator, obj: pa.Table, pair: pa.Table, order: int, overlap: float, count: int
+) -> list[tuple[int, int]]:
+    """``count`` random (objectId, pairId) whose Pair row is not in the overlap of the Object
+    row's chunk, N-to-M: some objects and some Pair rows in several, some pairs repeated."""
+    nside = 1 << order
+    ra, dec = obj.column("ra").to_numpy(), obj.column("decl").to_numpy()
+    pra, pdec = pair.column("ra").to_numpy(), pair.column("decl").to_numpy()
+    out: list[tuple[int, int]] = []
+    lefts = rng.choice(len(ra), max(1, count // 3))
+    rights = rng.choice(len(pra), max(1, count // 3))
+    while len(out) < count:
+        i, j = int(rng.choice(lefts)), int(rng.choice(rights))
+        home = hp.ang2pix(nside, ra[i], dec[i], nest=True, lonlat=True)
+        near = hp.query_disc(
+            nside, hp.ang2vec(pra[j], pdec[j], lonlat=True), np.radians(overlap), inclusive=True, nest=True
+        )
+        if home not in near:
+            out.append((int(obj.column("objectId")[i].as_py()), int(pair.column("pairId")[j].as_py())))
+    return out + out[: count // 10]
+
+
+def generate_joins(
+    seed: int = 3, n_objects: int = 1500, far_match: bool = False, far_pairs: int = 0
+) -> GeneratedCatalog:
+    """The join catalog (``far_match``: one PairMatch row joins rows a degree apart;
+    ``far_pairs``: that many more such rows, N-to-M)."""
     base = generate(seed=seed, n_objects=n_objects)
     rng = np.random.default_rng(seed + 77)
     part = base.database.partitioning
@@ -152,6 +177,8 @@ def generate_joins(seed: int = 3, n_objects: int = 1500, far_match: bool = False
     rows += [(a, 999_999) for a, _ in close[:6]] + [(888_888, b) for _, b in close[6:12]]
     if far_match:
         rows.append(_far_pair(obj, pair, part.order, part.overlap))
+    if far_pairs:
+        rows += _far_pairs(rng, obj, pair, part.order, part.overlap, far_pairs)
     match = pa.table(
         {
             "objectId": pa.array([r[0] for r in rows], pa.int64()),

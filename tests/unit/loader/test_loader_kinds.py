@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from loader.escapes import DumpStream
-from loader.match import match_rows
+from loader.match import absent_keys, match_rows
 from loader.partition import child_rows
 from loader.read import Batch, InputFile, infer_schema, input_file, read_batches
 from loader.spec import LoadSpec, parse_schema
@@ -36,6 +36,20 @@ def test_match_rows_are_stored_in_both_sides_chunks() -> None:
     # (left key, chunk, flag): same chunk once (3); apart twice (1, 2); one side only (+4)
     assert got == [(1, 7, 3), (2, 5, 2), (2, 8, 1), (3, 4, 6), (4, 9, 5), (5, 6, 5)]
     assert part.chunks.tolist() == part.rows.column("_chunk").to_pylist()
+
+
+def test_keys_of_absent_sides_are_staged_per_side() -> None:
+    """(key, chunk of the only copy, side) of each key whose director row is absent; a NULL key
+    names no row a later load could add, so it is not staged."""
+    data = pa.record_batch({"l": [1, 2, 3, 4, 5], "r": ["a", "b", "c", "d", None]})
+    left = pa.array([7, None, None, 9, 6], pa.int32())
+    right = pa.array([7, 5, 4, None, None], pa.int32())
+    got = [t.to_pylist() for t in absent_keys(Batch(CSV, 0, data), _match(None), left, right)]
+    assert got == [
+        [{"key": 2, "chunk": 5, "subchunk": 1}, {"key": 3, "chunk": 4, "subchunk": 1}],
+        [{"key": "d", "chunk": 9, "subchunk": 2}],
+    ]
+    assert absent_keys(Batch(CSV, 0, data), _match(None), right.fill_null(1), right.fill_null(1)) == []
 
 
 def test_match_flag_column_named_by_the_load_is_overwritten() -> None:

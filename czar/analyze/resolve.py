@@ -93,9 +93,7 @@ def resolve_tables(tree: exp.Select, catalog: Catalog, default_db: str) -> tuple
                 alias=exp.TableAlias(this=_quoted(alias)),
             )
         )
-        refs.append(
-            TableRef(alias=alias, table=table, position=position, outer=outer, spelling=exact)
-        )
+        refs.append(TableRef(alias=alias, table=table, position=position, outer=outer, spelling=exact))
     return merge_using(tree, tuple(refs))
 
 

@@ -36,7 +36,9 @@ def quoted_refusal(
         if not node.name or node.name.lower() in ctes and not node.db:
             continue
         db = node.db or default_db
-        found = [t for t in tables if t.database.lower() == db.lower() and t.name.lower() == node.name.lower()]
+        found = [
+            t for t in tables if t.database.lower() == db.lower() and t.name.lower() == node.name.lower()
+        ]
         if not found:
             continue  # DuckDB refuses it too
         if not _matches(node.args.get("db"), found[0].database, sql) or not _matches(
@@ -92,7 +94,9 @@ def _check_select(
         if isinstance(item, exp.Alias):
             outputs.append(_defined(item.args["alias"], sql))
         elif isinstance(item, exp.Column) and not item.is_star:
-            outputs.extend(c.name for _, t in sources for c in t.columns if c.name.lower() == item.name.lower())
+            outputs.extend(
+                c.name for _, t in sources for c in t.columns if c.name.lower() == item.name.lower()
+            )
     for col in select.find_all(exp.Column):
         if col.find_ancestor(exp.Select) is not select or isinstance(col.this, exp.Star):
             continue

@@ -51,7 +51,10 @@ CASES = [
     ('SELECT ra AS Big FROM Object WHERE ra > 359 ORDER BY "Big"', "42703"),
     ('SELECT objectId, "rMag" FROM Object WHERE ra > 359 ORDER BY "rMag", "objectId"', None),
     ('SELECT objectId FROM Object WHERE ra > 359 ORDER BY "rmag"', "42703"),
-    ('SELECT flags AS "F", COUNT(*) AS "MyCount" FROM Object GROUP BY "F" HAVING "F" > 1 ORDER BY "MyCount"', None),
+    (
+        'SELECT flags AS "F", COUNT(*) AS "MyCount" FROM Object GROUP BY "F" HAVING "F" > 1 ORDER BY "MyCount"',
+        None,
+    ),
     ('SELECT flags AS "F", COUNT(*) FROM Object GROUP BY "f"', "42703"),
     ('SELECT "flags", COUNT(*) FROM Object GROUP BY "flags" HAVING COUNT("gFlux") > 10', None),
     ('SELECT flags, COUNT(*) FROM Object GROUP BY flags HAVING MAX("Decl") > 80', "42703"),

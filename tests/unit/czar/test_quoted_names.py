@@ -64,7 +64,9 @@ def test_exact_spelling_binds(sql: str, dialect: str) -> None:
         ),
     ],
 )
-def test_other_spelling_is_refused(sql: str, sqlstate: str, message: str, position: int, dialect: str) -> None:
+def test_other_spelling_is_refused(
+    sql: str, sqlstate: str, message: str, position: int, dialect: str
+) -> None:
     with pytest.raises(QservError) as info:
         _analyze(sql, dialect)
     assert info.value.sqlstate == sqlstate

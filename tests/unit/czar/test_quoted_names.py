@@ -8,8 +8,12 @@ from sqlglot import exp
 
 from czar.analyze import AnalyzedQuery, analyze
 from czar.parse import EXACT, parse
+from czar.pipeline import Pipeline
 from qserv.errors import QservError
 from tests.differential.catalog import generate
+from tests.unit.czar.test_query_family import pipeline
+
+__all__ = ["pipeline"]  # the fixture: a pipeline over a metadata store, planning only
 
 CATALOG = generate(seed=3, n_objects=50).catalog
 
@@ -91,3 +95,13 @@ def test_result_names_keep_the_written_spelling() -> None:
         "MyCount",
         "objectId",
     )
+
+
+def test_a_generic_plan_is_not_shared_by_backticks_and_double_quotes(pipeline: Pipeline) -> None:
+    """`x` and "x" tokenize alike, but only the second is case-sensitive (czar/generic.py)."""
+    sql = "SELECT {}OBJECTID{} FROM Object WHERE objectId = {}"
+    assert pipeline.prepare(sql.format("`", "`", 5), "sky", "postgresql").planning == "full"
+    assert pipeline.prepare(sql.format("`", "`", 6), "sky", "postgresql").planning == "generic"
+    with pytest.raises(QservError) as info:
+        pipeline.prepare(sql.format('"', '"', 7), "sky", "postgresql")
+    assert info.value.sqlstate == "42703"

@@ -100,6 +100,9 @@ def shape_of(sql: str, dialect: str = DEFAULT_DIALECT) -> Shape | None:
         if token.token_type in _CONSTANTS:
             key.append(token.token_type)
             constants.append(token)
+        elif token.token_type is TokenType.IDENTIFIER:
+            # "x" and `x` tokenize alike; in PostgreSQL sessions only the first is case-sensitive
+            key.append((token.token_type, token.text, sql[token.start : token.start + 1]))
         else:
             key.append((token.token_type, token.text))
     return Shape(tuple(key), tuple(constants))

@@ -13,6 +13,16 @@ from czar.dialects.registry import dialect_named
 from qserv.errors import AccessDenied, SyntaxError_, UndefinedParameter, Unsupported
 
 SQL_META = "qserv_sql"  # meta key of the parsed tree's root: the SQL text it was parsed from
+# meta key of an identifier written in double quotes in a dialect where they delimit names
+# (PostgreSQL, ADQL 2.1 §2.1.3): it matches only a name of exactly its spelling (czar/analyze/
+# resolve.py). Backticks (MySQL's quotes, also read in PostgreSQL sessions) and MySQL sessions
+# keep MySQL's meaning: case-insensitive.
+EXACT = "qserv_exact"
+
+
+def is_exact(ident: exp.Expr | None) -> bool:
+    """Whether ``ident`` is a delimited identifier that must match its spelling exactly."""
+    return isinstance(ident, exp.Identifier) and bool(ident.meta.get(EXACT))
 
 
 def offset_of(sql: str, line: int, col: int) -> int:
@@ -150,7 +160,8 @@ def _check_tokens(tokens: list[Token]) -> None:
 def _check_forms(sql: str, tree: exp.Expr, dialect: Dialect) -> None:
     """Refuse, as PostgreSQL does, forms sqlglot accepts: ``(*)``, ``* AS x``, ``AS 'x'``, ``""``,
     ``%``/``?`` and unbound ``$n``; drop what PostgreSQL ignores: the alias of ``t.* AS x``, the ``ALL`` of
-    ``GROUP BY ALL a`` (bare ``GROUP BY ALL`` keeps DuckDB's meaning: every plain column)."""
+    ``GROUP BY ALL a`` (bare ``GROUP BY ALL`` keeps DuckDB's meaning: every plain column).
+    Mark each double-quoted name :data:`EXACT` where double quotes delimit names."""
     for star in list(tree.find_all(exp.Star)):
         if isinstance(star.parent, exp.Paren):
             raise SyntaxError_('syntax error at or near "*"', position=node_position(star))
@@ -182,10 +193,13 @@ def _check_forms(sql: str, tree: exp.Expr, dialect: Dialect) -> None:
                 f"cross-database references are not implemented: {column.sql()}",
                 position=node_position(column),
             )
+    delimits = '"' in dialect.tokenizer_class.IDENTIFIERS
     for ident in tree.find_all(exp.Identifier):
         start = ident.meta.get("start")
         if not isinstance(start, int) or start >= len(sql) or sql[start] not in "'\"`":
             continue
+        if sql[start] == '"' and delimits and ident.quoted:
+            ident.meta[EXACT] = True
         string_aliases = dialect.parser_class.STRING_ALIASES  # MySQL's SELECT a 'x'
         if sql[start] == "'" and not string_aliases:  # sqlglot takes 'x' as a name where PostgreSQL wants one
             raise SyntaxError_(

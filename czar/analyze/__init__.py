@@ -7,7 +7,7 @@ Passes, in order (each module's docstring shows its before/after):
 2. shape        set operations, windows, ROLLUP, non-splittable aggregates ... refused (0A000);
                 sub-queries and CTEs never get here: the pipeline runs them as a program of
                 steps first (subqueries.py, czar/steps.py)
-3. resolve      tables and columns bound case-insensitively; ``*`` expanded; USING/NATURAL
+3. resolve      tables and columns bound (unquoted: any case; "quoted": exactly); ``*`` expanded; USING/NATURAL
                 merged columns (using.py)
    names        ORDER BY/GROUP BY/HAVING names: alias or input column, as DuckDB binds them
 4. classify     director/child/regular; one family of chunked tables

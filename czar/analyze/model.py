@@ -52,6 +52,10 @@ class TableRef:
     # JOIN ... USING / NATURAL JOIN: (this table's column, left alias, left column) per merged
     # column; unqualified, the name means the left column (see czar/analyze/using.py)
     using: tuple[tuple[str, str, str], ...] = ()
+    # the alias's exact spelling, which a double-quoted qualifier must match (resolve.py):
+    # a quoted alias as written, an unquoted one folded to lower case (as PostgreSQL folds
+    # it), no alias: the catalog table's name
+    spelling: str = ""
 
     @property
     def kind(self) -> TableKind:

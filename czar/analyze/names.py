@@ -16,6 +16,14 @@ wherever PostgreSQL answers at all::
     SELECT flags AS ra, COUNT(*) FROM Object GROUP BY flags HAVING ra > 1
     -> ... GROUP BY "Object"."flags" HAVING "Object"."flags" > 1
 
+A name in double quotes (PostgreSQL, ADQL) matches an alias or output name only of exactly its
+spelling: a quoted alias as written, an unquoted one folded to lower case, a bare column as the
+catalog spells it (PostgreSQL's rule); an unquoted name matches any case (our rule, resolve.py)::
+
+    SELECT ra AS "Ra", decl AS d FROM Object ORDER BY "Ra", "d", RA  -> bound (three keys)
+    SELECT ra AS "Ra" FROM Object ORDER BY "ra"      -> the input column ra (as PostgreSQL)
+    SELECT ra AS "Ra" FROM Object ORDER BY "RA"      -> 42703 column "RA" does not exist
+
 Every name is bound here, once: an alias reference in ORDER BY becomes the ordinal of its
 projection; elsewhere it becomes a copy of the projection's expression, so later passes (the
 aggregate split, the chunk planner) meet only qualified input columns and ordinals.  Positions
@@ -31,7 +39,7 @@ from __future__ import annotations
 from sqlglot import exp
 
 from czar.analyze.model import TableRef
-from czar.analyze.resolve import WRITTEN, bind_input, undefined_column
+from czar.analyze.resolve import WRITTEN, bind_input, same_name, spelling, undefined_column
 from czar.parse import node_position
 from qserv.errors import AmbiguousColumn, QservError, SyntaxError_
 
@@ -89,11 +97,15 @@ class _Names:
         self.aliases: dict[str, list[int]] = {}
         # output names: aliases and the names of bare columns (what ORDER BY binds to first)
         self.outputs: dict[str, list[int]] = {}
+        # the exact spelling of each projection's name, which a quoted name must match
+        self.spellings: dict[int, str] = {}
         for i, p in enumerate(tree.expressions):
             if isinstance(p, exp.Alias):
+                self.spellings[i] = spelling(p.args["alias"])
                 self.aliases.setdefault(p.alias.lower(), []).append(i)
                 self.outputs.setdefault(p.alias.lower(), []).append(i)
             elif isinstance(p, exp.Column) and not isinstance(p.this, exp.Star):
+                self.spellings[i] = p.name
                 self.outputs.setdefault(p.name.lower(), []).append(i)
 
     def alias_index(self, col: exp.Column, clause: str, outputs: bool = False) -> int | None:
@@ -101,7 +113,11 @@ class _Names:
         name) of; None: no such name. Two different projections of that name: 42702, as PG."""
         if col.table:
             return None
-        indices = (self.outputs if outputs else self.aliases).get(col.name.lower(), [])
+        indices = [
+            i
+            for i in (self.outputs if outputs else self.aliases).get(col.name.lower(), [])
+            if same_name(col.this, self.spellings[i])
+        ]
         if not indices:
             return None
         first = _inner(self.tree.expressions[indices[0]])

@@ -1,4 +1,4 @@
-"""Pass 3 (resolve): bind every table and column to the catalog, case-insensitively.
+"""Pass 3 (resolve): bind every table and column to the catalog.
 
     SELECT * FROM object o WHERE RA > 1
     -> SELECT "o"."objectId", "o"."ra", ... FROM "db"."Object" AS "o" WHERE "o"."ra" > 1
@@ -6,6 +6,17 @@
 Tables become ``"db"."Table" AS "alias"`` (the alias defaults to the name as written), columns
 are qualified by alias and spelled as in the catalog, ``*``/``t.*`` expand to the user columns.
 The hidden ``_chunk``/``_subchunk`` columns are never expanded and refused when named.
+
+An unquoted name matches case-insensitively (our deviation from PostgreSQL, which folds it to
+lower case: the catalog keeps names as loaded, ``Object``, ``objectId``); a name in double
+quotes in a PostgreSQL or ADQL session (marked by czar/parse.py) matches only its exact
+spelling, as PostgreSQL and ADQL 2.1 (§2.1.3) do:
+
+    SELECT "objectId" FROM "Object"    -> bound
+    SELECT "OBJECTID" FROM Object      -> 42703 column "OBJECTID" does not exist
+    SELECT ra FROM "object"            -> 42P01 relation "sky.object" does not exist
+
+A quoted qualifier matches an alias's spelling (:attr:`TableRef.spelling`).
 Names in ORDER BY/GROUP BY/HAVING, which may be select-list aliases, are bound by names.py.
 Depends on guard and shape (a single SELECT, no sub-queries).
 """
@@ -16,8 +27,8 @@ from sqlglot import exp
 
 from czar.analyze.model import TableRef
 from czar.analyze.using import hidden_by_using, merge_using, visible_columns
-from czar.parse import node_position
-from qserv.catalog import CHUNK_COLUMN, SUBCHUNK_COLUMN, Catalog, Table
+from czar.parse import is_exact, node_position
+from qserv.catalog import CHUNK_COLUMN, SUBCHUNK_COLUMN, Catalog, Column, Table
 from qserv.errors import AmbiguousColumn, QservError, UndefinedColumn, UndefinedTable, Unsupported
 
 HIDDEN_COLUMNS = frozenset({CHUNK_COLUMN, SUBCHUNK_COLUMN})
@@ -52,9 +63,13 @@ def resolve_tables(tree: exp.Select, catalog: Catalog, default_db: str) -> tuple
         position = node_position(node)
         db_name = node.db or default_db
         table = catalog.table(db_name, node.name)
-        if table is None:
+        if table is None or not (
+            same_name(node.args.get("db"), table.database) and same_name(node.this, table.name)
+        ):
             raise _undefined_table(catalog, db_name, node.name, position)
         alias = node.alias or node.name
+        alias_ident = node.args["alias"].this if node.alias else None
+        exact = table.name if alias_ident is None else spelling(alias_ident)
         if any(r.alias.lower() == alias.lower() for r in refs):
             err = QservError(
                 f'table name "{alias}" specified more than once: give each reference its own alias',
@@ -78,8 +93,20 @@ def resolve_tables(tree: exp.Select, catalog: Catalog, default_db: str) -> tuple
                 alias=exp.TableAlias(this=_quoted(alias)),
             )
         )
-        refs.append(TableRef(alias=alias, table=table, position=position, outer=outer))
+        refs.append(TableRef(alias=alias, table=table, position=position, outer=outer, spelling=exact))
     return merge_using(tree, tuple(refs))
+
+
+def same_name(written: exp.Expr | None, defined: str) -> bool:
+    """Whether the identifier ``written`` (absent: a default, which matches) names ``defined``,
+    a name it already matches case-insensitively: a delimited identifier only when spelled
+    exactly so (module doc)."""
+    return not is_exact(written) or (isinstance(written, exp.Identifier) and written.this == defined)
+
+
+def spelling(ident: exp.Identifier) -> str:
+    """The name an alias defines: as written when quoted, else folded to lower case (PG)."""
+    return ident.this if is_exact(ident) else ident.this.lower()
 
 
 def _undefined_table(catalog: Catalog, db: str, name: str, position: int | None) -> QservError:
@@ -90,9 +117,16 @@ def _undefined_table(catalog: Catalog, db: str, name: str, position: int | None)
             position=position,
         )
     names = ", ".join(sorted(t.name for t in catalog.tables_of(db))) or "none"
+    near = catalog.table(db, name)
     return UndefinedTable(
-        f'relation "{db}.{name}" does not exist (tables in {db}: {names})', position=position
+        f'relation "{db}.{name}" does not exist (tables in {db}: {names})',
+        position=position,
+        hint=_CASE_HINT.format(f'"{near.database}"."{near.name}"') if near is not None else None,
     )
+
+
+# a quoted name that matches only case-insensitively (PostgreSQL gives no hint for a relation)
+_CASE_HINT = "Names in double quotes are case-sensitive: it is spelled {}."
 
 
 def expand_stars(tree: exp.Select, refs: tuple[TableRef, ...]) -> None:
@@ -108,7 +142,7 @@ def expand_stars(tree: exp.Select, refs: tuple[TableRef, ...]) -> None:
                 exp.Column(this=_quoted(name), table=_quoted(alias)) for name, alias in visible_columns(refs)
             )
         elif isinstance(p, exp.Column) and isinstance(p.this, exp.Star):
-            ref = _find_ref(refs, p.table, node_position(p))
+            ref = _find_ref(refs, p.args["table"], node_position(p))
             projections.extend(_columns_of(ref))
         else:
             projections.append(p)
@@ -123,12 +157,13 @@ def _columns_of(ref: TableRef) -> list[exp.Expr]:
     ]
 
 
-def _find_ref(refs: tuple[TableRef, ...], alias: str, position: int | None) -> TableRef:
+def _find_ref(refs: tuple[TableRef, ...], qualifier: exp.Identifier, position: int | None) -> TableRef:
+    alias = qualifier.name
     for ref in refs:
-        if ref.alias.lower() == alias.lower():
+        if ref.alias.lower() == alias.lower() and same_name(qualifier, ref.spelling or ref.alias):
             return ref
     for ref in refs:  # Table.col where the table has another alias: hidden by it, as in PG
-        if ref.table.name.lower() == alias.lower():
+        if ref.table.name.lower() == alias.lower() and same_name(qualifier, ref.table.name):
             raise UndefinedTable(
                 f'invalid reference to FROM-clause entry for table "{alias}"',
                 hint=f'Perhaps you meant to reference the table alias "{ref.alias}".',
@@ -167,9 +202,9 @@ def bind_input(col: exp.Column, refs: tuple[TableRef, ...]) -> bool:
             position=position,
         )
     if col.table:
-        _bind(col, _find_ref(refs, col.table, position), position)
+        _bind(col, _find_ref(refs, col.args["table"], position), position)
         return True
-    owners = [r for r in refs if r.table.column(name) is not None and not hidden_by_using(r, name)]
+    owners = [r for r in refs if _column(r.table, col.this) is not None and not hidden_by_using(r, name)]
     if len(owners) > 1:
         tables = ", ".join(r.alias for r in owners)
         raise AmbiguousColumn(
@@ -200,8 +235,14 @@ def as_written(tree: exp.Select) -> exp.Select:
     return out
 
 
+def _column(table: Table, ident: exp.Expr) -> Column | None:
+    """The column of ``table`` the identifier ``ident`` names (exactly, when quoted)."""
+    column = table.column(ident.name)
+    return column if column is not None and same_name(ident, column.name) else None
+
+
 def _bind(col: exp.Column, ref: TableRef, position: int | None) -> None:
-    column = ref.table.column(col.name)
+    column = _column(ref.table, col.this)
     if column is None:
         raise undefined_column(col.name, (ref,), position)
     written = exp.Column(this=col.this.copy())
@@ -218,7 +259,12 @@ def undefined_column(name: str, refs: tuple[TableRef, ...], position: int | None
     if not refs:
         return UndefinedColumn(f'column "{name}" does not exist (no FROM clause)', position=position)
     known = "; ".join(f"{r.alias}: {_user_columns(r.table)}" for r in refs)
-    return UndefinedColumn(f'column "{name}" does not exist (columns: {known})', position=position)
+    near = next((f'"{r.alias}"."{c.name}"' for r in refs if (c := r.table.column(name)) is not None), None)
+    return UndefinedColumn(
+        f'column "{name}" does not exist (columns: {known})',
+        position=position,
+        hint=_CASE_HINT.format(near) if near is not None else None,
+    )
 
 
 def _user_columns(table: Table) -> str:

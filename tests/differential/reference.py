@@ -7,6 +7,8 @@ restrictor is replaced by a lookup of rows computed with numpy, and every ``scis
 a numpy-backed Python UDF (tests/differential/reference_scisql.py) (unit vectors and ``atan2``, not the project's haversine macros,
 not its region code). Nothing of the czar's analyzer, planner, macros or region code is used,
 and there is no fallback: what cannot be rewritten raises :class:`ReferenceUnavailable`.
+Names in double quotes, which DuckDB matches in any case, are checked first by the test's own
+rule (tests/differential/quoted_names.py) in PostgreSQL and ADQL sessions.
 
 Result names are those DuckDB gives the original query (bound on empty tables with stub
 spatial functions); rows come from the rewritten query on the data. For ORDER BY queries the
@@ -33,6 +35,7 @@ from sqlglot.tokens import Token, TokenType
 from qserv.catalog import Table, TableKind
 from tests.differential import mysql_reference, reference_scisql
 from tests.differential.catalog import GeneratedCatalog
+from tests.differential.quoted_names import quoted_refusal
 
 BOUNDARY_TOLERANCE = 1e-9  # degrees: a point this close to a region's edge has no sure answer
 
@@ -144,6 +147,10 @@ class Reference:
             return Answer(sql, error=f"syntax error: {e}", sqlstate="42601")
         if not isinstance(tree, exp.Query):
             return Answer(sql, error="not a query")
+        if self.dialect != "mysql" and (
+            quoted := quoted_refusal(tree, sql, self.generated.tables, self.default_db)
+        ):
+            return Answer(sql, error=quoted[1], sqlstate=quoted[0])  # DuckDB ignores the quotes
         try:
             names = self.names.sql(tree.sql(dialect="duckdb")).columns
         except duckdb.Error as e:

@@ -122,3 +122,32 @@ def test_bit_operand_beyond_64_bits_is_refused(mysql: psycopg.Connection) -> Non
         mysql.execute("SELECT objectId, rFlux * 1e18 << 1 AS s FROM Object WHERE rFlux > 50").fetchall()
     assert info.value.diag.message_primary == "uint64 out of range"
     assert mysql.execute("SELECT 1 << 1 AS s").fetchone() == (2,)
+
+
+@pytest.mark.parametrize("options", ["", "-c qserv.dialect=adql"], ids=["postgresql", "adql"])
+def test_quoted_names_match_exactly(diff_cluster: LiveCluster, single: Reference, options: str) -> None:
+    """Double-quoted names match only their spelling (PostgreSQL, ADQL 2.1 §2.1.3); unquoted any
+    case; the refusal is PostgreSQL's, at the name (README "Identifiers")."""
+    with psycopg.connect(diff_cluster.dsn, autocommit=True, options=options) as conn:
+        sql = 'SELECT "objectId" FROM "Object" WHERE "flags" = 3'
+        rows = conn.execute(sql).fetchall()
+        expected = single.answer(sql)
+        assert not expected.refused and sorted(rows) == sorted(expected.full)
+        cur = conn.execute('SELECT COUNT(*) AS "MyCount" FROM "sky"."Object" WHERE ra >= 0')
+        assert cur.description is not None and cur.description[0].name == "MyCount"
+        with pytest.raises(psycopg.errors.UndefinedColumn) as column:
+            conn.execute('SELECT "OBJECTID" FROM Object')
+        assert column.value.diag.sqlstate == "42703"
+        assert column.value.diag.message_primary.startswith('column "OBJECTID" does not exist')
+        assert column.value.diag.statement_position == "8"
+        with pytest.raises(psycopg.errors.UndefinedTable) as table:
+            conn.execute('SELECT objectId FROM "object"')
+        assert table.value.diag.message_primary.startswith('relation "sky.object" does not exist')
+        assert table.value.diag.statement_position == "22"
+
+
+def test_mysql_session_names_match_any_case(mysql: psycopg.Connection, mysql_single: Reference) -> None:
+    sql = "SELECT `OBJECTID`, `o`.`Ra` FROM `sky`.`Object` `O` WHERE `FLAGS` = 3"
+    rows = mysql.execute(sql).fetchall()
+    expected = mysql_single.answer(sql)
+    assert not expected.refused and sorted(rows) == sorted(expected.full)

@@ -39,7 +39,7 @@ from czar.analyze.model import (
     TableRef,
 )
 from czar.analyze.names import bind_names
-from czar.analyze.output import describe
+from czar.analyze.output import describe, describe_known
 from czar.analyze.regions import expand_cpoly, extract_region, grow_for_overlap
 from czar.analyze.resolve import as_written, expand_stars, resolve_columns, resolve_tables
 from czar.analyze.restrictors import extract_keys, extract_range
@@ -96,8 +96,15 @@ def analyze(tree: exp.Expr, catalog: Catalog, default_db: str, sql: str = "") ->
     key_range = extract_range(select, refs, children, overlapped)
     region = grow_for_overlap(region, overlapped, partitioning)
     aggregates = analyze_aggregates(select)
-    written = as_written(select)
-    columns, types = describe(written, refs)
+    known = describe_known(select, refs)
+    written: exp.Select | None = None
+    if known is not None:
+        # typed from the catalog: every node was one the typing knows, so no sciSQL polygon
+        # is written out below and the written form can be made from the final tree on use
+        columns, types = known
+    else:
+        written = as_written(select)
+        columns, types = describe(written, refs)
     # after describe: result names are those of the calls as written
     expand_cpoly(select)
     if any(g.find(exp.Anonymous) for g in aggregates.group_by):

@@ -111,6 +111,16 @@ def _check_literals(tree: exp.Select, refs: tuple[TableRef, ...]) -> None:
                     cursor.close()
 
 
+def describe_known(
+    tree: exp.Select, refs: tuple[TableRef, ...]
+) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+    """(names, DuckDB types) of the resolved query's result columns typed from the catalog
+    (static_types.py: result names from the columns as written), None when not sure (then
+    :func:`describe` asks DuckDB); literals checked as :func:`describe` does."""
+    _check_literals(tree, refs)
+    return static_describe(tree, refs, _ref_column_types)
+
+
 def describe(tree: exp.Select, refs: tuple[TableRef, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(names, DuckDB types) of the query's result columns."""
     _check_literals(tree, refs)

@@ -25,6 +25,7 @@ import duckdb
 from sqlglot import exp
 
 from czar.analyze.model import TableRef
+from czar.analyze.resolve import WRITTEN
 from qserv.sphere.scisql import MACROS
 
 # column of a table -> DuckDB's spelling of its type (output.py's memo of DESCRIBE)
@@ -199,7 +200,10 @@ class _Typer:
                 return None
             if top:
                 return bound[1]  # a bare column is named by its catalog spelling
-            parts = [node.table, node.name] if node.table else [node.name]
+            # named as the user wrote it (``avg(psfFlux)`` of the resolved ``"s"."psfFlux"``)
+            written = node.meta.get(WRITTEN)
+            source = written if isinstance(written, exp.Column) else node
+            parts = [source.table, source.name] if source.table else [source.name]
             return ".".join(parts) if all(_plain_identifier(p) for p in parts) else None
         if isinstance(node, exp.Literal) and not node.is_string and re.fullmatch(r"\d+", node.this):
             return node.this

@@ -103,7 +103,8 @@ def _moments(n: exp.AggFunc) -> list[exp.Expr]:
 
 
 # aggregate -> (worker partials from the call, merge expression from the partial columns and a
-# window-column maker). An aggregate over DISTINCT arguments has no rule: the worker groups by
+# window-column maker). The call is the plan's own copy, replaced in the merge by the merge
+# expression: a partial may take it, or its argument, once without copying. An aggregate over DISTINCT arguments has no rule: the worker groups by
 # its arguments and the merge runs the aggregate itself over their distinct values.
 RULES: dict[
     type[exp.AggFunc],
@@ -113,16 +114,16 @@ RULES: dict[
     ],
 ] = {
     exp.Count: (
-        lambda n: [n.copy()],
+        lambda n: [n],
         lambda p, w: exp.cast(
             exp.Coalesce(this=_sum(p[0]), expressions=[exp.Literal.number(0)]), _type("BIGINT"), copy=False
         ),
     ),
-    exp.Sum: (lambda n: [n.copy()], lambda p, w: _sum(p[0])),
-    exp.Min: (lambda n: [n.copy()], lambda p, w: exp.Min(this=p[0])),
-    exp.Max: (lambda n: [n.copy()], lambda p, w: exp.Max(this=p[0])),
+    exp.Sum: (lambda n: [n], lambda p, w: _sum(p[0])),
+    exp.Min: (lambda n: [n], lambda p, w: exp.Min(this=p[0])),
+    exp.Max: (lambda n: [n], lambda p, w: exp.Max(this=p[0])),
     exp.Avg: (
-        lambda n: [exp.Sum(this=n.this.copy()), exp.Count(this=n.this.copy())],
+        lambda n: [exp.Sum(this=n.this), exp.Count(this=n.this.copy())],
         lambda p, w: exp.Div(
             this=_double(_sum(p[0])),
             expression=exp.Nullif(this=_sum(p[1]), expression=exp.Literal.number(0)),
@@ -375,24 +376,22 @@ class _Partials:
     def __init__(self, groups: tuple[exp.Expr, ...]) -> None:
         self.groups = groups
         self.worker: list[exp.Expr] = []
-        self._index: dict[str, int] = {}
+        self._index: dict[exp.Expr, int] = {}  # structural equality: no rendering for a key
         self.distinct: list[exp.Expr] = []
-        self._distinct_index: dict[str, int] = {}
+        self._distinct_index: dict[exp.Expr, int] = {}
         self.windows: list[exp.Expr] = []
 
     def _partial(self, expression: exp.Expr) -> exp.Column:
-        key = expression.sql(dialect="duckdb", copy=False)  # (a key only: no copy to render)
-        if key not in self._index:
-            self._index[key] = len(self.worker)
+        if expression not in self._index:
+            self._index[expression] = len(self.worker)
             self.worker.append(expression)
-        return _col(f"_q_a{self._index[key]}")
+        return _col(f"_q_a{self._index[expression]}")
 
     def _distinct(self, expression: exp.Expr) -> exp.Column:
-        key = expression.sql(dialect="duckdb", copy=False)
-        if key not in self._distinct_index:
-            self._distinct_index[key] = len(self.distinct)
+        if expression not in self._distinct_index:
+            self._distinct_index[expression] = len(self.distinct)
             self.distinct.append(expression.copy())
-        return _col(f"_q_d{self._distinct_index[key]}")
+        return _col(f"_q_d{self._distinct_index[expression]}")
 
     def window(self, expression: exp.Expr) -> exp.Expr:
         """A column holding ``expression`` (aggregates over the group's rows) on every row."""
@@ -406,8 +405,8 @@ class _Partials:
         self.windows.append(expression.transform(over, copy=False))
         return _col(f"_q_w{len(self.windows) - 1}")
 
-    def merge(self, expression: exp.Expr) -> exp.Expr:
-        """``expression`` rewritten over ``__result`` columns."""
+    def merge(self, expression: exp.Expr, copy: bool = True) -> exp.Expr:
+        """``expression`` rewritten over ``__result`` columns (in place when not ``copy``)."""
 
         def rewrite(node: exp.Expr) -> exp.Expr:
             for j, group in enumerate(self.groups):
@@ -433,7 +432,7 @@ class _Partials:
                 return merged
             return node
 
-        out = expression.copy().transform(rewrite, copy=False)
+        out = (expression.copy() if copy else expression).transform(rewrite, copy=False)
         for col in out.find_all(exp.Column):
             if col.table or not col.name.startswith("_q_"):
                 raise Unsupported(
@@ -456,19 +455,22 @@ def _split_aggregate(q: AnalyzedQuery, worker: exp.Select) -> exp.Select:
     groups = q.aggregates.group_by
     partials = _Partials(groups)
     merged = []
-    for i, p in enumerate(tree.expressions):
-        expression = partials.merge(_inner(p))
+    # the worker's projections, HAVING and ORDER BY are this plan's own copies of the tree's,
+    # replaced below: the merge is rewritten from them in place, with no second copy
+    for i, p in enumerate(list(worker.expressions)):
+        aggregated = _inner(p).find(exp.AggFunc) is not None
+        expression = partials.merge(_inner(p), copy=False)
         # (no cast to DuckDB's "NULL" type of MIN(NULL): it has no SQL spelling)
-        if _inner(p).find(exp.AggFunc) is not None and q.types[i].strip('"').upper() != "NULL":
+        if aggregated and q.types[i].strip('"').upper() != "NULL":
             expression = exp.cast(expression, _type(q.types[i]), copy=False)
         merged.append(exp.alias_(expression, _name(q, i), copy=False))
-    having = tree.args.get("having")
-    merged_having = partials.merge(having.this) if having is not None else None
-    order = tree.args.get("order")
+    having = worker.args.get("having")
+    merged_having = partials.merge(having.this, copy=False) if having is not None else None
+    order = worker.args.get("order")
     items = []
     for item in order.expressions if order is not None else []:
         index = _order_target(q, item.this)
-        this = _ordinal(index) if index is not None else partials.merge(item.this)
+        this = _ordinal(index) if index is not None else partials.merge(item.this, copy=False)
         items.append(_reordered(item, this))
     merge = exp.select(*merged)
     source = partials.source()

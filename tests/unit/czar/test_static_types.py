@@ -172,7 +172,7 @@ CORPUS = [
 def _duckdb_describe(q) -> tuple[tuple[str, ...], tuple[str, ...]] | str:
     cursor = _empty_database(frozenset(r.table for r in q.tables)).cursor()
     try:
-        rows = cursor.execute("DESCRIBE " + q.written.sql(dialect="duckdb")).fetchall()
+        rows = cursor.execute("DESCRIBE " + q.written_tree().sql(dialect="duckdb")).fetchall()
     except duckdb.Error as e:
         return f"refused: {e}"
     finally:
@@ -187,9 +187,11 @@ def test_catalog_types_are_duckdbs(sql: str, catalog: Catalog) -> None:
         q = analyze(parse(sql), catalog, "sky", sql=sql)
     except QservError:
         return  # refused (by DuckDB's binder among others): nothing was typed without it
-    fast = static_describe(q.written, q.tables, _ref_column_types)
+    described = _duckdb_describe(q)
+    assert (q.columns, q.types) == described, sql  # what the output pass reports, either way
+    fast = static_describe(q.tree, q.tables, _ref_column_types)
     if fast is not None:
-        assert fast == _duckdb_describe(q), sql
+        assert fast == described, sql
 
 
 def test_corpus_is_typed_statically(catalog: Catalog) -> None:
@@ -200,7 +202,7 @@ def test_corpus_is_typed_statically(catalog: Catalog) -> None:
             q = analyze(parse(sql), catalog, "sky", sql=sql)
         except QservError:
             continue
-        typed += static_describe(q.written, q.tables, _ref_column_types) is not None
+        typed += static_describe(q.tree, q.tables, _ref_column_types) is not None
     assert typed >= len(CORPUS) // 3
     for sql in [
         "SELECT objectId, ra, decl FROM Object WHERE qserv_areaspec_circle(10.5, -3.25, 0.1)",
@@ -211,7 +213,7 @@ def test_corpus_is_typed_statically(catalog: Catalog) -> None:
         "SELECT COUNT(*) FROM Object o1, Object o2 WHERE scisql_angSep(o1.ra, o1.decl, o2.ra, o2.decl) < 0.01",
     ]:
         q = analyze(parse(sql), catalog, "sky", sql=sql)
-        assert static_describe(q.written, q.tables, _ref_column_types) is not None, sql
+        assert static_describe(q.tree, q.tables, _ref_column_types) is not None, sql
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import TypeVar
 
 from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
@@ -288,3 +289,46 @@ def node_position(node: exp.Expr) -> int | None:
         if isinstance(start, int) and (best is None or start < best):
             best = start
     return None if best is None else best + 1
+
+
+E = TypeVar("E", bound=exp.Expr)
+
+
+def copy_tree(root: E) -> E:
+    """A deep copy of ``root`` as ``root.copy()`` makes it, but with each node's meta copied
+    shallowly.
+
+    sqlglot's copy runs ``copy.deepcopy`` over every node's meta (positions, and a resolved
+    column's form as written, itself a tree): most of the cost of copying a query. Meta values
+    are never changed in place (a column's written form is copied where it is used), so the
+    copies can share them. Follows sqlglot's own ``Expr.__deepcopy__`` (sqlglot is pinned).
+    """
+    new_root = root.__class__()
+    stack: list[tuple[exp.Expr, exp.Expr]] = [(root, new_root)]
+    while stack:
+        node, copy = stack.pop()
+        if node.comments is not None:
+            copy.comments = list(node.comments)
+        if node._type is not None:
+            copy._type = node._type.copy()
+        if node._meta is not None:
+            copy._meta = dict(node._meta)
+        if node._hash is not None:
+            copy._hash = node._hash
+        for key, value in node.args.items():
+            if isinstance(value, exp.Expr):
+                child = value.__class__()
+                stack.append((value, child))
+                copy.set(key, child)
+            elif type(value) is list:
+                copy.args[key] = []
+                for item in value:
+                    if isinstance(item, exp.Expr):
+                        child = item.__class__()
+                        stack.append((item, child))
+                        copy.append(key, child)
+                    else:
+                        copy.append(key, item)
+            else:
+                copy.args[key] = value
+    return new_root

@@ -44,6 +44,7 @@ from czar.analyze.regions import expand_cpoly, extract_region, grow_for_overlap
 from czar.analyze.resolve import as_written, expand_stars, resolve_columns, resolve_tables
 from czar.analyze.restrictors import extract_keys, extract_range
 from czar.analyze.shape import shape
+from czar.parse import copy_tree
 from qserv.catalog import Catalog, TableKind
 
 __all__ = [
@@ -77,7 +78,7 @@ PASSES = (
 
 def analyze(tree: exp.Expr, catalog: Catalog, default_db: str, sql: str = "") -> AnalyzedQuery:
     """Run :data:`PASSES` over a copy of ``tree``; raise a typed QservError on refusal."""
-    select = guard(rewrite_geometry(tree.copy()))
+    select = guard(rewrite_geometry(copy_tree(tree)))
     shape(select)
     refs = resolve_tables(select, catalog, default_db)
     expand_stars(select, refs)
@@ -105,9 +106,11 @@ def analyze(tree: exp.Expr, catalog: Catalog, default_db: str, sql: str = "") ->
     else:
         written = as_written(select)
         columns, types = describe(written, refs)
-    # after describe: result names are those of the calls as written
-    expand_cpoly(select)
-    if any(g.find(exp.Anonymous) for g in aggregates.group_by):
+    # after describe: result names are those of the calls as written (none when typed from the
+    # catalog: its typing knows no polygon call)
+    if known is None:
+        expand_cpoly(select)
+    if known is None and any(g.find(exp.Anonymous) for g in aggregates.group_by):
         aggregates = AggregateInfo(aggregates.aggregated, tuple(expand_cpoly(g) for g in aggregates.group_by))
     return AnalyzedQuery(
         sql=sql or tree.sql(),

@@ -27,7 +27,7 @@ from sqlglot import exp
 
 from czar.analyze.model import AnalyzedQuery, JoinKind, TableRef
 from czar.analyze.using import to_on
-from czar.parse import node_position
+from czar.parse import copy_tree, node_position
 from czar.plan.model import CHUNK_FILTER_PLACEHOLDER
 from czar.plan.neighbour import copy_condition, far_pair_checked, near_band, read_with_overlap
 from qserv.catalog import CHUNK_COLUMN, TableKind
@@ -207,7 +207,7 @@ def _add_chunk_filters(q: AnalyzedQuery, worker: exp.Select) -> tuple[tuple[str,
 
 def split(q: AnalyzedQuery) -> Split:
     """Build the worker template and the merge query of ``q``."""
-    worker = q.tree.copy()
+    worker = copy_tree(q.tree)
     columns, checks = _add_chunk_filters(q, worker)
     local = chunk_local_group(q)
     aggregation = ""
@@ -257,9 +257,9 @@ def chunk_local_group(q: AnalyzedQuery) -> str | None:
         t = ref.table
         name = key.name.lower()
         if t.kind is TableKind.DIRECTOR and not t.non_unique_key and (t.id_column or "").lower() == name:
-            return key.sql(dialect="duckdb")
+            return key.sql(dialect="duckdb", copy=False)  # (a column: rendering changes nothing)
         if t.kind is TableKind.CHILD and (t.key_column or "").lower() == name and _joined_to_director(q, ref):
-            return key.sql(dialect="duckdb")
+            return key.sql(dialect="duckdb", copy=False)  # (a column: rendering changes nothing)
     return None
 
 

@@ -1,10 +1,13 @@
 """Pass 8 (output): output column names and types exactly as single-node DuckDB gives them.
 
 DuckDB names unaliased expressions its own way (``count_star()``, ``(ra + 1)``, ``sum(x)``)
-and types sums of integers as HUGEINT.  Rather than re-implement its rules, the query is
-described (``DESCRIBE``) on an in-memory DuckDB holding empty tables of the same schema, with
-the spatial macros installed; binder errors (grouping, types) surface here, before dispatch,
-in PostgreSQL's words (qserv.sqlerrors) at the position of the construct DuckDB pointed at.
+and types sums of integers as HUGEINT.  The common shapes (bare columns, the usual aggregates,
+simple arithmetic, CASE, CAST, COALESCE over catalog columns) are typed from the catalog with
+DuckDB's rules (static_types.py, proved against DESCRIBE by tests/unit/czar/test_static_types.py);
+any other query is described (``DESCRIBE``) on an in-memory DuckDB holding empty tables of the
+same schema, with the spatial macros installed, so that binder errors (grouping, types)
+surface here, before dispatch, in PostgreSQL's words (qserv.sqlerrors) at the position of the
+construct DuckDB pointed at.
 
     SELECT COUNT(*), AVG(flux) FROM Object  -> ("count_star()", "avg(flux)"), ("BIGINT", "DOUBLE")
 

@@ -58,8 +58,10 @@ def planning_times(repeat: int = 300) -> list[tuple[str, float, float]]:
     The catalog is the differential tests' generated one at chunk order 5; every one of the
     12,288 chunks is non-empty and placed on 3 workers with 2 replicas, so a full scan plans
     over as many chunks as a whole-sky catalog has. Each run varies the query's constants
-    (another key, another cone), so no plan cache applies; the per-snapshot memo the pipeline
-    keeps (non-empty chunk sets, replica choice) does, as it does in the czar.
+    (another key, another cone, threshold or radius), so no plan cache applies; the
+    per-snapshot memo the pipeline keeps (non-empty chunk sets, replica choice) does, as it
+    does in the czar. The kinds: cone search, point lookup, full-scan aggregate, GROUP BY
+    aggregate, director-child join, near-neighbour self-join.
     """
     from czar.analyze import analyze
     from czar.parse import parse

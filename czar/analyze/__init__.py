@@ -39,11 +39,12 @@ from czar.analyze.model import (
     TableRef,
 )
 from czar.analyze.names import bind_names
-from czar.analyze.output import describe
+from czar.analyze.output import describe, describe_known
 from czar.analyze.regions import expand_cpoly, extract_region, grow_for_overlap
 from czar.analyze.resolve import as_written, expand_stars, resolve_columns, resolve_tables
 from czar.analyze.restrictors import extract_keys, extract_range
 from czar.analyze.shape import shape
+from czar.parse import copy_tree
 from qserv.catalog import Catalog, TableKind
 
 __all__ = [
@@ -77,7 +78,7 @@ PASSES = (
 
 def analyze(tree: exp.Expr, catalog: Catalog, default_db: str, sql: str = "") -> AnalyzedQuery:
     """Run :data:`PASSES` over a copy of ``tree``; raise a typed QservError on refusal."""
-    select = guard(rewrite_geometry(tree.copy()))
+    select = guard(rewrite_geometry(copy_tree(tree)))
     shape(select)
     refs = resolve_tables(select, catalog, default_db)
     expand_stars(select, refs)
@@ -96,11 +97,20 @@ def analyze(tree: exp.Expr, catalog: Catalog, default_db: str, sql: str = "") ->
     key_range = extract_range(select, refs, children, overlapped)
     region = grow_for_overlap(region, overlapped, partitioning)
     aggregates = analyze_aggregates(select)
-    written = as_written(select)
-    columns, types = describe(written, refs)
-    # after describe: result names are those of the calls as written
-    expand_cpoly(select)
-    if any(g.find(exp.Anonymous) for g in aggregates.group_by):
+    known = describe_known(select, refs)
+    written: exp.Select | None = None
+    if known is not None:
+        # typed from the catalog: every node was one the typing knows, so no sciSQL polygon
+        # is written out below and the written form can be made from the final tree on use
+        columns, types = known
+    else:
+        written = as_written(select)
+        columns, types = describe(written, refs)
+    # after describe: result names are those of the calls as written (none when typed from the
+    # catalog: its typing knows no polygon call)
+    if known is None:
+        expand_cpoly(select)
+    if known is None and any(g.find(exp.Anonymous) for g in aggregates.group_by):
         aggregates = AggregateInfo(aggregates.aggregated, tuple(expand_cpoly(g) for g in aggregates.group_by))
     return AnalyzedQuery(
         sql=sql or tree.sql(),

@@ -129,7 +129,9 @@ class AnalyzedQuery:
 
     sql: str
     tree: exp.Select
-    written: exp.Select  # ``tree`` with columns spelled as written (result names come from it)
+    # ``tree`` with columns spelled as written (result names come from it); None when it is
+    # ``tree``'s, made on use (:meth:`written_tree`): most queries never need it
+    written: exp.Select | None
     tables: tuple[TableRef, ...]
     chunk_joins: tuple[ChunkJoin, ...]
     region: Region | None
@@ -151,6 +153,14 @@ class AnalyzedQuery:
     def chunked(self) -> tuple[TableRef, ...]:
         return tuple(r for r in self.tables if r.table.is_chunked)
 
+    def written_tree(self) -> exp.Select:
+        """``tree`` with columns spelled as the user wrote them (qualified only if they were)."""
+        if self.written is not None:
+            return self.written
+        from czar.analyze.resolve import as_written  # (resolve imports this module)
+
+        return as_written(self.tree)
+
     def reference_sql(self) -> str:
         """The query for one DuckDB holding the plain tables (the differential reference)."""
-        return self.written.sql(dialect="duckdb")
+        return self.written_tree().sql(dialect="duckdb")

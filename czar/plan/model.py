@@ -38,8 +38,10 @@ def chunk_runs(chunk_ids: Sequence[int], held: Collection[int] | None) -> Runs |
     A range is safe when every chunk the worker holds inside it is wanted, so ranges are
     runs over the held chunks. Short lists stay IN lists (zone maps prune those too).
     """
+    if held is None:  # (before building the set: a full scan lists thousands of ids)
+        return None
     wanted = sorted({int(c) for c in chunk_ids})
-    if held is None or len(wanted) <= MAX_RANGES:
+    if len(wanted) <= MAX_RANGES:
         return None
     want = set(wanted)
     runs: list[list[int]] = []

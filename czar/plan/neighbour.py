@@ -82,9 +82,9 @@ def _replace_table(worker: exp.Select, alias: str, sql: str) -> None:
     """Put the sub-query ``sql`` where ``worker`` reads the table aliased ``alias``."""
     for table in worker.find_all(exp.Table):
         if table.alias_or_name.lower() == alias.lower():
-            source = sqlglot.parse_one(sql, dialect="duckdb").unnest()
-            alias_node = exp.TableAlias(this=exp.to_identifier(alias, quoted=True))
-            table.replace(exp.Subquery(this=source, alias=alias_node))
+            # kept as text (a Var renders verbatim): parsing it only to render it again cost ~1 ms
+            source = sql if sql.startswith("(") and sql.endswith(")") else f"({sql})"
+            table.replace(exp.var(f"{source} AS {_quoted(alias)}"))
             return
 
 
@@ -96,7 +96,8 @@ def near_band(q: AnalyzedQuery, worker: exp.Select, join: ChunkJoin) -> exp.Expr
     height = zone_height(join.radius or 0.0)
     _replace_table(worker, second.alias, with_overlap(second.table, height))
     zone = f'{_quoted(second.alias)}."{ZONE_COLUMN}" = {_zone(first.alias, first.table, height)}'
-    return sqlglot.parse_one(f"{zone} AND {_ra_window(first, second, join.radius or 0.0)}", dialect="duckdb")
+    # as text (see _replace_table); only ever AND-ed into the WHERE or ON, so it needs no parentheses
+    return exp.var(f"{zone} AND {_ra_window(first, second, join.radius or 0.0)}")
 
 
 def _ra_window(first: TableRef, second: TableRef, radius: float) -> str:

@@ -53,6 +53,7 @@ from qserv.rpc.client import WorkerClient
 log = logging.getLogger(__name__)
 
 PROBE_TIMEOUT_S = 2.0
+FULL_CHECK_S = 30.0  # an idle cluster's replicas are read and decided on at least this often
 
 _MODES = {
     WorkerState.ACTIVE: WorkerMode.ENABLED,
@@ -83,6 +84,9 @@ class Controller:
         self._probes = ThreadPoolExecutor(max_workers=16, thread_name_prefix="probe")
         self._copier = Copier(store, config, self._client)
         self._reported_lost: set[tuple[str, int]] = set()
+        self._signature: tuple[tuple[str, WorkerMode, bool], ...] = ()
+        self._acted = True  # the first round decides
+        self._full_check = 0.0
 
     def close(self) -> None:
         self._copier.close()
@@ -121,24 +125,49 @@ class Controller:
                 continue
             self._set_state(change.worker, change.state)
         self._copier.collect(now)
+        views = self._views(workers, answers, now)
+        if self._quiet(views, now):
+            return
         catalog = self._store.catalog()
         recorded = self._store.replicas()
-        state = self._state(workers, answers, recorded, now)
-        actions = decide(state, self._limits)
+        actions = decide(self._state(views, recorded), self._limits)
         for action in actions:
             self._act(action, workers, catalog, now)
         self._copier.start([a for a in actions if isinstance(a, Copy)], workers, catalog)
-        registered = {(r.family, r.chunk_id, r.worker) for r in self._store.replicas()}
-        self._copier.delete_due(now, workers, registered)
+        self._acted = any(not isinstance(a, Lost) for a in actions)
+        if self._copier.deletions_pending():
+            registered = {(r.family, r.chunk_id, r.worker) for r in self._store.replicas()}
+            self._copier.delete_due(now, workers, registered)
 
-    def _state(
-        self, workers: dict[str, WorkerInfo], answers: dict[str, bool], recorded: list[Replica], now: float
-    ) -> ClusterState:
+    def _quiet(self, views: tuple[WorkerView, ...], now: float) -> bool:
+        """Whether this round can skip reading the replicas: nothing changed since a round that
+        found nothing to do (a full check still runs every ``FULL_CHECK_S``). Reading 20,000
+        replicas and deciding costs ~0.2 s of CPU: every 2 s on an idle cluster, a tenth of a core.
+        """
+        signature = tuple((v.name, v.mode, v.alive) for v in views)
+        waiting = any(not v.alive and v.mode in (WorkerMode.ENABLED, WorkerMode.READ_ONLY) for v in views)
+        quiet = (
+            signature == self._signature
+            and not waiting
+            and not self._acted
+            and not self._copier.busy()
+            and now - self._full_check < FULL_CHECK_S
+        )
+        if not quiet:
+            self._signature, self._full_check = signature, now
+        return quiet
+
+    def _views(
+        self, workers: dict[str, WorkerInfo], answers: dict[str, bool], now: float
+    ) -> tuple[WorkerView, ...]:
         views = []
         for name in sorted(workers):
             health = self._health[name]
             alive = answers[name] and health.state is not WorkerState.DOWN
             views.append(WorkerView(name, _MODES[health.state], alive, health.silent_for(now)))
+        return tuple(views)
+
+    def _state(self, views: tuple[WorkerView, ...], recorded: list[Replica]) -> ClusterState:
         replicas = [ReplicaView(r.family, r.chunk_id, r.worker) for r in recorded]
         held = {(r.family, r.chunk_id, r.worker) for r in recorded}
         replicas += [
@@ -146,7 +175,7 @@ class Controller:
             for f, c, w in self._copier.in_flight()
             if (f, c, w) not in held
         ]
-        return ClusterState(self._config.level, tuple(views), tuple(replicas))
+        return ClusterState(self._config.level, views, tuple(replicas))
 
     def _act(self, action: Action, workers: dict[str, WorkerInfo], catalog: Catalog, now: float) -> None:
         if isinstance(action, Evict):

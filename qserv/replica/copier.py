@@ -78,6 +78,14 @@ class Copier:
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
+    def busy(self) -> bool:
+        """Copies in flight or deletions pending."""
+        with self._lock:
+            return bool(self._in_flight or self._drops)
+
+    def deletions_pending(self) -> bool:
+        return bool(self._drops)
+
     def in_flight(self) -> list[ReplicaKey]:
         """(family, chunk, target) of the copies not finished yet."""
         with self._lock:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -71,15 +71,35 @@ async def _run(
         return attempt, err
 
 
-def _reassign(
-    chunk_ids: Sequence[int],
-    placement: Mapping[int, tuple[str, ...]],
-    excluded: set[str],
-) -> dict[str, list[int]]:
+Refresh = Callable[[], tuple[Mapping[int, tuple[str, ...]], Sequence[str]]]
+"""A fresh (placement, live workers) from the metadata store."""
+
+
+@dataclass
+class _Replicas:
+    """Where the plan's chunks can run; read again from the store once if a chunk runs out."""
+
+    placement: Mapping[int, tuple[str, ...]]
+    live_workers: Sequence[str]
+    refresh: Refresh | None = None
+
+    def reload(self) -> bool:
+        """Take a fresh placement (once): the replication controller may have copied the chunk
+        since the plan's snapshot was taken."""
+        if self.refresh is None:
+            return False
+        self.placement, self.live_workers = self.refresh()
+        self.refresh = None
+        return True
+
+
+def _reassign(chunk_ids: Sequence[int], replicas: _Replicas, excluded: set[str]) -> dict[str, list[int]]:
     """Group ``chunk_ids`` by the first replica of each that is not excluded."""
     by_worker: dict[str, list[int]] = {}
     for chunk_id in chunk_ids:
-        worker = next((w for w in placement.get(chunk_id, ()) if w not in excluded), None)
+        worker = next((w for w in replicas.placement.get(chunk_id, ()) if w not in excluded), None)
+        if worker is None and replicas.reload():
+            worker = next((w for w in replicas.placement.get(chunk_id, ()) if w not in excluded), None)
         if worker is None:
             raise WorkerUnavailable(
                 f"chunk {chunk_id} has no reachable replica (tried {', '.join(sorted(excluded))})",
@@ -90,21 +110,17 @@ def _reassign(
 
 
 def _retry_attempts(
-    plan: QueryPlan,
-    failed: _Attempt,
-    placement: Mapping[int, tuple[str, ...]],
-    live_workers: Sequence[str],
-    excluded: set[str],
+    plan: QueryPlan, failed: _Attempt, replicas: _Replicas, excluded: set[str]
 ) -> list[_Attempt]:
     if not failed.chunk_ids:
         # A batch without chunks (regular tables only, or an empty chunk set): any live worker will do.
-        other = next((w for w in live_workers if w not in excluded), None)
+        other = next((w for w in replicas.live_workers if w not in excluded), None)
         if other is None:
             raise WorkerUnavailable("no reachable worker left to run the query")
         return [_Attempt(other, (), failed.sql)]
     return [
         _Attempt(worker, tuple(chunks), plan.render(chunks))
-        for worker, chunks in sorted(_reassign(failed.chunk_ids, placement, excluded).items())
+        for worker, chunks in sorted(_reassign(failed.chunk_ids, replicas, excluded).items())
     ]
 
 
@@ -114,8 +130,7 @@ def _take(
     outcome: tuple[pa.Schema | None, list[pa.RecordBatch]] | QservError,
     result: DispatchResult,
     query_id: str,
-    placement: Mapping[int, tuple[str, ...]],
-    live_workers: Sequence[str],
+    replicas: _Replicas,
 ) -> list[_Attempt]:
     """Add a finished batch to ``result``; the retries it needs (raises a non-retryable error)."""
     if isinstance(outcome, QservError):
@@ -132,7 +147,7 @@ def _take(
             error=outcome.message,
         )
         result.retried_chunks += len(attempt.chunk_ids)
-        return _retry_attempts(plan, attempt, placement, live_workers, result.failed_workers)
+        return _retry_attempts(plan, attempt, replicas, result.failed_workers)
     schema, batches = outcome
     if schema is not None and result.schema is None:
         result.schema = schema
@@ -146,9 +161,15 @@ async def dispatch(
     query_id: str,
     placement: Mapping[int, tuple[str, ...]],
     live_workers: Sequence[str],
+    refresh: Refresh | None = None,
 ) -> DispatchResult:
-    """Run every batch of ``plan``; retry the chunks of an unreachable worker elsewhere."""
+    """Run every batch of ``plan``; retry the chunks of an unreachable worker elsewhere.
+
+    ``refresh`` gives a fresh placement when a chunk has no replica left in ``placement``
+    (asked at most once per query).
+    """
     result = DispatchResult(schema=None)
+    replicas = _Replicas(placement, live_workers, refresh)
     pending = [_Attempt(b.worker, tuple(b.chunk_ids), b.sql) for b in plan.batches]
 
     while pending:
@@ -157,13 +178,13 @@ async def dispatch(
             # the common small query (one worker): awaited in this task, without the
             # task/as_completed machinery (~0.1 ms); a cancel reaches the call directly
             attempt, outcome = await _run(execute, attempts[0], query_id)
-            pending.extend(_take(plan, attempt, outcome, result, query_id, placement, live_workers))
+            pending.extend(_take(plan, attempt, outcome, result, query_id, replicas))
         else:
             tasks = [asyncio.ensure_future(_run(execute, a, query_id)) for a in attempts]
             try:
                 for future in asyncio.as_completed(tasks):
                     attempt, outcome = await future
-                    pending.extend(_take(plan, attempt, outcome, result, query_id, placement, live_workers))
+                    pending.extend(_take(plan, attempt, outcome, result, query_id, replicas))
             except BaseException:
                 for t in tasks:
                     t.cancel()
@@ -173,7 +194,7 @@ async def dispatch(
         rerouted: list[_Attempt] = []
         for a in pending:
             if a.worker in result.failed_workers:
-                rerouted.extend(_retry_attempts(plan, a, placement, live_workers, result.failed_workers))
+                rerouted.extend(_retry_attempts(plan, a, replicas, result.failed_workers))
             else:
                 rerouted.append(a)
         pending = rerouted

@@ -54,6 +54,9 @@ class Prepared:
     placement: Mapping[int, tuple[str, ...]]
     live_workers: tuple[str, ...]
     planning: str = "full"  # full | cached (same text) | generic (same shape, other keys)
+    # what the placement was computed for, to compute it again on a fresh snapshot
+    family: str | None = None
+    regular: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -127,7 +130,9 @@ class Pipeline:
             ctx = self._context(view, generic_plan.family, regular)
             rebound = _restricted(lambda: generic.rebind(generic_plan, shape, ctx), view, ctx)
             if rebound is not None:
-                return Prepared(rebound, ctx.placement, ctx.workers, planning="generic")
+                return Prepared(
+                    rebound, ctx.placement, ctx.workers, "generic", generic_plan.family, tuple(regular)
+                )
         analyzed, view = self._analyze(sql, default_db, dialect, view)
         if isinstance(analyzed, Program):
             if self._views.get() is view:
@@ -136,7 +141,11 @@ class Pipeline:
         regular = regular_tables(analyzed)
         ctx = self._context(view, analyzed.family, regular)
         prepared = Prepared(
-            _restricted(lambda: make_plan(analyzed, ctx), view, ctx), ctx.placement, ctx.workers
+            _restricted(lambda: make_plan(analyzed, ctx), view, ctx),
+            ctx.placement,
+            ctx.workers,
+            family=analyzed.family,
+            regular=tuple(regular),
         )
         if self._views.get() is view:  # not if the snapshot was refreshed meanwhile
             if len(view.memo) > PLAN_CACHE_ENTRIES:
@@ -180,7 +189,20 @@ class Pipeline:
         regular = tuple(k for k in regular_tables(analyzed) if k[1] not in {n.lower() for n in shipped})
         ctx = self._context(view, analyzed.family, regular)
         planned = _restricted(lambda: make_plan(analyzed, ctx), view, ctx)
-        return Prepared(ship(planned, default_db, shipped), ctx.placement, ctx.workers)
+        return Prepared(
+            ship(planned, default_db, shipped),
+            ctx.placement,
+            ctx.workers,
+            family=analyzed.family,
+            regular=regular,
+        )
+
+    def _fresh_placement(self, prepared: Prepared) -> tuple[Mapping[int, tuple[str, ...]], tuple[str, ...]]:
+        """``prepared``'s placement on a snapshot read now (chunks copied since it was planned)."""
+        view = self._views.get(refresh=True)
+        workers = view.holders_of(prepared.regular)
+        placement = view.placement_on(prepared.family, workers)[0] if prepared.family else {}
+        return placement, workers
 
     def _context(
         self, view: ClusterView, family: str | None, regular: tuple[tuple[str, str], ...] = ()
@@ -290,7 +312,12 @@ class Pipeline:
             copies.add_done_callback(lambda f: f.cancelled() or f.exception())  # read below or dropped
         try:
             dispatched = await dispatch(
-                plan, self._execute, query_id, prepared.placement, prepared.live_workers
+                plan,
+                self._execute,
+                query_id,
+                prepared.placement,
+                prepared.live_workers,
+                refresh=lambda: self._fresh_placement(prepared),
             )
             far = await copies if copies is not None else None
         finally:

@@ -51,7 +51,7 @@ class ClusterView:
 
     @property
     def live_workers(self) -> tuple[str, ...]:
-        return tuple(w.name for w in self.workers if w.state is WorkerState.ACTIVE)
+        return tuple(w.name for w in self.workers if w.state.serves)
 
     def worker(self, name: str) -> WorkerInfo | None:
         return next((w for w in self.workers if w.name == name), None)
@@ -137,10 +137,10 @@ def read_view(store: MetadataStore, suspects: frozenset[str] = frozenset()) -> C
     """Snapshot the store; ``suspects`` (workers this czar just failed to reach) count as DOWN."""
     catalog = store.catalog()
     stored = sorted(store.workers(), key=lambda w: w.name)
-    if all(w.name in suspects for w in stored if w.state is WorkerState.ACTIVE):
+    if all(w.name in suspects for w in stored if w.state.serves):
         suspects = frozenset()  # suspecting everyone would only turn retries into refusals
     workers = tuple(replace(w, state=WorkerState.DOWN) if w.name in suspects else w for w in stored)
-    live = {w.name for w in workers if w.state is WorkerState.ACTIVE}
+    live = {w.name for w in workers if w.state.serves}
     placement: dict[str, dict[int, list[str]]] = {}
     held: dict[str, dict[str, set[int]]] = {}
     for r in store.replicas():
@@ -149,17 +149,30 @@ def read_view(store: MetadataStore, suspects: frozenset[str] = frozenset()) -> C
             held.setdefault(r.family, {}).setdefault(r.worker, set()).add(r.chunk_id)
     nonempty: dict[tuple[str, str], set[int]] = {}
     row_counts: dict[tuple[str, str], int] = {}
+    with_rows: dict[str, set[int]] = {}  # family -> chunks with rows in any of its tables
     for db in catalog.databases:
+        family_rows = with_rows.setdefault(db.partitioning.family, set())
         for cr in store.chunk_rows(db.name):
             key = (cr.database.lower(), cr.table.lower())
             row_counts[key] = row_counts.get(key, 0) + cr.rows
             if cr.rows > 0:
                 nonempty.setdefault(key, set()).add(cr.chunk_id)
+                family_rows.add(cr.chunk_id)
+    # ``held`` bounds the chunk ranges a worker's filter may span (czar.plan.model.chunk_runs):
+    # a range must not cover a chunk whose rows the worker may store without holding a replica
+    # of it (a copy being installed or recorded, a dropped replica whose rows are deleted after
+    # a grace period). So every chunk with rows counts as held by every worker; a range spans
+    # only the chunks it wants and chunks no table of the family has rows in.
+    blocked = {f: frozenset(cs) for f, cs in with_rows.items()}
+    held_by = {
+        f: {w: frozenset(cs) | blocked.get(f, frozenset()) for w, cs in by_worker.items()}
+        for f, by_worker in held.items()
+    }
     return ClusterView(
         catalog=catalog,
         workers=workers,
         placement={f: {c: tuple(sorted(ws)) for c, ws in chunks.items()} for f, chunks in placement.items()},
-        held={f: {w: frozenset(cs) for w, cs in by_worker.items()} for f, by_worker in held.items()},
+        held=held_by,
         nonempty_chunks={k: frozenset(v) for k, v in nonempty.items()},
         taken_at=time.monotonic(),
         copies={(c.database.lower(), c.table.lower()): c.workers for c in store.table_copies()},

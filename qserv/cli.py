@@ -51,6 +51,7 @@ def _add_cluster_args(p: argparse.ArgumentParser, data_dir: str) -> None:
     )
     p.add_argument("--metadata", default="", help="metadata store URL (default: SQLite file in the data dir)")
     _add_timeout_args(p)
+    _add_evict_arg(p)
 
 
 def _duration(text: str) -> float:
@@ -92,6 +93,17 @@ def _positive_seconds(text: str) -> float:
     if not value > 0:  # also refuses NaN
         raise argparse.ArgumentTypeError(f"must be more than 0 seconds: {text!r}")
     return value
+
+
+def _add_evict_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--evict-timeout",
+        type=_positive_seconds,
+        default=ReplicationConfig.evict_timeout,
+        metavar="SECONDS",
+        help="a worker silent this long is evicted and its chunks are copied from the surviving "
+        "replicas until every chunk is back at the replication level (default: %(default)s)",
+    )
 
 
 def _add_supervision_args(p: argparse.ArgumentParser) -> None:
@@ -173,6 +185,13 @@ def _parser() -> argparse.ArgumentParser:
         "--metadata", default="", help="metadata store URL (default: SQLite in the data dir)"
     )
     replicad.add_argument("--interval", type=float, default=2.0, help="seconds between health probes")
+    replicad.add_argument(
+        "--replicas",
+        type=int,
+        default=2,
+        help="replication level kept for every chunk (default: %(default)s)",
+    )
+    _add_evict_arg(replicad)
     _add_supervision_args(replicad)
 
     load = sub.add_parser(
@@ -212,6 +231,7 @@ def _config(args: argparse.Namespace) -> Config:
             ReplicationConfig(),
             level=getattr(args, "replicas", 2),
             health_interval=getattr(args, "interval", 2.0),
+            evict_timeout=getattr(args, "evict_timeout", ReplicationConfig.evict_timeout),
         ),
         metadata=MetadataConfig(url=getattr(args, "metadata", "") or ""),
     )
@@ -238,6 +258,7 @@ def _cluster_spec(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         metadata_url=args.metadata,
         statement_timeout=args.statement_timeout,
         worker_timeout=args.worker_timeout,
+        evict_timeout=args.evict_timeout,
     )
 
 

@@ -45,6 +45,8 @@ class ClusterSpec:
     statement_timeout: float = 0.0  # the czar's default statement_timeout, seconds (0: none)
     worker_timeout: float = 600.0  # seconds a worker batch may run
     czar_args: tuple[str, ...] = ()  # extra `qserv czar` options (limits: --max-connections ...)
+    evict_timeout: float = 120.0  # seconds a worker may be silent before its chunks are re-made
+    health_interval: float = 2.0  # seconds between the replication controller's rounds
 
     def threads_per_worker(self) -> int:
         """Every worker may use every core: measured on 2 cores with 3 workers, one thread each
@@ -227,7 +229,22 @@ class LocalCluster:
         )
         wait_for_port(spec.host, spec.http_port, timeout, czar)
         wait_for_port(spec.host, spec.pg_port, timeout, czar)
-        self._spawn("replicad", ["replicad", "--data-dir", str(spec.data_dir), "--metadata", spec.metadata()])
+        self._spawn(
+            "replicad",
+            [
+                "replicad",
+                "--data-dir",
+                str(spec.data_dir),
+                "--metadata",
+                spec.metadata(),
+                "--replicas",
+                str(spec.replicas),
+                "--evict-timeout",
+                str(spec.evict_timeout),
+                "--interval",
+                str(spec.health_interval),
+            ],
+        )
         event(log, "cluster ready", pg_port=spec.pg_port, http_port=spec.http_port, workers=spec.workers)
 
     def kill(self, name: str) -> None:

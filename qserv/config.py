@@ -86,6 +86,22 @@ class WorkerConfig:
 class ReplicationConfig:
     level: int = _help(2, "Replicas kept of every chunk (capped at the number of workers).")  # type: ignore[assignment]
     health_interval: float = _help(2.0, "Seconds between worker health probes.")  # type: ignore[assignment]
+    evict_timeout: float = _help(
+        120.0, "Seconds a worker may stay silent before it is evicted and its chunks re-replicated."
+    )  # type: ignore[assignment]
+    max_copies_per_worker: int = _help(
+        64, "Chunk copies in flight per worker (as source or target) during recovery and rebalancing."
+    )  # type: ignore[assignment]
+    copy_batch_chunks: int = _help(
+        32, "Chunks copied from one worker to another in one call (one stream, one transaction)."
+    )  # type: ignore[assignment]
+    max_rebalance_moves: int = _help(64, "Chunk moves started per round when rebalancing.")  # type: ignore[assignment]
+    copy_timeout: float = _help(600.0, "Seconds one chunk copy may take.")  # type: ignore[assignment]
+    drop_grace: float = _help(
+        30.0,
+        "Seconds between forgetting a replica and deleting its rows on the worker, so that queries "
+        "planned on an older snapshot still find them.",
+    )  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)

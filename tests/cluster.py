@@ -106,13 +106,16 @@ def running_cluster(
     statement_timeout: float = 0.0,
     worker_timeout: float = 600.0,
     czar_args: tuple[str, ...] = (),
+    evict_timeout: float = 120.0,
+    health_interval: float = 2.0,
 ) -> Iterator[LiveCluster]:
     """Start a cluster in ``tmp``, load the sample catalog, yield it, and stop it.
 
     ``objects=0`` starts an empty cluster (no sample is written or loaded); ``metadata_url``
     selects the metadata store (default: SQLite in the data dir); ``statement_timeout`` and
     ``worker_timeout`` (seconds) configure the czar; ``czar_args`` are extra ``qserv czar``
-    options (its limits: ``--max-connections`` ...).
+    options (its limits: ``--max-connections`` ...); ``evict_timeout`` and ``health_interval``
+    (seconds) configure the replication controller.
     """
     ports = free_ports(workers + 2)
     spec = ClusterSpec(
@@ -126,6 +129,8 @@ def running_cluster(
         statement_timeout=statement_timeout,
         worker_timeout=worker_timeout,
         czar_args=czar_args,
+        evict_timeout=evict_timeout,
+        health_interval=health_interval,
     )
     sample = write(SampleSpec(objects=objects, seed=7), tmp / "sample") if objects else {}
     old_env = dict(os.environ)

@@ -165,10 +165,11 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
         self, request: worker_pb2.ChunkRequest, context: grpc.ServicerContext
     ) -> Iterator[worker_pb2.ChunkPart]:
         try:
-            for part in chunk_copy.export(self._storage, list(request.databases), request.chunk_id):
+            for part in chunk_copy.export(self._storage, list(request.databases), list(request.chunk_ids)):
                 yield worker_pb2.ChunkPart(
                     database=part.database,
                     table=part.table,
+                    chunk_id=part.chunk_id,
                     arrow_ipc=codec.encode_ipc([part.batch], part.batch.schema)
                     if part.batch is not None
                     else b"",
@@ -180,18 +181,18 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
     def PullChunk(
         self, request: worker_pb2.PullChunkRequest, context: grpc.ServicerContext
     ) -> worker_pb2.ChunkChecksums:
-        databases = list(request.databases)
+        databases, chunks = list(request.databases), list(request.chunk_ids)
         try:
             with WorkerClient(request.source) as source:
                 remaining = context.time_remaining()
-                parts = source.export_chunk(databases, request.chunk_id, timeout=remaining)
-                installed = chunk_copy.install(self._storage, databases, request.chunk_id, parts)
+                parts = source.export_chunks(databases, chunks, timeout=remaining)
+                installed = chunk_copy.install(self._storage, databases, chunks, parts)
         except Exception as exc:
             codec.abort(context, exc)
         event(
             _log,
-            "chunk installed",
-            chunk=request.chunk_id,
+            "chunks installed",
+            chunks=len(chunks),
             databases=databases,
             source=request.source,
             rows=sum(t.rows for t in installed),
@@ -200,17 +201,23 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
 
     def DropChunk(self, request: worker_pb2.ChunkRequest, context: grpc.ServicerContext) -> common_pb2.Empty:
         try:
-            rows = chunk_copy.drop(self._storage, list(request.databases), request.chunk_id)
+            rows = chunk_copy.drop(self._storage, list(request.databases), list(request.chunk_ids))
         except Exception as exc:
             codec.abort(context, exc)
-        event(_log, "chunk dropped", chunk=request.chunk_id, databases=list(request.databases), rows=rows)
+        event(
+            _log,
+            "chunks dropped",
+            chunks=len(request.chunk_ids),
+            databases=list(request.databases),
+            rows=rows,
+        )
         return common_pb2.Empty()
 
     def ChunkChecksum(
         self, request: worker_pb2.ChunkRequest, context: grpc.ServicerContext
     ) -> worker_pb2.ChunkChecksums:
         try:
-            tables = chunk_copy.checksums(self._storage, list(request.databases), request.chunk_id)
+            tables = chunk_copy.checksums(self._storage, list(request.databases), list(request.chunk_ids))
         except Exception as exc:
             codec.abort(context, exc)
         return worker_pb2.ChunkChecksums(tables=[checksum_to_pb(t) for t in tables])

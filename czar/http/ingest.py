@@ -215,7 +215,8 @@ class Ingest:
         ]
 
     def _active_workers(self) -> list[WorkerInfo]:
-        return [w for w in self.store.workers() if w.state is WorkerState.ACTIVE]
+        """Workers that serve queries (ACTIVE or READ-ONLY): each copy they hold gets every load."""
+        return [w for w in self.store.workers() if w.state.serves]
 
     # transactions
 
@@ -316,7 +317,9 @@ class Ingest:
                     result[c] = pending[c]
                 else:
                     fresh.append(c)
-            result.update(place_chunks(fresh, sorted(active), self.replication_level, load))
+            # new chunks go to ACTIVE workers only: a READ-ONLY one is being drained
+            placeable = sorted(n for n, w in active.items() if w.state is WorkerState.ACTIVE)
+            result.update(place_chunks(fresh, placeable, self.replication_level, load))
             # Recorded under the transaction: visible only if it commits.
             new = [Replica(family, c, w) for c, ws in result.items() if c not in holders for w in ws]
             self.store.add_replicas(new, transaction_id)

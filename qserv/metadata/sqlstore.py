@@ -287,16 +287,21 @@ class SQLStore(ABC):
     # --- workers --------------------------------------------------------------------------------
 
     def upsert_worker(self, worker: WorkerInfo) -> None:
-        """Register a worker, or update its address and state."""
+        """Register a worker, or update its address; a registered worker keeps its state.
+
+        Why: ``qserv up`` registers every worker at each start, and an evicted or disabled
+        worker must not come back to service by a restart: only the replication controller
+        (after reconciling it) or an operator changes a state.
+        """
         with self._tx() as tx:
             tx.run(
                 "INSERT INTO workers (name, host, port, state) VALUES (?, ?, ?, ?) ON CONFLICT (name) "
-                "DO UPDATE SET host = excluded.host, port = excluded.port, state = excluded.state",
+                "DO UPDATE SET host = excluded.host, port = excluded.port",
                 (worker.name, worker.host, worker.port, worker.state.value),
             )
 
     def set_worker_state(self, name: str, state: WorkerState) -> None:
-        """Mark a registered worker active or down."""
+        """Set a registered worker's state."""
         with self._tx() as tx:
             if not tx.run("UPDATE workers SET state = ? WHERE name = ?", (state.value, name)):
                 raise InvalidParameter(

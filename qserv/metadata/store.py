@@ -25,8 +25,23 @@ from qserv.catalog import Catalog, Database, Table
 
 
 class WorkerState(StrEnum):
-    ACTIVE = "active"
+    """A worker's state as the czar and the loader see it (set by the replication controller).
+
+    ACTIVE and DOWN follow health probes; READ_ONLY and DISABLED are set by an operator; a worker
+    DOWN for the controller's ``evict_timeout`` becomes EVICTED: its replicas no longer count and
+    are re-made elsewhere, and it is reconciled before it serves again.
+    """
+
+    ACTIVE = "active"  # serves queries, receives new chunks and copies
     DOWN = "down"  # failed health probes; not chosen for queries or placement
+    READ_ONLY = "read-only"  # serves queries; receives no new chunks or copies (being drained)
+    DISABLED = "disabled"  # taken out by an operator: serves nothing, its replicas do not count
+    EVICTED = "evicted"  # silent past evict_timeout: serves nothing until reconciled
+
+    @property
+    def serves(self) -> bool:
+        """Whether queries may be planned on the worker's replicas."""
+        return self in (WorkerState.ACTIVE, WorkerState.READ_ONLY)
 
 
 @dataclass(frozen=True)

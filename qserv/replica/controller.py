@@ -1,8 +1,19 @@
 """The replication controller loop (``qserv replicad``): observe, decide, act.
 
-This first version watches worker health and records it in the metadata store, so the czar
-stops planning on dead workers; a worker coming back is brought up to date first
-(:mod:`qserv.replica.rejoin`); re-replication and rebalance plug in as further decisions.
+Each round (every ``health_interval`` seconds) the controller
+
+1. **observes**: probes every worker in parallel, folds the answers into the workers' health
+   (:mod:`qserv.replica.health`: ACTIVE/DOWN, and since when each has been silent), and reads
+   the replicas the metadata store records;
+2. **decides**: :func:`qserv.replica.policy.policy` turns that state, with the copies it has in
+   flight, into actions (evict, copy, drop, re-admit, report lost chunks);
+3. **acts**: a worker coming back from DOWN is brought up to date before it serves again
+   (:mod:`qserv.replica.rejoin`); copies run worker to worker on threads of their own and are
+   recorded when committed (:mod:`qserv.replica.copier`); evictions and drops go to the store.
+
+The controller holds no state the store does not also have, beyond copies in flight, deletions
+pending and probe history: a restarted controller starts over from the store (a copy it had in
+flight is simply made again; a worker's silence is timed again from the restart).
 """
 
 from __future__ import annotations
@@ -10,62 +21,221 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
-from qserv.config import Config
+from qserv.catalog import Catalog
+from qserv.config import Config, ReplicationConfig
 from qserv.errors import QservError
 from qserv.log import event
-from qserv.metadata import WorkerState, open_store
+from qserv.metadata import MetadataStore, Replica, WorkerInfo, WorkerState, open_store
+from qserv.replica.copier import Copier
 from qserv.replica.health import HealthState, observe
+from qserv.replica.policy import (
+    Action,
+    ClusterState,
+    Copy,
+    Drop,
+    Enable,
+    Evict,
+    Lost,
+    PolicyLimits,
+    ReplicaStatus,
+    ReplicaView,
+    WorkerMode,
+    WorkerView,
+)
+from qserv.replica.policy import policy as decide
 from qserv.replica.rejoin import rejoin
 from qserv.rpc.client import WorkerClient
 
 log = logging.getLogger(__name__)
 
+PROBE_TIMEOUT_S = 2.0
+FULL_CHECK_S = 30.0  # an idle cluster's replicas are read and decided on at least this often
+
+_MODES = {
+    WorkerState.ACTIVE: WorkerMode.ENABLED,
+    WorkerState.DOWN: WorkerMode.ENABLED,  # enabled, not answering: waited for until evicted
+    WorkerState.READ_ONLY: WorkerMode.READ_ONLY,
+    WorkerState.DISABLED: WorkerMode.DISABLED,
+    WorkerState.EVICTED: WorkerMode.EVICTED,
+}
+
+
+def limits_of(config: ReplicationConfig) -> PolicyLimits:
+    return PolicyLimits(
+        evict_timeout=config.evict_timeout,
+        max_copies_per_worker=config.max_copies_per_worker,
+        max_rebalance_moves=config.max_rebalance_moves,
+    )
+
+
+class Controller:
+    """One replication controller over one metadata store; :meth:`round` is one observe-decide-act."""
+
+    def __init__(self, config: ReplicationConfig, store: MetadataStore) -> None:
+        self._config = config
+        self._store = store
+        self._limits = limits_of(config)
+        self._clients: dict[str, WorkerClient] = {}
+        self._health: dict[str, HealthState] = {}
+        self._probes = ThreadPoolExecutor(max_workers=16, thread_name_prefix="probe")
+        self._copier = Copier(store, config, self._client)
+        self._reported_lost: set[tuple[str, int]] = set()
+        self._signature: tuple[tuple[str, WorkerMode, bool], ...] = ()
+        self._acted = True  # the first round decides
+        self._full_check = 0.0
+
+    def close(self) -> None:
+        self._copier.close()
+        self._probes.shutdown(wait=False, cancel_futures=True)
+        for client in self._clients.values():
+            client.close()
+
+    def _client(self, worker: WorkerInfo) -> WorkerClient:
+        client = self._clients.get(worker.address)
+        if client is None:
+            client = self._clients[worker.address] = WorkerClient(worker.address)
+        return client
+
+    def _probe(self, worker: WorkerInfo) -> bool:
+        try:
+            self._client(worker).health(timeout=PROBE_TIMEOUT_S)
+            return True
+        except Exception:  # any failure to answer is a failed probe
+            return False
+
+    def round(self, now: float | None = None) -> None:
+        """Observe the cluster, decide, act (copies are started, not waited for)."""
+        now = time.monotonic() if now is None else now
+        workers = {w.name: w for w in self._store.workers()}
+        for w in workers.values():
+            # the store's state is the truth (an operator may have changed it); health keeps
+            # the probe history
+            old = self._health.get(w.name)
+            self._health[w.name] = HealthState(w.state) if old is None else replace(old, state=w.state)
+        names = sorted(workers)
+        answers = dict(zip(names, self._probes.map(self._probe, [workers[n] for n in names]), strict=True))
+        self._health, changes = observe(self._health, answers, now=now)
+        for change in changes:
+            if change.state is WorkerState.ACTIVE and not self._rejoin(workers[change.worker]):
+                self._health[change.worker] = HealthState(WorkerState.DOWN)
+                continue
+            self._set_state(change.worker, change.state)
+        self._copier.collect(now)
+        views = self._views(workers, answers, now)
+        if self._quiet(views, now):
+            return
+        catalog = self._store.catalog()
+        recorded = self._store.replicas()
+        actions = decide(self._state(views, recorded), self._limits)
+        for action in actions:
+            self._act(action, workers, catalog, now)
+        self._copier.start([a for a in actions if isinstance(a, Copy)], workers, catalog)
+        self._acted = any(not isinstance(a, Lost) for a in actions)
+        if self._copier.deletions_pending():
+            registered = {(r.family, r.chunk_id, r.worker) for r in self._store.replicas()}
+            self._copier.delete_due(now, workers, registered)
+
+    def _quiet(self, views: tuple[WorkerView, ...], now: float) -> bool:
+        """Whether this round can skip reading the replicas: nothing changed since a round that
+        found nothing to do (a full check still runs every ``FULL_CHECK_S``). Reading 20,000
+        replicas and deciding costs ~0.2 s of CPU: every 2 s on an idle cluster, a tenth of a core.
+        """
+        signature = tuple((v.name, v.mode, v.alive) for v in views)
+        waiting = any(not v.alive and v.mode in (WorkerMode.ENABLED, WorkerMode.READ_ONLY) for v in views)
+        quiet = (
+            signature == self._signature
+            and not waiting
+            and not self._acted
+            and not self._copier.busy()
+            and now - self._full_check < FULL_CHECK_S
+        )
+        if not quiet:
+            self._signature, self._full_check = signature, now
+        return quiet
+
+    def _views(
+        self, workers: dict[str, WorkerInfo], answers: dict[str, bool], now: float
+    ) -> tuple[WorkerView, ...]:
+        views = []
+        for name in sorted(workers):
+            health = self._health[name]
+            alive = answers[name] and health.state is not WorkerState.DOWN
+            views.append(WorkerView(name, _MODES[health.state], alive, health.silent_for(now)))
+        return tuple(views)
+
+    def _state(self, views: tuple[WorkerView, ...], recorded: list[Replica]) -> ClusterState:
+        replicas = [ReplicaView(r.family, r.chunk_id, r.worker) for r in recorded]
+        held = {(r.family, r.chunk_id, r.worker) for r in recorded}
+        replicas += [
+            ReplicaView(f, c, w, ReplicaStatus.COPYING)
+            for f, c, w in self._copier.in_flight()
+            if (f, c, w) not in held
+        ]
+        return ClusterState(self._config.level, views, tuple(replicas))
+
+    def _act(self, action: Action, workers: dict[str, WorkerInfo], catalog: Catalog, now: float) -> None:
+        if isinstance(action, Evict):
+            self._set_state(action.worker, WorkerState.EVICTED)
+        elif isinstance(action, Enable):
+            if self._rejoin(workers[action.worker]):
+                self._set_state(action.worker, WorkerState.ACTIVE)
+        elif isinstance(action, Drop):
+            self._copier.drop(action, catalog, now)
+        elif isinstance(action, Lost):
+            key = (action.family, action.chunk)
+            if key not in self._reported_lost:
+                self._reported_lost.add(key)
+                event(
+                    log,
+                    "chunk lost: no replica left on any worker that serves or may return",
+                    logging.ERROR,
+                    family=action.family,
+                    chunk=action.chunk,
+                )
+
+    def _rejoin(self, worker: WorkerInfo) -> bool:
+        try:
+            rejoin(self._store, worker.name, self._client(worker))
+        except QservError as exc:  # not up to date: it stays out, tried again next round
+            event(log, "worker not rejoined yet", worker=worker.name, error=exc.message)
+            return False
+        return True
+
+    def _set_state(self, worker: str, state: WorkerState) -> None:
+        self._store.set_worker_state(worker, state)
+        self._copier.forget(worker)
+        self._health[worker] = replace(self._health[worker], state=state)
+        level = logging.WARNING if state in (WorkerState.DOWN, WorkerState.EVICTED) else logging.INFO
+        event(log, "worker state changed", level, worker=worker, state=state.value)
+
 
 def run(config: Config, stop: threading.Event | None = None) -> None:
-    """Probe every worker each ``health_interval`` seconds until ``stop`` (or a signal)."""
+    """Run rounds every ``health_interval`` seconds until ``stop`` (or SIGINT/SIGTERM)."""
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
     store = open_store(config.metadata_url())
-    clients: dict[str, WorkerClient] = {}
-    states: dict[str, HealthState] = {}
-    event(log, "replication controller ready", metadata=config.metadata_url())
+    controller = Controller(config.replication, store)
+    event(
+        log,
+        "replication controller ready",
+        metadata=config.metadata_url(),
+        level=config.replication.level,
+        evict_timeout=config.replication.evict_timeout,
+    )
     try:
         while not stop.is_set():
-            workers = store.workers()
-            for w in workers:
-                states.setdefault(w.name, HealthState(w.state))
-            probes: dict[str, bool] = {}
-            for w in workers:
-                client = clients.get(w.address)
-                if client is None:
-                    client = clients[w.address] = WorkerClient(w.address)
-                try:
-                    client.health(timeout=2.0)
-                    probes[w.name] = True
-                except Exception:  # any failure to answer is a failed probe
-                    probes[w.name] = False
-            states, actions = observe(states, probes)
-            by_name = {w.name: clients[w.address] for w in workers}
-            for action in actions:
-                if action.state is WorkerState.ACTIVE:
-                    try:
-                        rejoin(store, action.worker, by_name[action.worker])
-                    except QservError as exc:  # not up to date: it stays down, tried again next round
-                        event(log, "worker not rejoined yet", worker=action.worker, error=exc.message)
-                        states[action.worker] = HealthState(WorkerState.DOWN)
-                        continue
-                store.set_worker_state(action.worker, action.state)
-                event(
-                    log,
-                    "worker state changed",
-                    logging.WARNING if action.state is WorkerState.DOWN else logging.INFO,
-                    worker=action.worker,
-                    state=action.state.value,
-                )
+            try:
+                controller.round()
+            except QservError as exc:  # the store or a worker failed this round: try the next
+                event(log, "replication round failed", logging.WARNING, error=exc.message)
             stop.wait(config.replication.health_interval)
     finally:
+        controller.close()
         store.close()
         event(log, "replication controller stopped")

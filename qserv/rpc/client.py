@@ -48,18 +48,20 @@ class TableChecksum:
 
     database: str
     table: str
+    chunk_id: int
     rows: int
     checksum: str  # 16 hex digits
 
 
 @dataclass(frozen=True)
 class ChunkPart:
-    """One piece of an exported chunk: a batch of a table's rows, or the table's end."""
+    """One piece of exported chunks: a batch of a table's rows, or the end of a (chunk, table)."""
 
     database: str
     table: str
+    chunk_id: int  # of the end; -1 for a batch (which may hold rows of several chunks)
     batch: pa.RecordBatch | None = None
-    end: TableChecksum | None = None  # set on the last part of each table
+    end: TableChecksum | None = None  # set on the last part of each (chunk, table)
 
 
 @dataclass(frozen=True)
@@ -202,47 +204,50 @@ class WorkerClient:
 
     # -- chunk copy ---------------------------------------------------------------------------
 
-    def export_chunk(
-        self, databases: Sequence[str], chunk_id: int, timeout: float | None = None
+    def export_chunks(
+        self, databases: Sequence[str], chunk_ids: Sequence[int], timeout: float | None = None
     ) -> Iterator[ChunkPart]:
-        """The parts of a family chunk as the worker exports it (rows, then each table's checksum)."""
-        request = worker_pb2.ChunkRequest(databases=list(databases), chunk_id=chunk_id)
+        """The parts of family chunks as the worker exports them (rows, then each table's checksum)."""
+        request = worker_pb2.ChunkRequest(databases=list(databases), chunk_ids=list(chunk_ids))
         try:
             for message in self._stub.ExportChunk(request, timeout=timeout):
                 batches = codec.decode_ipc(message.arrow_ipc).to_batches() if message.arrow_ipc else []
                 end = checksum_from_pb(message.end) if message.HasField("end") else None
                 for batch in batches:
-                    yield ChunkPart(message.database, message.table, batch=batch)
+                    yield ChunkPart(message.database, message.table, message.chunk_id, batch=batch)
                 if end is not None:
-                    yield ChunkPart(message.database, message.table, end=end)
+                    yield ChunkPart(message.database, message.table, message.chunk_id, end=end)
         except grpc.RpcError as exc:
             raise codec.rpc_error(exc, self.address) from exc
 
-    def pull_chunk(
-        self, source: str, databases: Sequence[str], chunk_id: int, timeout: float | None = 600.0
+    def pull_chunks(
+        self, source: str, databases: Sequence[str], chunk_ids: Sequence[int], timeout: float | None = 600.0
     ) -> list[TableChecksum]:
-        """Have this worker copy a family chunk from the worker at ``source`` (installed atomically)."""
-        request = worker_pb2.PullChunkRequest(source=source, databases=list(databases), chunk_id=chunk_id)
+        """Have this worker copy family chunks from the worker at ``source`` (installed atomically)."""
+        request = worker_pb2.PullChunkRequest(
+            source=source, databases=list(databases), chunk_ids=list(chunk_ids)
+        )
         try:
             reply = self._stub.PullChunk(request, timeout=timeout)
         except grpc.RpcError as exc:
             raise codec.rpc_error(exc, self.address) from exc
         return [checksum_from_pb(t) for t in reply.tables]
 
-    def drop_chunk(self, databases: Sequence[str], chunk_id: int, timeout: float | None = 60.0) -> None:
-        """Delete the worker's rows of a family chunk."""
+    def drop_chunks(
+        self, databases: Sequence[str], chunk_ids: Sequence[int], timeout: float | None = 60.0
+    ) -> None:
+        """Delete the worker's rows of family chunks."""
+        request = worker_pb2.ChunkRequest(databases=list(databases), chunk_ids=list(chunk_ids))
         try:
-            self._stub.DropChunk(
-                worker_pb2.ChunkRequest(databases=list(databases), chunk_id=chunk_id), timeout=timeout
-            )
+            self._stub.DropChunk(request, timeout=timeout)
         except grpc.RpcError as exc:
             raise codec.rpc_error(exc, self.address) from exc
 
-    def chunk_checksum(
-        self, databases: Sequence[str], chunk_id: int, timeout: float | None = 60.0
+    def chunk_checksums(
+        self, databases: Sequence[str], chunk_ids: Sequence[int], timeout: float | None = 60.0
     ) -> list[TableChecksum]:
-        """Row count and checksum of every chunked table of the family chunk on the worker."""
-        request = worker_pb2.ChunkRequest(databases=list(databases), chunk_id=chunk_id)
+        """Row count and checksum of every chunked table of the family chunks on the worker."""
+        request = worker_pb2.ChunkRequest(databases=list(databases), chunk_ids=list(chunk_ids))
         try:
             reply = self._stub.ChunkChecksum(request, timeout=timeout)
         except grpc.RpcError as exc:
@@ -335,8 +340,10 @@ def encode_ingest_request(
 
 
 def checksum_to_pb(t: TableChecksum) -> worker_pb2.TableChecksum:
-    return worker_pb2.TableChecksum(database=t.database, table=t.table, rows=t.rows, checksum=t.checksum)
+    return worker_pb2.TableChecksum(
+        database=t.database, table=t.table, chunk_id=t.chunk_id, rows=t.rows, checksum=t.checksum
+    )
 
 
 def checksum_from_pb(t: worker_pb2.TableChecksum) -> TableChecksum:
-    return TableChecksum(t.database, t.table, int(t.rows), t.checksum)
+    return TableChecksum(t.database, t.table, int(t.chunk_id), int(t.rows), t.checksum)

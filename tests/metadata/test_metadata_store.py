@@ -122,9 +122,13 @@ def test_workers_round_trip(store: MetadataStore) -> None:
     assert store.workers() == [w2, w1]
     store.set_worker_state("worker-2", WorkerState.DOWN)
     assert store.workers()[1].state is WorkerState.DOWN
-    moved = WorkerInfo("worker-2", "127.0.0.2", 6000)  # re-registers: new address, active again
-    store.upsert_worker(moved)
-    assert store.workers() == [w2, moved]
+    # re-registers (as `qserv up` does at each start): new address, same state; only the
+    # replication controller or an operator changes a state
+    store.upsert_worker(WorkerInfo("worker-2", "127.0.0.2", 6000))
+    assert store.workers() == [w2, WorkerInfo("worker-2", "127.0.0.2", 6000, WorkerState.DOWN)]
+    for state in WorkerState:
+        store.set_worker_state("worker-2", state)
+        assert store.workers()[1].state is state
     with pytest.raises(InvalidParameter, match="not registered"):
         store.set_worker_state("worker-9", WorkerState.DOWN)
 

@@ -301,21 +301,22 @@ class ChunkRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     DATABASES_FIELD_NUMBER: _builtins.int
-    CHUNK_ID_FIELD_NUMBER: _builtins.int
-    chunk_id: _builtins.int
+    CHUNK_IDS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def databases(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """the databases of one family"""
 
+    @_builtins.property
+    def chunk_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
     def __init__(
         self,
         *,
         databases: _abc.Iterable[_builtins.str] | None = ...,
-        chunk_id: _builtins.int = ...,
+        chunk_ids: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_id", b"chunk_id", "databases", b"databases"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_ids", b"chunk_ids", "databases", b"databases"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -327,11 +328,13 @@ class TableChecksum(_message.Message):
 
     DATABASE_FIELD_NUMBER: _builtins.int
     TABLE_FIELD_NUMBER: _builtins.int
+    CHUNK_ID_FIELD_NUMBER: _builtins.int
     ROWS_FIELD_NUMBER: _builtins.int
     CHECKSUM_FIELD_NUMBER: _builtins.int
     database: _builtins.str
     table: _builtins.str
     """stored table (a director's overlap table is its own)"""
+    chunk_id: _builtins.int
     rows: _builtins.int
     checksum: _builtins.str
     """16 hex digits, independent of row order"""
@@ -340,12 +343,13 @@ class TableChecksum(_message.Message):
         *,
         database: _builtins.str = ...,
         table: _builtins.str = ...,
+        chunk_id: _builtins.int = ...,
         rows: _builtins.int = ...,
         checksum: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["checksum", b"checksum", "database", b"database", "rows", b"rows", "table", b"table"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checksum", b"checksum", "chunk_id", b"chunk_id", "database", b"database", "rows", b"rows", "table", b"table"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -357,27 +361,30 @@ class ChunkPart(_message.Message):
 
     DATABASE_FIELD_NUMBER: _builtins.int
     TABLE_FIELD_NUMBER: _builtins.int
+    CHUNK_ID_FIELD_NUMBER: _builtins.int
     ARROW_IPC_FIELD_NUMBER: _builtins.int
     END_FIELD_NUMBER: _builtins.int
     database: _builtins.str
     table: _builtins.str
+    chunk_id: _builtins.int
     arrow_ipc: _builtins.bytes
-    """rows of the table (Arrow IPC stream), or empty"""
+    """rows of the table in the chunk (Arrow IPC stream), or empty"""
     @_builtins.property
     def end(self) -> Global___TableChecksum:
-        """set on the last part of each table"""
+        """set on the last part of each (chunk, table)"""
 
     def __init__(
         self,
         *,
         database: _builtins.str = ...,
         table: _builtins.str = ...,
+        chunk_id: _builtins.int = ...,
         arrow_ipc: _builtins.bytes = ...,
         end: Global___TableChecksum | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["end", b"end"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["arrow_ipc", b"arrow_ipc", "database", b"database", "end", b"end", "table", b"table"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["arrow_ipc", b"arrow_ipc", "chunk_id", b"chunk_id", "database", b"database", "end", b"end", "table", b"table"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -389,22 +396,25 @@ class PullChunkRequest(_message.Message):
 
     SOURCE_FIELD_NUMBER: _builtins.int
     DATABASES_FIELD_NUMBER: _builtins.int
-    CHUNK_ID_FIELD_NUMBER: _builtins.int
+    CHUNK_IDS_FIELD_NUMBER: _builtins.int
     source: _builtins.str
     """host:port of the worker to copy from"""
-    chunk_id: _builtins.int
     @_builtins.property
     def databases(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def chunk_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """copied together: one stream, one transaction"""
+
     def __init__(
         self,
         *,
         source: _builtins.str = ...,
         databases: _abc.Iterable[_builtins.str] | None = ...,
-        chunk_id: _builtins.int = ...,
+        chunk_ids: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_id", b"chunk_id", "databases", b"databases", "source", b"source"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_ids", b"chunk_ids", "databases", b"databases", "source", b"source"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

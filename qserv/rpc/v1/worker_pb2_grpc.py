@@ -148,30 +148,30 @@ class WorkerServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ExportChunk(self, request, context):
-        """Stream a family chunk (every chunked table of the databases) from one snapshot, each table
-        closed by its row count and checksum: the source side of a chunk copy.
+        """Stream family chunks (every chunked table of the databases) from one snapshot, each
+        (chunk, table) closed by its row count and checksum: the source side of a chunk copy.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def PullChunk(self, request, context):
-        """Copy a family chunk from another worker (ExportChunk there) and install it atomically,
-        replacing this worker's rows of the chunk; checksums are compared before the commit.
+        """Copy family chunks from another worker (ExportChunk there) and install them atomically,
+        replacing this worker's rows of the chunks; checksums are compared before the commit.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def DropChunk(self, request, context):
-        """Delete this worker's rows of a family chunk (atomically).
+        """Delete this worker's rows of family chunks (atomically).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ChunkChecksum(self, request, context):
-        """Row count and checksum of every chunked table of the databases in one chunk.
+        """Row count and checksum of every chunked table of the databases in each chunk.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

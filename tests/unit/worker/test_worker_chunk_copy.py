@@ -89,13 +89,13 @@ def test_pull_copies_every_table_of_the_family_chunk_and_only_it(pair: tuple) ->
     family(cb)
     load(ca, 1, objects(200, chunks=4))
     load(ca, 2, objects(50, chunks=4, start=5000), db="Deep")
-    installed = cb.pull_chunk(ca.address, ["Sky", "Deep"], 3)
+    installed = cb.pull_chunks(ca.address, ["Sky", "Deep"], [3])
     assert {(t.database, t.table) for t in installed} == set(TABLES)
     for db, table in TABLES:
         assert rows_of(cb, db, table, 3) == rows_of(ca, db, table, 3)
         assert rows_of(cb, db, table, 2) == []  # other chunks are not copied
-    assert sorted(cb.chunk_checksum(["Sky", "Deep"], 3), key=str) == sorted(
-        ca.chunk_checksum(["Sky", "Deep"], 3), key=str
+    assert sorted(cb.chunk_checksums(["Sky", "Deep"], [3]), key=str) == sorted(
+        ca.chunk_checksums(["Sky", "Deep"], [3]), key=str
     )
     assert any(t.rows > 0 for t in installed) and all(len(t.checksum) == 16 for t in installed)
 
@@ -105,13 +105,13 @@ def test_pull_replaces_a_damaged_replica_and_checksums_tell_them_apart(pair: tup
     family(ca)
     family(cb)
     load(ca, 1, objects(120, chunks=3))
-    cb.pull_chunk(ca.address, ["Sky", "Deep"], 1)
+    cb.pull_chunks(ca.address, ["Sky", "Deep"], [1])
     damaged = objects(120, chunks=3)
     damaged = damaged.set_column(1, "ra", pa.array([r + 1e-9 for r in damaged.column("ra").to_pylist()]))
     load(cb, 9, damaged.filter(pa.compute.equal(damaged.column("_chunk"), 1)).slice(0, 1))  # one extra row
-    assert cb.chunk_checksum(["Sky", "Deep"], 1) != ca.chunk_checksum(["Sky", "Deep"], 1)
-    cb.pull_chunk(ca.address, ["Sky", "Deep"], 1)
-    assert cb.chunk_checksum(["Sky", "Deep"], 1) == ca.chunk_checksum(["Sky", "Deep"], 1)
+    assert cb.chunk_checksums(["Sky", "Deep"], [1]) != ca.chunk_checksums(["Sky", "Deep"], [1])
+    cb.pull_chunks(ca.address, ["Sky", "Deep"], [1])
+    assert cb.chunk_checksums(["Sky", "Deep"], [1]) == ca.chunk_checksums(["Sky", "Deep"], [1])
     for db, table in TABLES:
         assert rows_of(cb, db, table, 1) == rows_of(ca, db, table, 1)
 
@@ -123,15 +123,15 @@ def test_checksum_ignores_row_order_but_not_values() -> None:
         cur.execute(
             """INSERT INTO "S"."T" VALUES (1.5, 'a', 1), (NULL, NULL, 1), (1.5, 'a', 1), (2.0, 'b', 2)"""
         )
-    first = chunk_copy.checksums(conn, ["S"], 1)
+    first = chunk_copy.checksums(conn, ["S"], [1])
     with conn.cursor() as cur:
         cur.execute('CREATE OR REPLACE TABLE "S"."T" AS SELECT * FROM "S"."T" ORDER BY x DESC NULLS FIRST')
-    assert chunk_copy.checksums(conn, ["S"], 1) == first and first[0].rows == 3
+    assert chunk_copy.checksums(conn, ["S"], [1]) == first and first[0].rows == 3
     with conn.cursor() as cur:
         cur.execute(
             """UPDATE "S"."T" SET s = 'A' WHERE rowid = (SELECT min(rowid) FROM "S"."T" WHERE s = 'a')"""
         )
-    assert chunk_copy.checksums(conn, ["S"], 1) != first
+    assert chunk_copy.checksums(conn, ["S"], [1]) != first
     conn.close()
 
 
@@ -160,23 +160,22 @@ def test_a_bad_copy_changes_nothing_and_leaves_no_file(tmp_path: Path) -> None:
     with target.cursor() as cur:
         cur.execute('DELETE FROM "S"."T" WHERE x = 4')  # target's chunk 1 differs: 9 rows, not 10
     before = _counts(target)
-    parts = list(chunk_copy.export(source, ["S"], 1))
+    parts = list(chunk_copy.export(source, ["S"], [1]))
 
     def tampered() -> Iterator[ChunkPart]:
         for p in parts:
             if p.end is not None and p.table == "U":
-                yield ChunkPart(
-                    p.database, p.table, end=TableChecksum(p.database, p.table, p.end.rows, "0" * 16)
-                )
+                bad = TableChecksum(p.database, p.table, p.chunk_id, p.end.rows, "0" * 16)
+                yield ChunkPart(p.database, p.table, p.chunk_id, end=bad)
             else:
                 yield p
 
     with pytest.raises(DataError, match="checksum"):
-        chunk_copy.install(target, ["S"], 1, tampered())
+        chunk_copy.install(target, ["S"], [1], tampered())
     assert _counts(target) == before
 
     with pytest.raises(DataError, match="ended before the end"):
-        chunk_copy.install(target, ["S"], 1, iter(parts[:-1]))
+        chunk_copy.install(target, ["S"], [1], iter(parts[:-1]))
     assert _counts(target) == before
 
     def broken() -> Iterator[ChunkPart]:
@@ -184,11 +183,11 @@ def test_a_bad_copy_changes_nothing_and_leaves_no_file(tmp_path: Path) -> None:
         raise ConnectionError("source went away")
 
     with pytest.raises(ConnectionError):
-        chunk_copy.install(target, ["S"], 1, broken())
+        chunk_copy.install(target, ["S"], [1], broken())
     assert _counts(target) == before
     assert list(target.staging_dir.iterdir()) == []
 
-    assert chunk_copy.install(target, ["S"], 1, iter(parts))  # the good stream installs
+    assert chunk_copy.install(target, ["S"], [1], iter(parts))  # the good stream installs
     assert _counts(target) == _counts(source) == (10, 3)
     source.close()
     target.close()
@@ -213,7 +212,7 @@ def test_missing_table_on_the_target_is_refused(pair: tuple) -> None:
     cb.create_table("Sky", "Object", TableKind.DIRECTOR, OBJECT_COLUMNS)  # no Source, no Deep
     load(ca, 1, objects(40, chunks=2))
     with pytest.raises(UndefinedTable, match="does not exist on this worker"):
-        cb.pull_chunk(ca.address, ["Sky", "Deep"], 1)
+        cb.pull_chunks(ca.address, ["Sky", "Deep"], [1])
     assert rows_of(cb, "Sky", "Object", 1) == []
 
 
@@ -221,7 +220,7 @@ def test_drop_removes_the_family_chunk_only(pair: tuple) -> None:
     _, ca, _, _ = pair
     family(ca)
     load(ca, 1, objects(90, chunks=3))
-    ca.drop_chunk(["Sky", "Deep"], 2)
+    ca.drop_chunks(["Sky", "Deep"], [2])
     for db, table in TABLES:
         assert rows_of(ca, db, table, 2) == []
     assert rows_of(ca, "Sky", "Object", 1) and rows_of(ca, "Sky", "Source", 1)
@@ -255,9 +254,28 @@ def test_queries_never_see_half_a_copied_chunk(pair: tuple) -> None:
     thread.start()
     try:
         for _ in range(6):
-            cb.pull_chunk(ca.address, ["Sky", "Deep"], 1)
-            cb.drop_chunk(["Sky", "Deep"], 1)
+            cb.pull_chunks(ca.address, ["Sky", "Deep"], [1])
+            cb.drop_chunks(["Sky", "Deep"], [1])
     finally:
         stop.set()
         thread.join()
     assert seen <= {(0, 0, 0), full} and seen
+
+
+def test_several_chunks_are_copied_in_one_call_and_one_transaction(pair: tuple) -> None:
+    _, ca, _, cb = pair
+    family(ca)
+    family(cb)
+    load(ca, 1, objects(400, chunks=8))
+    installed = cb.pull_chunks(ca.address, ["Sky", "Deep"], [5, 1, 3, 3])
+    assert sorted({t.chunk_id for t in installed}) == [1, 3, 5]
+    for chunk in (1, 3, 5):
+        for db, table in TABLES:
+            assert rows_of(cb, db, table, chunk) == rows_of(ca, db, table, chunk)
+    assert rows_of(cb, "Sky", "Object", 2) == []
+    assert sorted(cb.chunk_checksums(["Sky", "Deep"], [1, 3, 5]), key=str) == sorted(
+        ca.chunk_checksums(["Sky", "Deep"], [1, 3, 5]), key=str
+    )
+    cb.drop_chunks(["Sky", "Deep"], [1, 5])
+    assert rows_of(cb, "Sky", "Object", 1) == rows_of(cb, "Sky", "Object", 5) == []
+    assert rows_of(cb, "Sky", "Object", 3)

@@ -1,0 +1,260 @@
+"""Carrying out the policy's copies and drops: chunk copies in flight, deferred deletions.
+
+A copy is the target worker pulling the family chunk from the source (``PullChunk``, see
+:mod:`worker.chunk_copy`); it runs on a thread of its own, and the replica is recorded in the
+metadata store only once the target has committed it, so the czar never plans on a replica
+without its rows. A copy must not miss a load: rows a transaction commits while the copy reads
+its snapshot would be absent from the new replica. So a copy starts only while no transaction
+of the family's databases is open, and its replica is recorded only if none began meanwhile
+(transaction ids grow); otherwise the copy is thrown away and the policy asks for it again.
+
+A drop forgets the replica in the store at once (new queries stop using it) and deletes its rows
+on the worker ``drop_grace`` seconds later, so that a query planned on an older snapshot of the
+placement still finds them. A later copy of the same chunk onto that worker cancels the pending
+deletion (the copy replaces the rows anyway).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+from qserv.catalog import Catalog
+from qserv.config import ReplicationConfig
+from qserv.errors import QservError
+from qserv.log import event
+from qserv.metadata import MetadataStore, Replica, TransactionState, WorkerInfo
+from qserv.replica.policy import Copy, Drop
+from qserv.rpc.client import TableChecksum, WorkerClient
+
+log = logging.getLogger(__name__)
+
+ReplicaKey = tuple[str, int, str]
+"""(family, chunk, worker)."""
+
+_OPEN = (TransactionState.STARTED, TransactionState.COMMITTING)
+
+
+def family_databases(catalog: Catalog, family: str) -> list[str]:
+    """The databases of one family (a family chunk holds the chunk of each)."""
+    return sorted(db.name for db in catalog.databases if db.partitioning.family == family)
+
+
+@dataclass
+class _Batch:
+    """Chunks of one family copied from one source to one target in one call."""
+
+    family: str
+    source: str
+    target: str
+    chunks: list[int]
+    reasons: list[str]
+    databases: list[str]
+    last_transaction: int  # the newest transaction of the family's databases when it started
+    future: Future[list[TableChecksum]]
+
+
+class Copier:
+    """The copies in flight and the deletions pending; driven by the controller's rounds."""
+
+    def __init__(
+        self,
+        store: MetadataStore,
+        config: ReplicationConfig,
+        client_of: Callable[[WorkerInfo], WorkerClient],
+    ) -> None:
+        self._store = store
+        self._config = config
+        self._client_of = client_of
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="chunk-copy")
+        self._lock = threading.Lock()
+        self._in_flight: dict[ReplicaKey, _Batch] = {}
+        self._drops: dict[ReplicaKey, tuple[float, list[str]]] = {}  # -> (due time, databases)
+        self._tables_on: dict[str, int] = {}  # worker -> number of catalog tables created there
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def busy(self) -> bool:
+        """Copies in flight or deletions pending."""
+        with self._lock:
+            return bool(self._in_flight or self._drops)
+
+    def deletions_pending(self) -> bool:
+        return bool(self._drops)
+
+    def in_flight(self) -> list[ReplicaKey]:
+        """(family, chunk, target) of the copies not finished yet."""
+        with self._lock:
+            return sorted(self._in_flight)
+
+    # -- copies -------------------------------------------------------------------------------
+
+    def start(self, copies: list[Copy], workers: dict[str, WorkerInfo], catalog: Catalog) -> int:
+        """Start ``copies``, one call per (family, source, target) and batch; how many chunks started.
+
+        A family with a load open waits (its copies are asked for again next round).
+        """
+        groups: dict[tuple[str, str, str], list[Copy]] = {}
+        for c in copies:
+            key = (c.family, c.chunk, c.target)
+            if key not in self._in_flight and c.source in workers and c.target in workers:
+                groups.setdefault((c.family, c.source, c.target), []).append(c)
+        started = 0
+        quiet: dict[str, int | None] = {}
+        for (family, source, target), group in sorted(groups.items()):
+            if family not in quiet:
+                quiet[family] = self._last_transaction(catalog, family)
+            last = quiet[family]
+            if last is None:
+                continue
+            databases = family_databases(catalog, family)
+            client = self._client_of(workers[target])
+            try:
+                self._ensure_tables(target, client, catalog, set(databases))
+            except QservError as exc:
+                event(log, "chunk copy not started", logging.WARNING, worker=target, error=exc.message)
+                continue
+            size = max(1, self._config.copy_batch_chunks)
+            for i in range(0, len(group), size):
+                part = group[i : i + size]
+                chunks = [p.chunk for p in part]
+                for chunk in chunks:  # the copy replaces the rows a pending deletion would remove
+                    self._drops.pop((family, chunk, target), None)
+                future = self._pool.submit(
+                    client.pull_chunks,
+                    workers[source].address,
+                    databases,
+                    chunks,
+                    timeout=self._config.copy_timeout,
+                )
+                batch = _Batch(
+                    family, source, target, chunks, [c.reason for c in part], databases, last, future
+                )
+                with self._lock:
+                    for chunk in chunks:
+                        self._in_flight[(family, chunk, target)] = batch
+                started += len(chunks)
+                event(
+                    log,
+                    "chunk copy started",
+                    family=family,
+                    chunks=_show(chunks),
+                    source=source,
+                    target=target,
+                    reason=",".join(sorted(set(batch.reasons))),
+                )
+        return started
+
+    def _last_transaction(self, catalog: Catalog, family: str) -> int | None:
+        """The newest transaction id of the family's databases; None while one is open."""
+        last = 0
+        for db in family_databases(catalog, family):
+            for t in self._store.transactions(db):
+                if t.state in _OPEN:
+                    event(log, "chunk copies wait for a load", logging.DEBUG, family=family, database=db)
+                    return None
+                last = max(last, t.transaction_id)
+        return last
+
+    def forget(self, worker: str) -> None:
+        """The worker changed state (it may have restarted on an empty data dir)."""
+        self._tables_on.pop(worker, None)
+
+    def _ensure_tables(self, name: str, client: WorkerClient, catalog: Catalog, databases: set[str]) -> None:
+        # a worker that joined, or missed a table creation while down, gets every table first
+        if self._tables_on.get(name) == len(catalog.tables):
+            return
+        for t in catalog.tables:
+            if t.database in databases:
+                client.create_table(t.database, t.name, t.kind, t.worker_columns)
+        self._tables_on[name] = len(catalog.tables)
+
+    def collect(self, now: float) -> None:
+        """Record the finished copies' replicas (or throw away those a load overtook)."""
+        with self._lock:
+            done = {id(b): b for b in self._in_flight.values() if b.future.done()}
+            for key in [k for k, b in self._in_flight.items() if id(b) in done]:
+                del self._in_flight[key]
+        for batch in done.values():
+            try:
+                tables = batch.future.result()
+            except Exception as exc:  # the target rolled back: nothing changed there
+                self._tables_on.pop(batch.target, None)  # its tables are checked again first
+                message = exc.message if isinstance(exc, QservError) else f"{type(exc).__name__}: {exc}"
+                event(
+                    log,
+                    "chunk copy failed",
+                    logging.WARNING,
+                    chunks=_show(batch.chunks),
+                    source=batch.source,
+                    target=batch.target,
+                    error=message,
+                )
+                continue
+            if self._overtaken(batch):
+                event(log, "chunk copy overtaken by a load; copied again later", chunks=_show(batch.chunks))
+                for c in batch.chunks:
+                    self._drops[(batch.family, c, batch.target)] = (now, batch.databases)
+                continue
+            self._store.add_replicas([Replica(batch.family, c, batch.target) for c in batch.chunks])
+            event(
+                log,
+                "chunks copied",
+                family=batch.family,
+                chunks=_show(batch.chunks),
+                source=batch.source,
+                target=batch.target,
+                rows=sum(t.rows for t in tables),
+            )
+
+    def _overtaken(self, batch: _Batch) -> bool:
+        for db in batch.databases:
+            for t in self._store.transactions(db):
+                if t.transaction_id > batch.last_transaction or t.state in _OPEN:
+                    return True
+        return False
+
+    # -- drops --------------------------------------------------------------------------------
+
+    def drop(self, action: Drop, catalog: Catalog, now: float) -> None:
+        """Forget the replica now; delete its rows after ``drop_grace``."""
+        self._store.remove_replica(Replica(action.family, action.chunk, action.worker))
+        self._drops[(action.family, action.chunk, action.worker)] = (
+            now + self._config.drop_grace,
+            family_databases(catalog, action.family),
+        )
+        event(
+            log,
+            "replica dropped",
+            family=action.family,
+            chunk=action.chunk,
+            worker=action.worker,
+            reason=action.reason,
+        )
+
+    def delete_due(self, now: float, workers: dict[str, WorkerInfo], registered: set[ReplicaKey]) -> None:
+        """Delete the rows of dropped replicas whose grace is over (retried while a worker is away)."""
+        for key, (due, databases) in sorted(self._drops.items()):
+            if due > now:
+                continue
+            family, chunk, worker = key
+            if key in registered or key in self._in_flight:
+                del self._drops[key]  # a replica again: its rows are wanted
+                continue
+            info = workers.get(worker)
+            if info is None:
+                del self._drops[key]
+                continue
+            try:
+                self._client_of(info).drop_chunks(databases, [chunk])
+            except QservError:
+                continue  # unreachable now: tried again next round
+            del self._drops[key]
+
+
+def _show(chunks: list[int]) -> str:
+    return ",".join(map(str, chunks[:8])) + (f",... ({len(chunks)})" if len(chunks) > 8 else "")

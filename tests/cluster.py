@@ -8,10 +8,12 @@ differential checks.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -74,6 +76,20 @@ class LiveCluster:
             check=check,
             timeout=600,
         )
+
+    def create_database(self, name: str, order: int, sub_order: int, overlap: float | None = None) -> None:
+        """Create a database with its partitioning before its first load (HTTP API)."""
+        body: dict[str, object] = {"name": name, "order": order, "sub_order": sub_order}
+        if overlap is not None:
+            body["overlap"] = overlap
+        request = urllib.request.Request(
+            f"{self.url}/api/v1/databases",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert response.status == 200, response.read()
 
     def restart(self) -> None:
         """Stop every process and start the cluster again on the same data dir, ports and metadata."""

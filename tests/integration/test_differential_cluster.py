@@ -18,9 +18,7 @@ reference refuses (PostgreSQL's refusals included), the cluster must refuse clea
 
 from __future__ import annotations
 
-import json
 import re
-import urllib.request
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -72,15 +70,7 @@ def _write(generated: GeneratedCatalog, out: Path) -> dict[str, Path]:
 def _create_database(tc: LiveCluster, generated: GeneratedCatalog, name: str) -> None:
     """Create a database with the generated catalog's partitioning (HTTP API)."""
     db = next(d for d in generated.databases if d.name == name)
-    body = {"name": name, "order": db.partitioning.order, "sub_order": db.partitioning.sub_order}
-    request = urllib.request.Request(
-        f"{tc.url}/api/v1/databases",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        assert response.status == 200, response.read()
+    tc.create_database(name, db.partitioning.order, db.partitioning.sub_order)
 
 
 def _load(tc: LiveCluster, generated: GeneratedCatalog, paths: dict[str, Path]) -> None:

@@ -12,8 +12,6 @@ tables, running the query as written).
 
 from __future__ import annotations
 
-import json
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,15 +48,7 @@ def far_cluster(
     tmp = tmp_path_factory.mktemp("matchfar")
     part = generated.database.partitioning
     with running_cluster(tmp, workers=3, replicas=2, objects=0) as tc:
-        body = {"name": DATABASE, "order": part.order, "sub_order": part.sub_order, "overlap": part.overlap}
-        request = urllib.request.Request(
-            f"{tc.url}/api/v1/databases",
-            data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"},
-            method="POST",
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            assert response.status == 200
+        tc.create_database(DATABASE, part.order, part.sub_order, part.overlap)
         paths: dict[str, Path] = {}
         for name in ("Object", "Pair", "PairMatch", "FlagMatch", "SelfMatch"):
             paths[name] = tmp / f"{name}.parquet"

@@ -9,8 +9,6 @@ pairs have their two rows in different chunks (healpy), so a missing overlap wou
 
 from __future__ import annotations
 
-import json
-import urllib.request
 from collections.abc import Iterator
 
 import healpy as hp
@@ -55,15 +53,7 @@ def rows() -> pa.Table:
 def nn_cluster(tmp_path_factory: pytest.TempPathFactory, rows: pa.Table) -> Iterator[LiveCluster]:
     tmp = tmp_path_factory.mktemp("near")
     with running_cluster(tmp, workers=3, replicas=2, objects=0) as tc:
-        body = {"name": "sky", "order": ORDER, "sub_order": SUB_ORDER}
-        request = urllib.request.Request(
-            f"{tc.url}/api/v1/databases",
-            data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"},
-            method="POST",
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            assert response.status == 200
+        tc.create_database("sky", ORDER, SUB_ORDER)
         path = tmp / "clumps.parquet"
         pq.write_table(rows, path)
         tc.load("--database", "sky", "--no-progress", "--table", "Clump", "--director", "--id", "id",

@@ -9,8 +9,6 @@ other partitioning) is created through the HTTP API and loaded with the real ``q
 
 from __future__ import annotations
 
-import json
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,14 +25,7 @@ OTHER = {"name": "aaa", "order": 4, "sub_order": 7, "overlap": 0.02}
 
 
 def _create_database(cluster: LiveCluster, doc: dict[str, object]) -> None:
-    request = urllib.request.Request(
-        f"{cluster.url}/api/v1/databases",
-        data=json.dumps(doc).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        assert response.status == 200
+    cluster.create_database(str(doc["name"]), int(doc["order"]), int(doc["sub_order"]), float(doc["overlap"]))
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ sessions, czar/dialects/mysql.py for MySQL sessions): the parser of a dialect ca
   18446744073709551614; outside [-2^63, 2^64) it is refused, 22003), a shift
   by 64 or more (or by a negative amount) is 0, bits shifted past bit 63 are dropped;
 - ``hex(n)`` of a number is the hex of n as a 64-bit two's complement integer (``hex(-1)`` =
-  ``FFFFFFFFFFFFFFFF``); of a string, its bytes;
+  ``FFFFFFFFFFFFFFFF``); of a string or a BLOB, its bytes (upper-case);
 - ``x LIKE p`` compares the text of a number (``flags LIKE '1%'``), with ``\\`` as the default
   escape character;
 - ``a DIV 0`` and ``a MOD 0`` are NULL (MySQL sessions; PostgreSQL sessions refuse a division
@@ -45,7 +45,10 @@ _TEMPLATES: dict[str, str] = {
     "shl": f"CASE WHEN __b >= 64 THEN CAST(0 AS UBIGINT) ELSE CAST((CAST(__a AS UHUGEINT) << __b) & {_MASK} AS UBIGINT) END",
     "shr": "CASE WHEN __b >= 64 THEN CAST(0 AS UBIGINT) ELSE __a >> __b END",
     "div": "CAST(TRUNC(__a // __b) AS BIGINT)",
-    "hex": "CASE WHEN TYPEOF(__a) = 'VARCHAR' THEN HEX(CAST(__a AS VARCHAR)) ELSE HEX(__b) END",
+    # DuckDB binds every branch, so each must bind for any operand type: a BLOB reaches its
+    # bytes through its text form (which casts back), a number path uses TRY_CAST
+    "hex": "CASE TYPEOF(__a) WHEN 'VARCHAR' THEN HEX(CAST(__a AS VARCHAR)) "
+    "WHEN 'BLOB' THEN HEX(CAST(CAST(__a AS VARCHAR) AS BLOB)) ELSE HEX(__b) END",
 }
 _PARSED = {name: sqlglot.parse_one(text, read="duckdb") for name, text in _TEMPLATES.items()}
 _BITS: dict[type[exp.Expr], Callable[[exp.Expr, exp.Expr], exp.Expr]] = {
@@ -137,7 +140,9 @@ def _translate(node: exp.Expr, bits: bool) -> exp.Expr | None:
     if isinstance(node, exp.Hex):
         if isinstance(node.this, exp.Literal) and node.this.is_string:
             return None  # a string's bytes, as DuckDB's hex gives them
-        return _fill("hex", node.this, unsigned(node.this))
+        return _fill(
+            "hex", node.this, unsigned(exp.TryCast(this=node.this.copy(), to=exp.DataType.build("HUGEINT")))
+        )
     if isinstance(node, exp.Like) and not isinstance(node.parent, exp.Escape):
         return exp.Escape(this=_text_like(node), expression=exp.Literal.string("\\"))
     if isinstance(node, exp.Escape) and isinstance(node.this, exp.Like):

@@ -237,23 +237,25 @@ class Copier:
         )
 
     def delete_due(self, now: float, workers: dict[str, WorkerInfo], registered: set[ReplicaKey]) -> None:
-        """Delete the rows of dropped replicas whose grace is over (retried while a worker is away)."""
-        for key, (due, databases) in sorted(self._drops.items()):
-            if due > now:
+        """Delete the rows of dropped replicas whose grace is over, one call per worker and family
+        (retried next round while a worker is away)."""
+        due: dict[tuple[str, str], list[int]] = {}
+        for key, (when, _) in sorted(self._drops.items()):
+            if when > now:
                 continue
             family, chunk, worker = key
-            if key in registered or key in self._in_flight:
-                del self._drops[key]  # a replica again: its rows are wanted
+            if key in registered or key in self._in_flight or worker not in workers:
+                del self._drops[key]  # a replica again (its rows are wanted), or a worker gone
                 continue
-            info = workers.get(worker)
-            if info is None:
-                del self._drops[key]
-                continue
+            due.setdefault((worker, family), []).append(chunk)
+        for (worker, family), chunks in sorted(due.items()):
+            databases = self._drops[(family, chunks[0], worker)][1]
             try:
-                self._client_of(info).drop_chunks(databases, [chunk])
+                self._client_of(workers[worker]).drop_chunks(databases, chunks)
             except QservError:
                 continue  # unreachable now: tried again next round
-            del self._drops[key]
+            for chunk in chunks:
+                del self._drops[(family, chunk, worker)]
 
 
 def _show(chunks: list[int]) -> str:

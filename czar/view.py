@@ -43,6 +43,10 @@ class ClusterView:
     copies: Mapping[tuple[str, str], frozenset[str]] = field(default_factory=dict)
     # (database lower, table lower) -> committed rows: the sum of its chunks' row counts
     row_counts: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    # the store's placement version the snapshot was read at (MetadataStore.placement_version)
+    version: int = 0
+    # suspected workers the store still lists as serving (the controller has not caught up)
+    suspected: frozenset[str] = frozenset()
     # planner cache valid for this snapshot only (see PlanContext.memo)
     memo: dict[object, object] = field(default_factory=dict, compare=False, repr=False)
     # placements restricted to some workers (placement_on): one object per worker set, so the
@@ -134,9 +138,12 @@ def _unchanged(old: ClusterView, new: ClusterView) -> bool:
 
 
 def read_view(store: MetadataStore, suspects: frozenset[str] = frozenset()) -> ClusterView:
-    """Snapshot the store; ``suspects`` (workers this czar just failed to reach) count as DOWN."""
+    """Snapshot the store; ``suspects`` (workers this czar just failed to reach) count as DOWN,
+    and so do replicas a verification found corrupt (a good one exists wherever one is)."""
+    version = store.placement_version()  # read first: a change after it triggers a re-read
     catalog = store.catalog()
     stored = sorted(store.workers(), key=lambda w: w.name)
+    corrupt = {(c.family, c.chunk_id, c.worker) for c in store.replica_checks() if c.corrupt}
     if all(w.name in suspects for w in stored if w.state.serves):
         suspects = frozenset()  # suspecting everyone would only turn retries into refusals
     workers = tuple(replace(w, state=WorkerState.DOWN) if w.name in suspects else w for w in stored)
@@ -144,7 +151,7 @@ def read_view(store: MetadataStore, suspects: frozenset[str] = frozenset()) -> C
     placement: dict[str, dict[int, list[str]]] = {}
     held: dict[str, dict[str, set[int]]] = {}
     for r in store.replicas():
-        if r.worker in live:
+        if r.worker in live and (r.family, r.chunk_id, r.worker) not in corrupt:
             placement.setdefault(r.family, {}).setdefault(r.chunk_id, []).append(r.worker)
             held.setdefault(r.family, {}).setdefault(r.worker, set()).add(r.chunk_id)
     nonempty: dict[tuple[str, str], set[int]] = {}
@@ -177,6 +184,8 @@ def read_view(store: MetadataStore, suspects: frozenset[str] = frozenset()) -> C
         taken_at=time.monotonic(),
         copies={(c.database.lower(), c.table.lower()): c.workers for c in store.table_copies()},
         row_counts=row_counts,
+        version=version,
+        suspected=frozenset(w.name for w in stored if w.name in suspects and w.state.serves),
     )
 
 
@@ -184,17 +193,27 @@ class ViewCache:
     """Thread-safe holder of the latest :class:`ClusterView`.
 
     Reading the view costs ~100 ms with 12,000 chunks, so queries never wait for it once
-    there is one: a view older than ``max_age`` is refreshed in the background while the
-    old one keeps serving. Changes made through this czar (a commit, a new table) call
-    :meth:`invalidate`, after which the next query reads the store first; changes made
-    elsewhere (worker health from the replication controller) show up within ``max_age``,
-    and dispatch retries cover a worker that died meanwhile.
+    there is one: a view is refreshed in the background while the old one keeps serving, when
+    the store's placement version moved (checked at most every ``check_every`` seconds: one
+    tiny read) or when it is older than ``max_age``. So changes made anywhere (a worker marked
+    down or back by the replication controller, a copy or drop, another czar's commit) show up
+    within a fraction of a second; changes made through this czar call :meth:`invalidate`,
+    after which the next query reads the store first; dispatch retries cover a worker that
+    died meanwhile.
     """
 
-    def __init__(self, store: MetadataStore, max_age: float = 15.0, suspect_for: float = 30.0) -> None:
+    def __init__(
+        self,
+        store: MetadataStore,
+        max_age: float = 15.0,
+        suspect_for: float = 30.0,
+        check_every: float = 0.25,
+    ) -> None:
         self._store = store
         self._max_age = max_age
         self._suspect_for = suspect_for
+        self._check_every = check_every
+        self._checked = 0.0
         self._lock = threading.Lock()
         self._refreshing = False
         self._view: ClusterView | None = None
@@ -218,16 +237,38 @@ class ViewCache:
             self._view = None
             self._generation += 1
 
+    def _prune(self, suspects: frozenset[str], view: ClusterView) -> None:
+        """Stop suspecting the workers the store no longer lists as serving: the controller has
+        caught up, and its states are the truth from now on (also when it marks them back).
+        Called with the lock held."""
+        for w in suspects - view.suspected:
+            self._suspects.pop(w, None)
+
     def get(self, refresh: bool = False) -> ClusterView:
         with self._lock:
             view = self._view
             if refresh or view is None:
-                view = self._view = read_view(self._store, self._current_suspects())
+                suspects = self._current_suspects()
+                view = self._view = read_view(self._store, suspects)
+                self._prune(suspects, view)
                 return view
-            if time.monotonic() - view.taken_at > self._max_age and not self._refreshing:
+            if not self._refreshing and (
+                self._stale(view) or time.monotonic() - view.taken_at > self._max_age
+            ):
                 self._refreshing = True
                 threading.Thread(target=self._refresh, name="view-refresh", daemon=True).start()
             return view
+
+    def _stale(self, view: ClusterView) -> bool:
+        """Whether the store's placement moved since ``view`` (read at most every ``check_every``)."""
+        now = time.monotonic()
+        if now - self._checked < self._check_every:
+            return False
+        self._checked = now
+        try:
+            return self._store.placement_version() != view.version
+        except QservError:
+            return False  # the store is away: keep the snapshot
 
     def _refresh(self) -> None:
         try:
@@ -243,8 +284,11 @@ class ViewCache:
             if current is not None and _unchanged(current, view):
                 # keep the same snapshot objects and its memo (plans, replica choice): most
                 # refreshes find nothing new, and replanning a full scan costs ~0.2 s
-                view = replace(current, taken_at=view.taken_at)
+                view = replace(
+                    current, taken_at=view.taken_at, version=view.version, suspected=view.suspected
+                )
             with self._lock:
+                self._prune(suspects, view)
                 if (
                     self._generation == generation
                     and self._view is not None

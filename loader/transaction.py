@@ -131,6 +131,10 @@ class CzarClient:
         body = json.dumps(doc).encode() if doc is not None else b""
         return json.loads(self._request(verb, path, body)[1] or b"{}")
 
+    def api(self, verb: str, path: str, doc: object | None = None) -> Any:
+        """One JSON call of ``/api/v1`` (errors raised as typed QservErrors)."""
+        return self._json(verb, path, doc)
+
     def _arrow(self, path: str, table: pa.Table) -> pa.Table:
         _, data = self._request("POST", path, _ipc(table), ARROW_STREAM)
         return pa.ipc.open_stream(data).read_all()

@@ -20,6 +20,7 @@ examples:
       --director --id objectId --lon ra --lat decl Object.csv
   qserv database create sky --chunk-order 5 --subchunk-order 8 --overlap 0.016667
   qserv database list
+  qserv replica status                             # replication: chunks, replicas, workers
   psql -h 127.0.0.1 -p 4040 -U qserv sky -c 'SELECT COUNT(*) FROM Object'
 """
 # CzarConfig bounds on what clients can make the czar hold: `qserv czar --max-connections ...`
@@ -211,6 +212,15 @@ def _parser() -> argparse.ArgumentParser:
     from loader.database_cli import add_arguments as add_database_arguments
 
     add_database_arguments(database)
+
+    replica = sub.add_parser(
+        "replica",
+        help="replication admin: status, workers, chunks, replicate, rebalance, evict, verify, level",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    from qserv.replica_cli import add_arguments as add_replica_arguments
+
+    add_replica_arguments(replica)
     return parser
 
 
@@ -334,6 +344,10 @@ def main(argv: list[str] | None = None) -> int:
         from loader.database_cli import run as run_database
 
         return run_database(args)
+    if args.command == "replica":
+        from qserv.replica_cli import run as run_replica
+
+        return run_replica(args)
     return 2
 
 

@@ -167,8 +167,10 @@ class LocalCluster:
         index = self.spec.worker_names().index(name)
         return self.spec.host, self.spec.worker_port + index
 
-    def start_worker(self, name: str, timeout: float = 60.0) -> None:
-        host, port = self.worker_address(name)
+    def start_worker(self, name: str, timeout: float = 60.0, port: int | None = None) -> None:
+        """Start one worker process: one of the spec's, or (with ``port``) one more, which an
+        operator then registers with ``qserv replica add-worker``."""
+        host, port = (self.spec.host, port) if port is not None else self.worker_address(name)
         proc = self._spawn(
             name,
             [

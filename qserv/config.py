@@ -97,6 +97,12 @@ class ReplicationConfig:
     )  # type: ignore[assignment]
     max_rebalance_moves: int = _help(64, "Chunk moves started per round when rebalancing.")  # type: ignore[assignment]
     copy_timeout: float = _help(600.0, "Seconds one chunk copy may take.")  # type: ignore[assignment]
+    verify_interval: float = _help(
+        86400.0,
+        "Seconds between verifications of each replica by checksum against the other replicas of "
+        "its chunk (0: only on `qserv replica verify`); a corrupt replica is repaired from a good one.",
+    )  # type: ignore[assignment]
+    max_verifications: int = _help(64, "Replicas whose scheduled verification is started per round.")  # type: ignore[assignment]
     drop_grace: float = _help(
         30.0,
         "Seconds between forgetting a replica and deleting its rows on the worker, so that queries "

@@ -66,6 +66,12 @@ class UndefinedDatabase(QservError):
     sqlstate = "3D000"
 
 
+class UndefinedObject(QservError):
+    """A named thing that does not exist (a worker, a role): PostgreSQL's undefined_object."""
+
+    sqlstate = "42704"
+
+
 class DuplicateObject(QservError):
     sqlstate = "42710"
 

@@ -42,7 +42,7 @@ from worker.storage import Storage, qualified, quote_ident
 
 _COPY_PREFIX = "copy__"
 _COPY_VIEW = "_qserv_copy"
-_BATCH_ROWS = 65_536
+BATCH_ROWS = 65_536
 
 
 def chunked_tables(cur: duckdb.DuckDBPyConnection, databases: Sequence[str]) -> list[tuple[str, str]]:
@@ -58,7 +58,7 @@ def chunked_tables(cur: duckdb.DuckDBPyConnection, databases: Sequence[str]) -> 
     return [(str(s), str(t)) for s, t in rows]
 
 
-def _column_list(cur: duckdb.DuckDBPyConnection, schema: str, table: str) -> str:
+def column_list(cur: duckdb.DuckDBPyConnection, schema: str, table: str) -> str:
     names = cur.execute(
         "SELECT column_name FROM duckdb_columns() WHERE database_name = current_database() "
         "AND schema_name = ? AND table_name = ? ORDER BY column_index",
@@ -78,7 +78,7 @@ def _checksums(
 ) -> list[TableChecksum]:
     """One per chunk of ``chunks`` (a chunk without rows: 0 rows, checksum 0)."""
     rows = cur.execute(
-        f"SELECT {quote_ident(CHUNK_COLUMN)}, count(*), sum(hash({_column_list(cur, schema, table)})) "
+        f"SELECT {quote_ident(CHUNK_COLUMN)}, count(*), sum(hash({column_list(cur, schema, table)})) "
         f"% 18446744073709551616 FROM {qualified(schema, table)} "
         f"WHERE {quote_ident(CHUNK_COLUMN)} IN ({_chunk_list(chunks)}) GROUP BY 1"
     ).fetchall()  # fetchall: this DuckDB refuses the next statement while a result is unread
@@ -111,7 +111,7 @@ def export(storage: Storage, databases: Sequence[str], chunks: Sequence[int]) ->
                     reader = cur.sql(
                         f"SELECT * FROM {qualified(schema, table)} "
                         f"WHERE {quote_ident(CHUNK_COLUMN)} IN ({_chunk_list(chunks)})"
-                    ).to_arrow_reader(_BATCH_ROWS)
+                    ).to_arrow_reader(BATCH_ROWS)
                     for batch in reader:
                         if batch.num_rows:
                             yield ChunkPart(schema, table, -1, batch=batch)
@@ -121,7 +121,7 @@ def export(storage: Storage, databases: Sequence[str], chunks: Sequence[int]) ->
             cur.execute("ROLLBACK")
 
 
-class _Spool:
+class Spool:
     """The received rows of one table (all chunks), in an Arrow IPC file of the staging directory."""
 
     def __init__(self, directory: Path, database: str, table: str, schema: pa.Schema) -> None:
@@ -153,7 +153,7 @@ def install(
     """
     wanted = sorted(set(chunks))
     _chunk_list(wanted)
-    spools: dict[tuple[str, str], _Spool] = {}
+    spools: dict[tuple[str, str], Spool] = {}
     ends: dict[tuple[str, str], dict[int, TableChecksum]] = {}
     try:
         for part in parts:
@@ -161,7 +161,7 @@ def install(
             if part.batch is not None:
                 spool = spools.get(key)
                 if spool is None:
-                    spool = spools[key] = _Spool(
+                    spool = spools[key] = Spool(
                         storage.staging_dir, part.database, part.table, part.batch.schema
                     )
                 spool.write(part.batch)
@@ -185,7 +185,7 @@ def _install(
     storage: Storage,
     databases: Sequence[str],
     chunks: list[int],
-    spools: dict[tuple[str, str], _Spool],
+    spools: dict[tuple[str, str], Spool],
     ends: dict[tuple[str, str], dict[int, TableChecksum]],
 ) -> list[TableChecksum]:
     with storage.ddl_lock, storage.cursor() as cur, transaction(cur):
@@ -211,7 +211,7 @@ def _install(
                 cur.register(_COPY_VIEW, spool.read())
                 try:
                     cur.execute(
-                        f"INSERT INTO {target} SELECT {_column_list(cur, schema, table)} FROM {_COPY_VIEW}"
+                        f"INSERT INTO {target} SELECT {column_list(cur, schema, table)} FROM {_COPY_VIEW}"
                     ).fetchall()
                 finally:
                     cur.unregister(_COPY_VIEW)

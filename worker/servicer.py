@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import grpc
 import pyarrow as pa
@@ -21,7 +21,7 @@ from qserv.log import event
 from qserv.rpc import codec
 from qserv.rpc.client import WorkerClient, checksum_to_pb
 from qserv.rpc.v1 import common_pb2, worker_pb2, worker_pb2_grpc
-from worker import chunk_copy
+from worker import chunk_copy, table_copy
 from worker.execute import QueryRun
 from worker.storage import StagedRows, Storage
 
@@ -164,8 +164,14 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
     def ExportChunk(
         self, request: worker_pb2.ChunkRequest, context: grpc.ServicerContext
     ) -> Iterator[worker_pb2.ChunkPart]:
+        tables = _table_names(request.regular_tables)
         try:
-            for part in chunk_copy.export(self._storage, list(request.databases), list(request.chunk_ids)):
+            parts = (
+                table_copy.export(self._storage, tables)
+                if tables
+                else chunk_copy.export(self._storage, list(request.databases), list(request.chunk_ids))
+            )
+            for part in parts:
                 yield worker_pb2.ChunkPart(
                     database=part.database,
                     table=part.table,
@@ -182,11 +188,16 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
         self, request: worker_pb2.PullChunkRequest, context: grpc.ServicerContext
     ) -> worker_pb2.ChunkChecksums:
         databases, chunks = list(request.databases), list(request.chunk_ids)
+        tables = _table_names(request.regular_tables)
         try:
             with WorkerClient(request.source) as source:
                 remaining = context.time_remaining()
-                parts = source.export_chunks(databases, chunks, timeout=remaining)
-                installed = chunk_copy.install(self._storage, databases, chunks, parts)
+                if tables:
+                    parts = source.export_tables(tables, timeout=remaining)
+                    installed = table_copy.install(self._storage, tables, parts)
+                else:
+                    parts = source.export_chunks(databases, chunks, timeout=remaining)
+                    installed = chunk_copy.install(self._storage, databases, chunks, parts)
         except Exception as exc:
             codec.abort(context, exc)
         event(
@@ -194,6 +205,7 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
             "chunks installed",
             chunks=len(chunks),
             databases=databases,
+            tables=len(tables),
             source=request.source,
             rows=sum(t.rows for t in installed),
         )
@@ -216,8 +228,17 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
     def ChunkChecksum(
         self, request: worker_pb2.ChunkRequest, context: grpc.ServicerContext
     ) -> worker_pb2.ChunkChecksums:
+        names = _table_names(request.regular_tables)
         try:
-            tables = chunk_copy.checksums(self._storage, list(request.databases), list(request.chunk_ids))
+            tables = (
+                table_copy.checksums(self._storage, names)
+                if names
+                else chunk_copy.checksums(self._storage, list(request.databases), list(request.chunk_ids))
+            )
         except Exception as exc:
             codec.abort(context, exc)
         return worker_pb2.ChunkChecksums(tables=[checksum_to_pb(t) for t in tables])
+
+
+def _table_names(names: Iterable[worker_pb2.TableName]) -> list[tuple[str, str]]:
+    return [(n.database, n.table) for n in names]

@@ -23,6 +23,14 @@ POST   /api/v1/transactions/{id}/director-index             Arrow (key, chunk, s
 POST   /api/v1/databases/{db}/tables/{t}/director-index/lookup   Arrow (key) -> Arrow (chunk)
 POST   /api/v1/transactions/{id}/commit                     {chunk_rows: {chunk: rows}, rows}
 POST   /api/v1/transactions/{id}/abort
+GET    /api/v1/replica/status                               -> {replication_level, chunks, lost, workers, ...}
+GET    /api/v1/replica/workers                              -> {workers: [...]}
+POST   /api/v1/replica/workers                              {name, address} (add or bring back a worker)
+POST   /api/v1/replica/workers/{name}/evict                 {force?}
+GET    /api/v1/replica/chunks?family=F&standing=S           -> {chunks: [...]}
+GET    /api/v1/replica/level                                -> {replication_level}
+POST   /api/v1/replica/level                                {level}
+POST   /api/v1/replica/{replicate|rebalance|purge|verify}   -> {request}
 =====  ==================================================  =========================================
 """
 
@@ -32,15 +40,16 @@ import json
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, unquote
 
 import pyarrow as pa
 
 from czar.director_index import DirectorIndex
 from czar.http.ingest import Ingest
+from czar.http.replica_admin import ReplicaAdmin
 from qserv.catalog_json import table_from_json
 from qserv.errors import InternalError, InvalidParameter, QservError
 from qserv.metadata.store import MetadataStore
@@ -60,6 +69,7 @@ class Request:
     params: tuple[str, ...]
     body: bytes
     content_type: str
+    query: dict[str, str] = field(default_factory=dict)
 
     def json(self) -> dict[str, Any]:
         if not self.body:
@@ -97,7 +107,7 @@ def arrow_response(table: pa.Table) -> Response:
 def error_status(err: QservError) -> int:
     """HTTP status of a typed error."""
     s = err.sqlstate
-    if s in ("42P01", "3D000"):
+    if s in ("42P01", "3D000", "42704"):
         return 404
     if s == "42710":
         return 409
@@ -111,7 +121,7 @@ def error_status(err: QservError) -> int:
 Handler = Callable[[Request], Response]
 
 
-def routes(ingest: Ingest) -> list[tuple[str, re.Pattern[str], Handler]]:
+def routes(ingest: Ingest, admin: ReplicaAdmin) -> list[tuple[str, re.Pattern[str], Handler]]:
     """The endpoint table: (verb, path pattern, handler)."""
 
     def txn(r: Request) -> int:
@@ -170,8 +180,40 @@ def routes(ingest: Ingest) -> list[tuple[str, re.Pattern[str], Handler]]:
         ("POST", f"/transactions/{number}/director-index", stage),
         ("POST", f"/transactions/{number}/commit", commit),
         ("POST", f"/transactions/{number}/abort", lambda r: json_response(ingest.abort(txn(r)))),
+        *replica_routes(admin),
     ]
     return [(verb, re.compile(f"/api/v1{path}"), h) for verb, path, h in table]
+
+
+def replica_routes(admin: ReplicaAdmin) -> list[tuple[str, str, Handler]]:
+    """The replication admin endpoints (served by :class:`ReplicaAdmin`)."""
+
+    def chunks(r: Request) -> Response:
+        return json_response({"chunks": admin.chunks(r.query.get("family"), r.query.get("standing"))})
+
+    def evict(r: Request) -> Response:
+        return json_response(admin.evict(r.params[0], bool(r.json().get("force", False))))
+
+    def add_worker(r: Request) -> Response:
+        doc = r.json()
+        return json_response(admin.add_worker(doc.get("name"), doc.get("address")))
+
+    def action(name: str) -> Handler:
+        return lambda r: json_response(admin.request(name))
+
+    return [
+        ("GET", "/replica/status", lambda r: json_response(admin.status())),
+        ("GET", "/replica/workers", lambda r: json_response({"workers": admin.workers()})),
+        ("POST", "/replica/workers", add_worker),
+        ("POST", "/replica/workers/([^/]+)/evict", evict),
+        ("GET", "/replica/chunks", chunks),
+        ("GET", "/replica/level", lambda r: json_response({"replication_level": admin.level()})),
+        ("POST", "/replica/level", lambda r: json_response(admin.set_level(r.json().get("level")))),
+        *[
+            ("POST", f"/replica/{name}", action(name))
+            for name in ("replicate", "rebalance", "purge", "verify")
+        ],
+    ]
 
 
 def body_length(header: str | None, limit: int) -> int | Response:
@@ -193,9 +235,11 @@ def body_length(header: str | None, limit: int) -> int | Response:
     return length
 
 
-def make_handler(ingest: Ingest, max_body_bytes: int = MAX_BODY_BYTES) -> type[BaseHTTPRequestHandler]:
-    """A request handler class bound to ``ingest`` (no global state)."""
-    table = routes(ingest)
+def make_handler(
+    ingest: Ingest, admin: ReplicaAdmin, max_body_bytes: int = MAX_BODY_BYTES
+) -> type[BaseHTTPRequestHandler]:
+    """A request handler class bound to ``ingest`` and ``admin`` (no global state)."""
+    table = routes(ingest, admin)
 
     class ApiHandler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive: the loader sends many small requests
@@ -205,7 +249,7 @@ def make_handler(ingest: Ingest, max_body_bytes: int = MAX_BODY_BYTES) -> type[B
             _log.debug("%s " + format, self.address_string(), *args)
 
         def _dispatch(self, verb: str) -> None:
-            path = self.path.split("?", 1)[0]
+            path, _, query = self.path.partition("?")
             length = body_length(self.headers.get("Content-Length"), max_body_bytes)
             if isinstance(length, Response):
                 self.close_connection = True  # the unread body would be taken for a request
@@ -213,7 +257,7 @@ def make_handler(ingest: Ingest, max_body_bytes: int = MAX_BODY_BYTES) -> type[B
                 return
             body = self.rfile.read(length) if length else b""
             try:
-                response = self._route(verb, path, body)
+                response = self._route(verb, path, query, body)
             except QservError as e:
                 response = self._error(e)
             except Exception as e:  # clients never see a stack trace
@@ -231,7 +275,7 @@ def make_handler(ingest: Ingest, max_body_bytes: int = MAX_BODY_BYTES) -> type[B
             self.end_headers()
             self.wfile.write(response.body)
 
-        def _route(self, verb: str, path: str, body: bytes) -> Response:
+        def _route(self, verb: str, path: str, query: str, body: bytes) -> Response:
             known_path = False
             for v, pattern, handler in table:
                 m = pattern.fullmatch(path)
@@ -240,7 +284,11 @@ def make_handler(ingest: Ingest, max_body_bytes: int = MAX_BODY_BYTES) -> type[B
                 known_path = True
                 if v == verb:
                     params = tuple(unquote(g) for g in m.groups())
-                    return handler(Request(params, body, self.headers.get("Content-Type", "")))
+                    try:
+                        args = dict(parse_qsl(query[:4096], max_num_fields=32))
+                    except ValueError as e:
+                        raise InvalidParameter(f"bad query string: {e}") from e
+                    return handler(Request(params, body, self.headers.get("Content-Type", ""), args))
             if known_path:
                 return json_response(
                     {"sqlstate": "0A000", "message": f"{verb} is not allowed on {path}"}, status=405
@@ -276,6 +324,7 @@ def make_http_server(
     ``max_body_bytes`` caps request bodies (CzarConfig.max_http_body_bytes).
     """
     ingest = Ingest(store, director_index, replication_level, on_change=on_change)
-    server = ThreadingHTTPServer((host, port), make_handler(ingest, max_body_bytes))
+    admin = ReplicaAdmin(store, replication_level, ingest.clients)
+    server = ThreadingHTTPServer((host, port), make_handler(ingest, admin, max_body_bytes))
     server.daemon_threads = True
     return server

@@ -62,6 +62,7 @@ from qserv.metadata.store import (
 )
 from qserv.replica.placement import place_chunks
 from qserv.replica.rejoin import ABORT_TIMEOUT_S, clear_missed
+from qserv.replica.settings import replication_level
 from qserv.sphere.overlap import check_overlap
 
 _log = logging.getLogger(__name__)
@@ -319,7 +320,8 @@ class Ingest:
                     fresh.append(c)
             # new chunks go to ACTIVE workers only: a READ-ONLY one is being drained
             placeable = sorted(n for n, w in active.items() if w.state is WorkerState.ACTIVE)
-            result.update(place_chunks(fresh, placeable, self.replication_level, load))
+            level = replication_level(self.store, self.replication_level)  # an operator may have changed it
+            result.update(place_chunks(fresh, placeable, level, load))
             # Recorded under the transaction: visible only if it commits.
             new = [Replica(family, c, w) for c, ws in result.items() if c not in holders for w in ws]
             self.store.add_replicas(new, transaction_id)
@@ -489,6 +491,10 @@ class Ingest:
         if failures and not self.store.targets(transaction_id):
             raise next(iter(failures.values()))  # a transaction of a store without targets
         self.store.finish_transaction(transaction_id, TransactionState.COMMITTED, committed, s.dropped)
+        # the chunks' rows changed: their replicas' last verifications say nothing of them now
+        changed = {x.chunk_id for x in self.store.targets(transaction_id) if x.chunk_id is not None}
+        if changed:
+            self.store.clear_checks(self._family(t), changed)
         if s.dropped:
             _log.warning(
                 "transaction %d: dropped %d copies that missed the commit (now under-replicated): %s",

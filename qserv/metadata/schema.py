@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from qserv.errors import QservError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,19 @@ _TARGETS_DDL = """CREATE TABLE IF NOT EXISTS transaction_targets (
         outcome TEXT NOT NULL DEFAULT 'staged',
         PRIMARY KEY (transaction_id, chunk_id, worker))"""
 _TARGETS_INDEX = "CREATE INDEX IF NOT EXISTS targets_by_outcome ON transaction_targets (outcome)"
+
+# Version 4: verifications of replicas and cluster settings (qserv replica verify, level).
+_REPLICA_STATE_DDL = (
+    """CREATE TABLE IF NOT EXISTS replica_checks (
+        family TEXT NOT NULL,
+        chunk_id BIGINT NOT NULL,
+        worker TEXT NOT NULL,
+        checksum TEXT NOT NULL,
+        corrupt INTEGER NOT NULL,
+        checked_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (family, chunk_id, worker))""",
+    "CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+)
 
 # Tables in dependency order. Types are those both backends accept: SQLite maps BIGINT and
 # DOUBLE PRECISION to its INTEGER and REAL affinities (64-bit integer, 8-byte float).
@@ -143,6 +156,7 @@ _DDL = (
     "CREATE INDEX IF NOT EXISTS chunk_rows_by_table ON chunk_rows (database_key, table_key, chunk_id)",
     "CREATE INDEX IF NOT EXISTS transactions_by_database ON transactions (database_key)",
     _TARGETS_INDEX,
+    *_REPLICA_STATE_DDL,
 )
 
 # Version 3: non-unique director keys, match tables (a version 2 table has none of them).
@@ -157,7 +171,11 @@ _TABLE_KINDS_V3 = (
 
 # MIGRATIONS[n]: statements upgrading a store from version n - 1 to n. Transactions of a
 # version 1 store have no targets: their copies count as complete (what version 1 assumed).
-MIGRATIONS: dict[int, tuple[str, ...]] = {2: (_TARGETS_DDL, _TARGETS_INDEX), 3: _TABLE_KINDS_V3}
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    2: (_TARGETS_DDL, _TARGETS_INDEX),
+    3: _TABLE_KINDS_V3,
+    4: _REPLICA_STATE_DDL,
+}
 
 
 def ddl(dialect: Dialect) -> list[str]:

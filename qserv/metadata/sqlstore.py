@@ -21,6 +21,7 @@ from typing import Any
 from qserv.catalog import Catalog, Column, Database, Partitioning, Table, TableKind
 from qserv.errors import DuplicateObject, InvalidParameter, UndefinedDatabase
 from qserv.metadata import targets_sql
+from qserv.metadata.replica_state import ReplicaStateSQL, bump_placement_version
 from qserv.metadata.schema import Cursor, Dialect, Tx, ensure_schema
 from qserv.metadata.store import (
     ChunkRows,
@@ -101,7 +102,7 @@ _TERMINAL = (TransactionState.COMMITTED, TransactionState.ABORTED)
 _OPEN = (TransactionState.STARTED.value, TransactionState.COMMITTING.value)
 
 
-class SQLStore(ABC):
+class SQLStore(ReplicaStateSQL, ABC):
     """:class:`~qserv.metadata.store.MetadataStore` over one DB-API connection.
 
     Every public method runs one short database transaction under ``self._lock``: the store
@@ -129,7 +130,9 @@ class SQLStore(ABC):
     # --- plumbing -----------------------------------------------------------------------------
 
     @contextmanager
-    def _tx(self, write: bool = True) -> Iterator[Tx]:
+    def _tx(self, write: bool = True, placement: bool = False) -> Iterator[Tx]:
+        """One store transaction; ``placement``: it changes what the czar plans on (workers,
+        replicas, committed loads), so the placement version is bumped with it."""
         with self._lock:
             begin = self.dialect.begin_write if write else self.dialect.begin_read
             cur = self._cursor()
@@ -145,7 +148,10 @@ class SQLStore(ABC):
                     cur = self._cursor()
                     cur.execute(begin)
                 try:
-                    yield Tx(cur, self.dialect)
+                    tx = Tx(cur, self.dialect)
+                    yield tx
+                    if placement:
+                        bump_placement_version(tx)
                     cur.execute("COMMIT")
                 except BaseException:
                     try:
@@ -293,7 +299,7 @@ class SQLStore(ABC):
         worker must not come back to service by a restart: only the replication controller
         (after reconciling it) or an operator changes a state.
         """
-        with self._tx() as tx:
+        with self._tx(placement=True) as tx:
             tx.run(
                 "INSERT INTO workers (name, host, port, state) VALUES (?, ?, ?, ?) ON CONFLICT (name) "
                 "DO UPDATE SET host = excluded.host, port = excluded.port",
@@ -302,7 +308,7 @@ class SQLStore(ABC):
 
     def set_worker_state(self, name: str, state: WorkerState) -> None:
         """Set a registered worker's state."""
-        with self._tx() as tx:
+        with self._tx(placement=True) as tx:
             if not tx.run("UPDATE workers SET state = ? WHERE name = ?", (state.value, name)):
                 raise InvalidParameter(
                     f"worker {name!r} is not registered", hint="register it (upsert_worker) first"
@@ -318,7 +324,7 @@ class SQLStore(ABC):
 
     def add_replicas(self, replicas: list[Replica], transaction_id: int | None = None) -> None:
         """Record replicas; under a transaction they become visible when it commits."""
-        with self._tx() as tx:
+        with self._tx(placement=True) as tx:
             if transaction_id is not None:
                 self._open_transaction(tx, transaction_id, "add replicas")
             tx.many(
@@ -329,7 +335,7 @@ class SQLStore(ABC):
 
     def remove_replica(self, replica: Replica) -> None:
         """Forget a replica (under every transaction that added it); a no-op if unknown."""
-        with self._tx() as tx:
+        with self._tx(placement=True) as tx:
             tx.run(
                 "DELETE FROM replicas WHERE family = ? AND chunk_id = ? AND worker = ?",
                 (replica.family, replica.chunk_id, replica.worker),
@@ -445,7 +451,7 @@ class SQLStore(ABC):
         Setting the current state again is a no-op; a COMMITTED or ABORTED transaction never
         changes state (InvalidParameter), so committed data cannot vanish nor aborted appear.
         """
-        with self._tx() as tx:
+        with self._tx(placement=True) as tx:
             current = self._transaction_state(tx, transaction_id)
             if current in _TERMINAL and state is not current:
                 raise InvalidParameter(
@@ -491,7 +497,7 @@ class SQLStore(ABC):
         """
         if state not in _TERMINAL:
             raise InvalidParameter(f"a transaction finishes committed or aborted, not {state.value}")
-        with self._tx() as tx:
+        with self._tx(placement=True) as tx:
             current = self._transaction_state(tx, transaction_id)
             if current is state:
                 return

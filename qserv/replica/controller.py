@@ -18,10 +18,12 @@ flight is simply made again; a worker's silence is timed again from the restart)
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import threading
 import time
+from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
@@ -29,13 +31,15 @@ from qserv.catalog import Catalog
 from qserv.config import Config, ReplicationConfig
 from qserv.errors import QservError
 from qserv.log import event
-from qserv.metadata import MetadataStore, Replica, WorkerInfo, WorkerState, open_store
+from qserv.metadata import MetadataStore, Replica, ReplicaCheck, WorkerInfo, WorkerState, open_store
+from qserv.replica import settings
 from qserv.replica.copier import Copier
 from qserv.replica.health import HealthState, observe
 from qserv.replica.policy import (
     Action,
     ClusterState,
     Copy,
+    CopyTable,
     Drop,
     Enable,
     Evict,
@@ -43,11 +47,16 @@ from qserv.replica.policy import (
     PolicyLimits,
     ReplicaStatus,
     ReplicaView,
+    TableView,
+    Verify,
     WorkerMode,
     WorkerView,
+    summary,
 )
 from qserv.replica.policy import policy as decide
 from qserv.replica.rejoin import rejoin
+from qserv.replica.status import MODES
+from qserv.replica.verifier import Verifier
 from qserv.rpc.client import WorkerClient
 
 log = logging.getLogger(__name__)
@@ -55,20 +64,14 @@ log = logging.getLogger(__name__)
 PROBE_TIMEOUT_S = 2.0
 FULL_CHECK_S = 30.0  # an idle cluster's replicas are read and decided on at least this often
 
-_MODES = {
-    WorkerState.ACTIVE: WorkerMode.ENABLED,
-    WorkerState.DOWN: WorkerMode.ENABLED,  # enabled, not answering: waited for until evicted
-    WorkerState.READ_ONLY: WorkerMode.READ_ONLY,
-    WorkerState.DISABLED: WorkerMode.DISABLED,
-    WorkerState.EVICTED: WorkerMode.EVICTED,
-}
-
 
 def limits_of(config: ReplicationConfig) -> PolicyLimits:
     return PolicyLimits(
         evict_timeout=config.evict_timeout,
         max_copies_per_worker=config.max_copies_per_worker,
         max_rebalance_moves=config.max_rebalance_moves,
+        verify_interval=config.verify_interval or None,
+        max_verifications=config.max_verifications,
     )
 
 
@@ -83,12 +86,18 @@ class Controller:
         self._health: dict[str, HealthState] = {}
         self._probes = ThreadPoolExecutor(max_workers=16, thread_name_prefix="probe")
         self._copier = Copier(store, config, self._client)
+        self._verifier = Verifier(store, self._client)
+        self._verify_request = 0  # the operator's verification being carried out (0: none)
+        self._wake = 0  # the last operator request for a round that was seen
         self._reported_lost: set[tuple[str, int]] = set()
+        self._lost: list[tuple[str, int]] = []
+        self._status: dict[str, object] | None = None
         self._signature: tuple[tuple[str, WorkerMode, bool], ...] = ()
         self._acted = True  # the first round decides
         self._full_check = 0.0
 
     def close(self) -> None:
+        self._verifier.close()
         self._copier.close()
         self._probes.shutdown(wait=False, cancel_futures=True)
         for client in self._clients.values():
@@ -125,21 +134,98 @@ class Controller:
                 continue
             self._set_state(change.worker, change.state)
         self._copier.collect(now)
+        level = settings.replication_level(self._store, self._config.level)
+        wake, verify = settings.requests(self._store)
         views = self._views(workers, answers, now)
-        if self._quiet(views, now):
+        if self._quiet(views, now, wake) and not self._verifier.busy() and verify <= self._verify_request:
+            self._report(level, views, None)
             return
         catalog = self._store.catalog()
         recorded = self._store.replicas()
-        actions = decide(self._state(views, recorded), self._limits)
+        checks = {(c.family, c.chunk_id, c.worker): c for c in self._store.replica_checks()}
+        state = self._state(views, recorded, checks, level)
+        actions = decide(state, self._limits)
         for action in actions:
             self._act(action, workers, catalog, now)
         self._copier.start([a for a in actions if isinstance(a, Copy)], workers, catalog)
-        self._acted = any(not isinstance(a, Lost) for a in actions)
+        self._copier.start_tables([a for a in actions if isinstance(a, CopyTable)], workers, catalog)
+        self._acted = any(not isinstance(a, (Lost, Verify)) for a in actions)
+        self._lost = [(a.family, a.chunk) for a in actions if isinstance(a, Lost)]
         if self._copier.deletions_pending():
             registered = {(r.family, r.chunk_id, r.worker) for r in self._store.replicas()}
             self._copier.delete_due(now, workers, registered)
+        self._verify(verify, actions, state, workers, catalog)
+        self._report(level, views, state)
 
-    def _quiet(self, views: tuple[WorkerView, ...], now: float) -> bool:
+    def _verify(
+        self,
+        requested: int,
+        actions: list[Action],
+        state: ClusterState,
+        workers: dict[str, WorkerInfo],
+        catalog: Catalog,
+    ) -> None:
+        """Queue due and requested verifications, start the next job, record what was found."""
+        serving = {v.name for v in state.workers if v.serving}
+        holders: dict[tuple[str, int], list[str]] = defaultdict(list)
+        for r in state.replicas:
+            if r.worker in serving and r.status is not ReplicaStatus.COPYING:
+                holders[r.key].append(r.worker)
+        if requested > self._verify_request:
+            self._verify_request = requested
+            self._verifier.request(holders)
+            event(log, "verification of every replica requested", chunks=len(holders), request=requested)
+        self._verifier.request((a.family, a.chunk) for a in actions if isinstance(a, Verify))
+        copying = {(f, c) for f, c, _ in self._copier.in_flight()}
+        report = self._verifier.step(workers, dict(holders), catalog, copying)
+        if report is not None:
+            self._acted = True  # corrupt replicas are repaired in the next round
+        if self._verify_request and not self._verifier.busy():
+            settings.set_verified(self._store, self._verify_request)
+
+    def _report(self, level: int, views: tuple[WorkerView, ...], state: ClusterState | None) -> None:
+        """The controller's status for ``qserv replica status`` (a heartbeat every round)."""
+        doc: dict[str, object] = {
+            "at": time.time(),
+            "level": level,
+            "copies_in_flight": len(self._copier.in_flight()),
+            "deletions_pending": self._copier.pending_deletions(),
+            "verifying": self._verifier.busy(),
+            # nothing left to do: the last decision found nothing and no copy is running
+            "round_request": self._wake,  # the last operator request a decision saw
+            "idle": not self._acted and not self._copier.in_flight() and not self._verifier.busy(),
+            "lost": [list(k) for k in self._lost[:1000]],
+            "down": [v.name for v in views if not v.alive],
+        }
+        if state is not None:
+            doc["summary"] = summary(state)
+        last = self._verifier.last
+        if last is not None:
+            doc["last_verification"] = {
+                "verified": last.verified,
+                "corrupt": [list(k) for k in last.corrupt[:1000]],
+                "conflicts": [list(k) for k in last.conflicts[:1000]],
+            }
+        previous = self._status
+        if state is None and previous is not None:  # a quiet round: the last decisions stand
+            doc = {
+                **previous,
+                **{
+                    k: doc[k]
+                    for k in (
+                        "at",
+                        "copies_in_flight",
+                        "deletions_pending",
+                        "verifying",
+                        "idle",
+                        "round_request",
+                    )
+                },
+            }
+        self._status = doc
+        settings.set_controller_status(self._store, json.dumps(doc))
+
+    def _quiet(self, views: tuple[WorkerView, ...], now: float, wake: int) -> bool:
         """Whether this round can skip reading the replicas: nothing changed since a round that
         found nothing to do (a full check still runs every ``FULL_CHECK_S``). Reading 20,000
         replicas and deciding costs ~0.2 s of CPU: every 2 s on an idle cluster, a tenth of a core.
@@ -148,13 +234,14 @@ class Controller:
         waiting = any(not v.alive and v.mode in (WorkerMode.ENABLED, WorkerMode.READ_ONLY) for v in views)
         quiet = (
             signature == self._signature
+            and wake == self._wake
             and not waiting
             and not self._acted
             and not self._copier.busy()
             and now - self._full_check < FULL_CHECK_S
         )
         if not quiet:
-            self._signature, self._full_check = signature, now
+            self._signature, self._full_check, self._wake = signature, now, wake
         return quiet
 
     def _views(
@@ -164,18 +251,40 @@ class Controller:
         for name in sorted(workers):
             health = self._health[name]
             alive = answers[name] and health.state is not WorkerState.DOWN
-            views.append(WorkerView(name, _MODES[health.state], alive, health.silent_for(now)))
+            views.append(WorkerView(name, MODES[health.state], alive, health.silent_for(now)))
         return tuple(views)
 
-    def _state(self, views: tuple[WorkerView, ...], recorded: list[Replica]) -> ClusterState:
-        replicas = [ReplicaView(r.family, r.chunk_id, r.worker) for r in recorded]
+    def _state(
+        self,
+        views: tuple[WorkerView, ...],
+        recorded: list[Replica],
+        checks: dict[tuple[str, int, str], ReplicaCheck],
+        level: int,
+    ) -> ClusterState:
+        wall = time.time()
+        replicas = []
+        for r in recorded:
+            check = checks.get((r.family, r.chunk_id, r.worker))
+            status = ReplicaStatus.CORRUPT if check is not None and check.corrupt else ReplicaStatus.GOOD
+            age = None if check is None else max(0.0, wall - check.checked_at)
+            replicas.append(ReplicaView(r.family, r.chunk_id, r.worker, status, age))
         held = {(r.family, r.chunk_id, r.worker) for r in recorded}
         replicas += [
             ReplicaView(f, c, w, ReplicaStatus.COPYING)
             for f, c, w in self._copier.in_flight()
             if (f, c, w) not in held
         ]
-        return ClusterState(self._config.level, views, tuple(replicas))
+        flying = self._copier.tables_in_flight()
+        tables = tuple(
+            TableView(
+                c.database,
+                c.table,
+                c.workers,
+                frozenset(w for d, t, w in flying if (d, t) == (c.database.lower(), c.table.lower())),
+            )
+            for c in self._store.table_copies()
+        )
+        return ClusterState(level, views, tuple(replicas), tables)
 
     def _act(self, action: Action, workers: dict[str, WorkerInfo], catalog: Catalog, now: float) -> None:
         if isinstance(action, Evict):
@@ -203,6 +312,10 @@ class Controller:
         except QservError as exc:  # not up to date: it stays out, tried again next round
             event(log, "worker not rejoined yet", worker=worker.name, error=exc.message)
             return False
+        # what it held while away may have been damaged with it: verified against the others
+        self._verifier.request(
+            (r.family, r.chunk_id) for r in self._store.replicas() if r.worker == worker.name
+        )
         return True
 
     def _set_state(self, worker: str, state: WorkerState) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,8 +27,9 @@ from qserv.catalog import Catalog
 from qserv.config import ReplicationConfig
 from qserv.errors import QservError
 from qserv.log import event
-from qserv.metadata import MetadataStore, Replica, TransactionState, WorkerInfo
-from qserv.replica.policy import Copy, Drop
+from qserv.metadata import MetadataStore, Replica, ReplicaCheck, TransactionState, WorkerInfo
+from qserv.replica.policy import Copy, CopyTable, Drop
+from qserv.replica.verify import digests
 from qserv.rpc.client import TableChecksum, WorkerClient
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,18 @@ _OPEN = (TransactionState.STARTED, TransactionState.COMMITTING)
 def family_databases(catalog: Catalog, family: str) -> list[str]:
     """The databases of one family (a family chunk holds the chunk of each)."""
     return sorted(db.name for db in catalog.databases if db.partitioning.family == family)
+
+
+@dataclass
+class _TableBatch:
+    """Regular tables of one database copied from one source to one target in one call."""
+
+    database: str
+    source: str
+    target: str
+    tables: list[tuple[str, str]]
+    last_transaction: int
+    future: Future[list[TableChecksum]]
 
 
 @dataclass
@@ -72,6 +86,7 @@ class Copier:
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="chunk-copy")
         self._lock = threading.Lock()
         self._in_flight: dict[ReplicaKey, _Batch] = {}
+        self._tables_flight: dict[tuple[str, str, str], _TableBatch] = {}  # (database, table, target)
         self._drops: dict[ReplicaKey, tuple[float, list[str]]] = {}  # -> (due time, databases)
         self._tables_on: dict[str, int] = {}  # worker -> number of catalog tables created there
 
@@ -81,10 +96,13 @@ class Copier:
     def busy(self) -> bool:
         """Copies in flight or deletions pending."""
         with self._lock:
-            return bool(self._in_flight or self._drops)
+            return bool(self._in_flight or self._drops or self._tables_flight)
 
     def deletions_pending(self) -> bool:
         return bool(self._drops)
+
+    def pending_deletions(self) -> int:
+        return len(self._drops)
 
     def in_flight(self) -> list[ReplicaKey]:
         """(family, chunk, target) of the copies not finished yet."""
@@ -151,11 +169,14 @@ class Copier:
 
     def _last_transaction(self, catalog: Catalog, family: str) -> int | None:
         """The newest transaction id of the family's databases; None while one is open."""
+        return self._newest(family_databases(catalog, family))
+
+    def _newest(self, databases: list[str]) -> int | None:
         last = 0
-        for db in family_databases(catalog, family):
+        for db in databases:
             for t in self._store.transactions(db):
                 if t.state in _OPEN:
-                    event(log, "chunk copies wait for a load", logging.DEBUG, family=family, database=db)
+                    event(log, "copies wait for a load", logging.DEBUG, database=db)
                     return None
                 last = max(last, t.transaction_id)
         return last
@@ -175,6 +196,7 @@ class Copier:
 
     def collect(self, now: float) -> None:
         """Record the finished copies' replicas (or throw away those a load overtook)."""
+        self._collect_tables()
         with self._lock:
             done = {id(b): b for b in self._in_flight.values() if b.future.done()}
             for key in [k for k, b in self._in_flight.items() if id(b) in done]:
@@ -201,6 +223,15 @@ class Copier:
                     self._drops[(batch.family, c, batch.target)] = (now, batch.databases)
                 continue
             self._store.add_replicas([Replica(batch.family, c, batch.target) for c in batch.chunks])
+            # a copy is as good as its source: recorded as verified (a repair clears "corrupt")
+            found, at = digests(tables), time.time()
+            self._store.record_checks(
+                [
+                    ReplicaCheck(batch.family, c, batch.target, found[c], False, at)
+                    for c in batch.chunks
+                    if c in found
+                ]
+            )
             event(
                 log,
                 "chunks copied",
@@ -217,6 +248,79 @@ class Copier:
                 if t.transaction_id > batch.last_transaction or t.state in _OPEN:
                     return True
         return False
+
+    # -- regular tables -----------------------------------------------------------------------
+
+    def tables_in_flight(self) -> set[tuple[str, str, str]]:
+        """(database, table, target), lower-case names, of the table copies not finished yet."""
+        with self._lock:
+            return {(d.lower(), t.lower(), w) for d, t, w in self._tables_flight}
+
+    def start_tables(self, copies: list[CopyTable], workers: dict[str, WorkerInfo], catalog: Catalog) -> None:
+        """Start the regular-table copies, one call per (database, source, target)."""
+        groups: dict[tuple[str, str, str], list[str]] = {}
+        for c in copies:
+            if (c.database, c.table, c.target) in self._tables_flight:
+                continue
+            if c.source in workers and c.target in workers:
+                groups.setdefault((c.database, c.source, c.target), []).append(c.table)
+        for (database, source, target), tables in sorted(groups.items()):
+            last = self._newest([database])
+            if last is None:
+                continue
+            client = self._client_of(workers[target])
+            try:
+                self._ensure_tables(target, client, catalog, {database})
+            except QservError as exc:
+                event(log, "table copy not started", logging.WARNING, worker=target, error=exc.message)
+                continue
+            names = [(database, t) for t in sorted(tables)]
+            future = self._pool.submit(
+                client.pull_tables, workers[source].address, names, timeout=self._config.copy_timeout
+            )
+            batch = _TableBatch(database, source, target, names, last, future)
+            with self._lock:
+                for _, t in names:
+                    self._tables_flight[(database, t, target)] = batch
+            event(
+                log,
+                "table copy started",
+                database=database,
+                tables=",".join(tables),
+                source=source,
+                target=target,
+            )
+
+    def _collect_tables(self) -> None:
+        with self._lock:
+            done = {id(b): b for b in self._tables_flight.values() if b.future.done()}
+            for key in [k for k, b in self._tables_flight.items() if id(b) in done]:
+                del self._tables_flight[key]
+        for batch in done.values():
+            what = ",".join(t for _, t in batch.tables)
+            try:
+                installed = batch.future.result()
+            except Exception as exc:  # rolled back on the target: nothing changed there
+                self._tables_on.pop(batch.target, None)
+                message = exc.message if isinstance(exc, QservError) else f"{type(exc).__name__}: {exc}"
+                event(
+                    log, "table copy failed", logging.WARNING, tables=what, target=batch.target, error=message
+                )
+                continue
+            if self._newest([batch.database]) != batch.last_transaction:
+                event(log, "table copy overtaken by a load; copied again later", tables=what)
+                continue
+            for database, table in batch.tables:
+                self._store.record_table_copy(database, table, batch.target)
+            event(
+                log,
+                "tables copied",
+                database=batch.database,
+                tables=what,
+                source=batch.source,
+                target=batch.target,
+                rows=sum(t.rows for t in installed),
+            )
 
     # -- drops --------------------------------------------------------------------------------
 

@@ -37,6 +37,9 @@ Rules, applied in this order each round (later rules see the effect of earlier o
    a move is a copy then a drop, never a moment below the level).
 8. **Verify** replicas whose last verification is older than ``verify_interval``, oldest first,
    a bounded number per round.
+9. **Resync regular tables**: every ENABLED worker holds every regular table whole; one that
+   lacks a complete copy (it was down during a load of it, or joined later) gets the table
+   copied from a serving worker that has one (within the same copy budget).
 """
 
 from __future__ import annotations
@@ -98,6 +101,16 @@ class ReplicaView:
 
 
 @dataclass(frozen=True)
+class TableView:
+    """A regular table: the workers holding a complete copy, and those a copy is in flight to."""
+
+    database: str
+    table: str
+    holders: frozenset[str]
+    copying: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
 class PolicyLimits:
     """The policy's knobs (from the one config object: ``config.replication``)."""
 
@@ -115,6 +128,7 @@ class ClusterState:
     level: int
     workers: tuple[WorkerView, ...]
     replicas: tuple[ReplicaView, ...]
+    tables: tuple[TableView, ...] = ()
 
 
 # -- actions ----------------------------------------------------------------------------------
@@ -150,6 +164,16 @@ class Drop:
 
 
 @dataclass(frozen=True)
+class CopyTable:
+    """Copy a whole regular table from a worker with a complete copy onto one without."""
+
+    database: str
+    table: str
+    source: str
+    target: str
+
+
+@dataclass(frozen=True)
 class Lost:
     family: str
     chunk: int
@@ -162,7 +186,7 @@ class Verify:
     worker: str
 
 
-Action = Evict | Enable | Copy | Drop | Lost | Verify
+Action = Evict | Enable | Copy | CopyTable | Drop | Lost | Verify
 
 
 # -- the policy -------------------------------------------------------------------------------
@@ -216,6 +240,7 @@ def policy(state: ClusterState, limits: PolicyLimits) -> list[Action]:
     if not busy:
         _rebalance(by_chunk, placeable, limits, rnd)
     _verify(state.replicas, workers, limits, rnd)
+    _resync_tables(state.tables, limits, rnd)
     return rnd.actions
 
 
@@ -365,6 +390,21 @@ def _verify(
     due.sort(key=lambda r: (r.verified_age is not None, -(r.verified_age or 0.0), r.key, r.worker))
     for r in due[: limits.max_verifications]:
         rnd.actions.append(Verify(r.family, r.chunk, r.worker))
+
+
+def _resync_tables(tables: Iterable[TableView], limits: PolicyLimits, rnd: _Round) -> None:
+    """Rule 9: a complete copy of every regular table on every ENABLED worker."""
+    targets = sorted(n for n, w in rnd.workers.items() if w.accepts_copies)
+    for t in sorted(tables, key=lambda t: (t.database, t.table)):
+        sources = sorted(n for n in t.holders if n in rnd.workers and rnd.workers[n].serving)
+        for target in targets:
+            if target in t.holders or target in t.copying or not sources:
+                continue
+            source = min(sources, key=lambda s: (rnd.copies[s], s))
+            if rnd.can_copy(source, target, limits):
+                rnd.actions.append(CopyTable(t.database, t.table, source, target))
+                rnd.copies[source] += 1
+                rnd.copies[target] += 1
 
 
 _GONE = WorkerView("", WorkerMode.EVICTED, alive=False)

@@ -208,7 +208,11 @@ class WorkerClient:
         self, databases: Sequence[str], chunk_ids: Sequence[int], timeout: float | None = None
     ) -> Iterator[ChunkPart]:
         """The parts of family chunks as the worker exports them (rows, then each table's checksum)."""
-        request = worker_pb2.ChunkRequest(databases=list(databases), chunk_ids=list(chunk_ids))
+        return self._export(
+            worker_pb2.ChunkRequest(databases=list(databases), chunk_ids=list(chunk_ids)), timeout
+        )
+
+    def _export(self, request: worker_pb2.ChunkRequest, timeout: float | None) -> Iterator[ChunkPart]:
         try:
             for message in self._stub.ExportChunk(request, timeout=timeout):
                 batches = codec.decode_ipc(message.arrow_ipc).to_batches() if message.arrow_ipc else []
@@ -220,6 +224,26 @@ class WorkerClient:
         except grpc.RpcError as exc:
             raise codec.rpc_error(exc, self.address) from exc
 
+    def export_tables(
+        self, tables: Sequence[tuple[str, str]], timeout: float | None = None
+    ) -> Iterator[ChunkPart]:
+        """The parts of whole regular tables (database, table) as the worker exports them."""
+        return self._export(worker_pb2.ChunkRequest(regular_tables=_table_names(tables)), timeout)
+
+    def pull_tables(
+        self, source: str, tables: Sequence[tuple[str, str]], timeout: float | None = 600.0
+    ) -> list[TableChecksum]:
+        """Have this worker replace whole regular tables by those of the worker at ``source``."""
+        return self._pull(
+            worker_pb2.PullChunkRequest(source=source, regular_tables=_table_names(tables)), timeout
+        )
+
+    def table_checksums(
+        self, tables: Sequence[tuple[str, str]], timeout: float | None = 60.0
+    ) -> list[TableChecksum]:
+        """Row count and checksum of whole regular tables on the worker."""
+        return self._checksums(worker_pb2.ChunkRequest(regular_tables=_table_names(tables)), timeout)
+
     def pull_chunks(
         self, source: str, databases: Sequence[str], chunk_ids: Sequence[int], timeout: float | None = 600.0
     ) -> list[TableChecksum]:
@@ -227,6 +251,9 @@ class WorkerClient:
         request = worker_pb2.PullChunkRequest(
             source=source, databases=list(databases), chunk_ids=list(chunk_ids)
         )
+        return self._pull(request, timeout)
+
+    def _pull(self, request: worker_pb2.PullChunkRequest, timeout: float | None) -> list[TableChecksum]:
         try:
             reply = self._stub.PullChunk(request, timeout=timeout)
         except grpc.RpcError as exc:
@@ -247,7 +274,11 @@ class WorkerClient:
         self, databases: Sequence[str], chunk_ids: Sequence[int], timeout: float | None = 60.0
     ) -> list[TableChecksum]:
         """Row count and checksum of every chunked table of the family chunks on the worker."""
-        request = worker_pb2.ChunkRequest(databases=list(databases), chunk_ids=list(chunk_ids))
+        return self._checksums(
+            worker_pb2.ChunkRequest(databases=list(databases), chunk_ids=list(chunk_ids)), timeout
+        )
+
+    def _checksums(self, request: worker_pb2.ChunkRequest, timeout: float | None) -> list[TableChecksum]:
         try:
             reply = self._stub.ChunkChecksum(request, timeout=timeout)
         except grpc.RpcError as exc:
@@ -347,3 +378,7 @@ def checksum_to_pb(t: TableChecksum) -> worker_pb2.TableChecksum:
 
 def checksum_from_pb(t: worker_pb2.TableChecksum) -> TableChecksum:
     return TableChecksum(t.database, t.table, int(t.chunk_id), int(t.rows), t.checksum)
+
+
+def _table_names(tables: Sequence[tuple[str, str]]) -> list[worker_pb2.TableName]:
+    return [worker_pb2.TableName(database=d, table=t) for d, t in tables]

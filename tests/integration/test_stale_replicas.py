@@ -37,8 +37,10 @@ VARIANTS = 24  # regular-only queries are sent to one worker chosen by their tex
 
 @pytest.fixture
 def tc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveCluster]:
-    # one cluster per test: each leaves chunks under-replicated (nothing heals them yet)
-    with running_cluster(tmp_path_factory.mktemp("stale"), workers=3, replicas=2, objects=2_000) as cluster:
+    # one cluster per test: each kills workers in its own way; fast probes keep the waits short
+    with running_cluster(
+        tmp_path_factory.mktemp("stale"), workers=3, replicas=2, objects=2_000, health_interval=0.5
+    ) as cluster:
         yield cluster
 
 
@@ -192,19 +194,47 @@ def test_tables_loaded_while_a_worker_is_down_are_not_served_from_it(tc: LiveClu
         ],
     )  # fmt: skip
 
-    # the copies worker-3 holds lack those rows: its replicas of their chunks are gone from the
-    # placement, and those chunks are under-replicated (for the replication controller to heal)
-    assert any(len(ws) < 2 for ws in _replicas_by_chunk(tc).values())
+    # the copies worker-3 held lack those rows: they left the placement at the commits; the
+    # replication controller copies those chunks back to the level and resyncs the regular
+    # tables onto worker-3
+    _wait_for(
+        "every chunk back at 2 replicas", lambda: {len(ws) for ws in _replicas_by_chunk(tc).values()} == {2}
+    )
+    _wait_for(
+        "Filter2 and Band resynced onto worker-3",
+        lambda: _holders(tc, "Filter2") & _holders(tc, "Band") >= {"worker-3"},
+    )
+    _assert_same(
+        tc, ref, ["SELECT COUNT(*), SUM(s.sourceId) FROM Obj2 o JOIN Src2 s ON o.objectId = s.objectId"]
+    )
 
-    # with only worker-3 alive, no live worker holds a complete copy: a clear refusal
+    # worker-3 alone now answers the regular tables it missed, from its resynced copies
     _kill(tc, "worker-1", "worker-2")
     try:
+        _assert_same(
+            tc,
+            ref,
+            [
+                *_variants(
+                    "SELECT COUNT(*), SUM(filterId), MIN(filterName), MAX(filterName) FROM Filter2 WHERE filterId > {k}"
+                ),
+                "SELECT COUNT(*), MIN(band) FROM Band",
+            ],
+        )
+        # a regular table loaded while worker-3 is the one down has no complete copy on it,
+        # and with no live source nothing can be resynced: a clear refusal
+        _restart(tc, "worker-1", "worker-2")
+        _kill(tc, "worker-3")
+        _load(tc, "Band3", ["--regular"], band)
+        for name in ("worker-1", "worker-2"):  # no live worker at all for a moment
+            tc.cluster.kill(name)
+        _wait_for("worker-1 and worker-2 down", lambda: _down(tc) == {"worker-1", "worker-2", "worker-3"})
+        _restart(tc, "worker-3")
         with tc.connect() as conn:
-            for table in ("Band", "Filter2"):
-                with pytest.raises(psycopg.Error) as err:
-                    conn.execute(f"SELECT COUNT(*) FROM {table}").fetchall()
-                assert err.value.sqlstate == "08006", err.value
-                assert f"complete copy of regular table sky.{table}" in str(err.value), err.value
+            with pytest.raises(psycopg.Error) as err:
+                conn.execute("SELECT COUNT(*) FROM Band3").fetchall()
+            assert err.value.sqlstate == "08006", err.value
+            assert "complete copy of regular table sky.Band3" in str(err.value), err.value
             # a table loaded with every worker up still answers from worker-3
             assert (
                 conn.execute("SELECT COUNT(*) FROM Filter").fetchall()
@@ -212,6 +242,14 @@ def test_tables_loaded_while_a_worker_is_down_are_not_served_from_it(tc: LiveClu
             )
     finally:
         _restart(tc, "worker-1", "worker-2")
+
+
+def _holders(tc: LiveCluster, table: str) -> set[str]:
+    store = open_store(tc.spec.metadata())
+    try:
+        return next((set(c.workers) for c in store.table_copies() if c.table == table), set())
+    finally:
+        store.close()
 
 
 def _loader(

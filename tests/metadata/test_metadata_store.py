@@ -13,6 +13,7 @@ from qserv.metadata.store import (
     ChunkRows,
     MetadataStore,
     Replica,
+    ReplicaCheck,
     TransactionState,
     WorkerInfo,
     WorkerState,
@@ -287,3 +288,30 @@ def test_store_reconnects_after_server_drops_it(store_url: str, store: MetadataS
     assert store.catalog().databases == (SKY,)
     store.create_database(WIDE)
     assert store.catalog().databases == (SKY, WIDE)
+
+
+def test_settings_and_counters(store: MetadataStore) -> None:
+    assert store.setting("replication.level") is None
+    store.set_setting("replication.level", "3")
+    store.set_setting("replication.level", "2")
+    assert store.setting("replication.level") == "2"
+    assert [store.bump_setting("n") for _ in range(3)] == [1, 2, 3]
+    assert store.setting("n") == "3"
+
+
+def test_replica_checks_are_replaced_and_cleared(store: MetadataStore) -> None:
+    store.record_checks(
+        [ReplicaCheck("f", 1, "w1", "aa", False, 10.0), ReplicaCheck("f", 2, "w1", "bb", False, 10.0)]
+    )
+    store.record_checks(
+        [ReplicaCheck("f", 1, "w1", "cc", True, 20.0), ReplicaCheck("g", 1, "w2", "dd", False, 5.0)]
+    )
+    assert store.replica_checks("f") == [
+        ReplicaCheck("f", 1, "w1", "cc", True, 20.0),
+        ReplicaCheck("f", 2, "w1", "bb", False, 10.0),
+    ]
+    store.clear_checks("f", [1, 1, 7])
+    assert store.replica_checks() == [
+        ReplicaCheck("f", 2, "w1", "bb", False, 10.0),
+        ReplicaCheck("g", 1, "w2", "dd", False, 5.0),
+    ]

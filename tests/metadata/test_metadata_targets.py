@@ -109,8 +109,12 @@ def _downgrade_to_version_1(store_url: str) -> None:
 
 
 def _downgrade(store_url: str, statements: tuple[str, ...]) -> None:
-    """Run ``statements`` after dropping the columns version 3 added (an older store's shape)."""
-    statements = tuple(f"ALTER TABLE tables DROP COLUMN {c}" for c in _V3_COLUMNS) + statements
+    """Run ``statements`` after dropping what versions 3 and 4 added (an older store's shape)."""
+    statements = (
+        tuple(f"ALTER TABLE tables DROP COLUMN {c}" for c in _V3_COLUMNS)
+        + ("DROP TABLE replica_checks", "DROP TABLE settings")
+        + statements
+    )
     if store_url.startswith("sqlite"):
         conn = sqlite3.connect(store_url.removeprefix("sqlite:///"))
         with conn:
@@ -131,7 +135,7 @@ def test_a_version_2_store_is_upgraded(store_url: str, store: MetadataStore) -> 
     _downgrade(store_url, ("UPDATE schema_version SET version = 2",))
     again = open_store(store_url)
     try:
-        assert again.schema_version() == SCHEMA_VERSION == 3  # type: ignore[attr-defined]
+        assert again.schema_version() == SCHEMA_VERSION == 4  # type: ignore[attr-defined]
         # tables of a version 2 store: unique keys, no match fields
         assert set(again.catalog().tables) == {OBJECT, SOURCE, FILTER}
         again.create_table(MATCH)
@@ -153,7 +157,7 @@ def test_a_version_1_store_is_upgraded(store_url: str, store: MetadataStore) -> 
     _downgrade_to_version_1(store_url)
     again = open_store(store_url)
     try:
-        assert again.schema_version() == SCHEMA_VERSION == 3  # type: ignore[attr-defined]
+        assert again.schema_version() == SCHEMA_VERSION == 4  # type: ignore[attr-defined]
         # a load of version 1 recorded no targets: its copies count as complete everywhere
         assert again.targets(t.transaction_id) == []
         assert again.table_copies() == []

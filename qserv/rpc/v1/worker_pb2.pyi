@@ -302,25 +302,53 @@ class ChunkRequest(_message.Message):
 
     DATABASES_FIELD_NUMBER: _builtins.int
     CHUNK_IDS_FIELD_NUMBER: _builtins.int
+    REGULAR_TABLES_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def databases(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """the databases of one family"""
 
     @_builtins.property
     def chunk_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    @_builtins.property
+    def regular_tables(self) -> _containers.RepeatedCompositeFieldContainer[Global___TableName]:
+        """or, with no chunk_ids: whole regular tables (their parts and checksums have chunk_id -1)"""
+
     def __init__(
         self,
         *,
         databases: _abc.Iterable[_builtins.str] | None = ...,
         chunk_ids: _abc.Iterable[_builtins.int] | None = ...,
+        regular_tables: _abc.Iterable[Global___TableName] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_ids", b"chunk_ids", "databases", b"databases"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_ids", b"chunk_ids", "databases", b"databases", "regular_tables", b"regular_tables"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ChunkRequest: _TypeAlias = ChunkRequest  # noqa: Y015
+
+@_typing.final
+class TableName(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATABASE_FIELD_NUMBER: _builtins.int
+    TABLE_FIELD_NUMBER: _builtins.int
+    database: _builtins.str
+    table: _builtins.str
+    def __init__(
+        self,
+        *,
+        database: _builtins.str = ...,
+        table: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["database", b"database", "table", b"table"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TableName: _TypeAlias = TableName  # noqa: Y015
 
 @_typing.final
 class TableChecksum(_message.Message):
@@ -397,6 +425,7 @@ class PullChunkRequest(_message.Message):
     SOURCE_FIELD_NUMBER: _builtins.int
     DATABASES_FIELD_NUMBER: _builtins.int
     CHUNK_IDS_FIELD_NUMBER: _builtins.int
+    REGULAR_TABLES_FIELD_NUMBER: _builtins.int
     source: _builtins.str
     """host:port of the worker to copy from"""
     @_builtins.property
@@ -405,16 +434,21 @@ class PullChunkRequest(_message.Message):
     def chunk_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
         """copied together: one stream, one transaction"""
 
+    @_builtins.property
+    def regular_tables(self) -> _containers.RepeatedCompositeFieldContainer[Global___TableName]:
+        """or whole regular tables, replaced atomically"""
+
     def __init__(
         self,
         *,
         source: _builtins.str = ...,
         databases: _abc.Iterable[_builtins.str] | None = ...,
         chunk_ids: _abc.Iterable[_builtins.int] | None = ...,
+        regular_tables: _abc.Iterable[Global___TableName] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_ids", b"chunk_ids", "databases", b"databases", "source", b"source"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_ids", b"chunk_ids", "databases", b"databases", "regular_tables", b"regular_tables", "source", b"source"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -150,6 +150,7 @@ class WorkerServicer:
     def ExportChunk(self, request, context):
         """Stream family chunks (every chunked table of the databases) from one snapshot, each
         (chunk, table) closed by its row count and checksum: the source side of a chunk copy.
+        With regular_tables instead of chunks: those whole tables (a regular table's resync).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -11,6 +11,7 @@ from qserv.replica.policy import (
     Action,
     ClusterState,
     Copy,
+    CopyTable,
     Drop,
     Enable,
     Evict,
@@ -18,6 +19,7 @@ from qserv.replica.policy import (
     PolicyLimits,
     ReplicaStatus,
     ReplicaView,
+    TableView,
     Verify,
     WorkerMode,
     WorkerView,
@@ -314,3 +316,31 @@ def test_losing_workers_and_adding_one_settles_at_the_level_and_balanced(seed: i
     placeable = [w.name for w in state.workers if w.accepts_copies]
     loads = Counter(r.worker for r in state.replicas if r.worker in placeable)
     assert max(loads[w] for w in placeable) - min(loads[w] for w in placeable) <= 1
+
+
+def test_regular_tables_are_copied_to_every_enabled_worker_lacking_a_complete_copy() -> None:
+    workers = (
+        WorkerView("w1"),
+        WorkerView("w2"),
+        WorkerView("w3"),
+        WorkerView("w4", alive=False, silent_for=5.0),  # down: copied to once it answers
+        WorkerView("w5", WorkerMode.READ_ONLY),  # takes no copies
+        WorkerView("w6", WorkerMode.DISABLED),
+    )
+    tables = (
+        TableView("sky", "Filter", frozenset({"w1", "w2"})),
+        TableView("sky", "Band", frozenset({"w1", "w2", "w3"})),  # complete everywhere it can be
+        TableView("sky", "Ccd", frozenset({"w2"}), copying=frozenset({"w3"})),  # in flight
+        TableView("sky", "Lost", frozenset({"w4"})),  # its only copy is on a down worker
+    )
+    state = ClusterState(2, workers, ring(3, ["w1", "w2", "w3"], 2), tables)
+    copies = of(policy(state, LIMITS), CopyTable)
+    assert copies == [CopyTable("sky", "Ccd", "w2", "w1"), CopyTable("sky", "Filter", "w1", "w3")]
+
+
+def test_regular_table_copies_share_the_copy_budget() -> None:
+    tables = tuple(TableView("sky", f"T{i}", frozenset({"w1"})) for i in range(5))
+    state = ClusterState(1, alive("w1", "w2"), (), tables)
+    copies = of(policy(state, LIMITS), CopyTable)
+    assert [c.table for c in copies] == ["T0", "T1"]  # max_copies_per_worker = 2
+    assert {(c.source, c.target) for c in copies} == {("w1", "w2")}

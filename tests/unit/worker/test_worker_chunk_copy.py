@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from worker_helpers import OBJECT_COLUMNS, SOURCE_COLUMNS, collect, objects, worker_config
+from worker_helpers import FILTER_COLUMNS, OBJECT_COLUMNS, SOURCE_COLUMNS, collect, objects, worker_config
 
 from qserv.catalog import TableKind
 from qserv.errors import DataError, UndefinedTable
 from qserv.rpc.client import ChunkPart, TableChecksum, WorkerClient
-from worker import chunk_copy
+from worker import chunk_copy, table_copy
 from worker.service import RunningWorker, start
 from worker.storage import Storage
 
@@ -279,3 +279,54 @@ def test_several_chunks_are_copied_in_one_call_and_one_transaction(pair: tuple) 
     cb.drop_chunks(["Sky", "Deep"], [1, 5])
     assert rows_of(cb, "Sky", "Object", 1) == rows_of(cb, "Sky", "Object", 5) == []
     assert rows_of(cb, "Sky", "Object", 3)
+
+
+def filters(n: int, name: str = "f") -> pa.Table:
+    return pa.table(
+        {
+            "filterId": pa.array(range(n), pa.int32()),
+            "name": [None if i % 4 == 3 else f"{name}{i}" for i in range(n)],
+        }
+    )
+
+
+def test_a_regular_table_is_copied_whole_and_replaces_the_old_copy(pair: tuple) -> None:
+    _, ca, _, cb = pair
+    for client in (ca, cb):
+        client.create_table("Sky", "Filter", TableKind.REGULAR, FILTER_COLUMNS)
+    ca.ingest([(1, "Sky", "Filter", False, filters(1000))])
+    ca.commit(1)
+    cb.ingest([(1, "Sky", "Filter", False, filters(10, name="stale"))])
+    cb.commit(1)
+    assert ca.table_checksums([("sky", "filter")]) != cb.table_checksums([("Sky", "Filter")])
+    installed = cb.pull_tables(ca.address, [("sky", "FILTER")])
+    assert [(t.table, t.chunk_id, t.rows) for t in installed] == [("Filter", -1, 1000)]
+    assert cb.table_checksums([("Sky", "Filter")]) == ca.table_checksums([("Sky", "Filter")]) == installed
+    got = collect(cb, 'SELECT * FROM "Sky"."Filter" ORDER BY ALL').to_pylist()
+    assert got == collect(ca, 'SELECT * FROM "Sky"."Filter" ORDER BY ALL').to_pylist()
+    assert len(got) == 1000
+
+
+def test_a_regular_table_copy_that_does_not_add_up_changes_nothing(tmp_path: Path) -> None:
+    import duckdb
+
+    storage = Storage(duckdb.connect(str(tmp_path / "w.duckdb")), staging_dir=tmp_path / "w-staging")
+    try:
+        with storage.cursor() as cur:
+            cur.execute('CREATE SCHEMA "Sky"; CREATE TABLE "Sky"."Filter" ("filterId" INTEGER, name VARCHAR)')
+            cur.execute("""INSERT INTO "Sky"."Filter" VALUES (1, 'kept')""")
+        rows = filters(5)
+        bad = [
+            ChunkPart("Sky", "Filter", -1, batch=rows.to_batches()[0]),
+            ChunkPart("Sky", "Filter", -1, end=TableChecksum("Sky", "Filter", -1, 6, "0" * 16)),
+        ]
+        with pytest.raises(DataError, match="received 5 rows"):
+            table_copy.install(storage, [("Sky", "Filter")], bad)
+        with pytest.raises(DataError, match="ended before its checksum"):
+            table_copy.install(storage, [("Sky", "Filter")], bad[:1])
+        with pytest.raises(UndefinedTable, match="Sky.Nope does not exist"):
+            table_copy.install(storage, [("Sky", "Nope")], [])
+        assert table_copy.checksums(storage, [("Sky", "Filter")])[0].rows == 1  # unchanged
+        assert not list(storage.staging_dir.iterdir())
+    finally:
+        storage.close()

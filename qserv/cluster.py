@@ -170,6 +170,10 @@ class LocalCluster:
     def start_worker(self, name: str, timeout: float = 60.0, port: int | None = None) -> None:
         """Start one worker process: one of the spec's, or (with ``port``) one more, which an
         operator then registers with ``qserv replica add-worker``."""
+        host, port, proc = self._spawn_worker(name, port)
+        wait_for_port(host, port, timeout, proc)
+
+    def _spawn_worker(self, name: str, port: int | None = None) -> tuple[str, int, subprocess.Popen[bytes]]:
         host, port = (self.spec.host, port) if port is not None else self.worker_address(name)
         proc = self._spawn(
             name,
@@ -187,7 +191,7 @@ class LocalCluster:
                 str(self.spec.threads_per_worker()),
             ],
         )
-        wait_for_port(host, port, timeout, proc)
+        return host, port, proc
 
     def start(self, timeout: float = 60.0) -> None:
         """Start every service; raises :class:`DataDirInUse` if another cluster holds the data dir."""
@@ -204,8 +208,9 @@ class LocalCluster:
                 store.upsert_worker(WorkerInfo(name, host, port))
         finally:
             store.close()
-        for name in spec.worker_names():
-            self.start_worker(name, timeout)
+        started = [self._spawn_worker(name) for name in spec.worker_names()]  # they start in parallel
+        for host, port, proc in started:
+            wait_for_port(host, port, timeout, proc)
         czar = self._spawn(
             "czar",
             [
@@ -231,6 +236,12 @@ class LocalCluster:
         )
         wait_for_port(spec.host, spec.http_port, timeout, czar)
         wait_for_port(spec.host, spec.pg_port, timeout, czar)
+        self.start_controller()
+        event(log, "cluster ready", pg_port=spec.pg_port, http_port=spec.http_port, workers=spec.workers)
+
+    def start_controller(self) -> None:
+        """Start the replication controller (again, after a test killed it)."""
+        spec = self.spec
         self._spawn(
             "replicad",
             [
@@ -247,7 +258,6 @@ class LocalCluster:
                 str(spec.health_interval),
             ],
         )
-        event(log, "cluster ready", pg_port=spec.pg_port, http_port=spec.http_port, workers=spec.workers)
 
     def kill(self, name: str) -> None:
         """SIGKILL one service (fault injection)."""

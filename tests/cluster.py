@@ -15,6 +15,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,8 +108,12 @@ class LiveCluster:
 
 
 def load_sample(tc: LiveCluster) -> None:
-    for argv in load_arguments(tc.sample).values():
-        tc.load("--database", "sky", *argv)
+    """Load the sample with ``qserv load``: Object and Filter at once, then Source (its child)."""
+    loads = load_arguments(tc.sample)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for done in [pool.submit(tc.load, "--database", "sky", *loads[t]) for t in ("Object", "Filter")]:
+            done.result()
+    tc.load("--database", "sky", *loads["Source"])
 
 
 @contextmanager

@@ -27,6 +27,7 @@ one catalog), so equal rows give equal checksums.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -144,7 +145,11 @@ class Spool:
 
 
 def install(
-    storage: Storage, databases: Sequence[str], chunks: Sequence[int], parts: Iterable[ChunkPart]
+    storage: Storage,
+    databases: Sequence[str],
+    chunks: Sequence[int],
+    parts: Iterable[ChunkPart],
+    pause: float = 0.0,
 ) -> list[TableChecksum]:
     """Replace this worker's rows of ``chunks`` in ``databases`` by the exported ``parts``, atomically.
 
@@ -175,6 +180,8 @@ def install(
             raise DataError(
                 f"chunk copy of {len(wanted)} chunks ended before the end of {', '.join(unfinished)}"
             )
+        if pause:
+            time.sleep(pause)  # a test's window onto a copy in the middle (servicer.COPY_PAUSE_ENV)
         return _install(storage, databases, wanted, spools, ends)
     finally:
         for spool in spools.values():

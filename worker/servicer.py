@@ -7,6 +7,7 @@ client always receives a typed error (SQLSTATE, message, position in trailing me
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -197,7 +198,9 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
                     installed = table_copy.install(self._storage, tables, parts)
                 else:
                     parts = source.export_chunks(databases, chunks, timeout=remaining)
-                    installed = chunk_copy.install(self._storage, databases, chunks, parts)
+                    installed = chunk_copy.install(
+                        self._storage, databases, chunks, parts, pause=_copy_pause()
+                    )
         except Exception as exc:
             codec.abort(context, exc)
         event(
@@ -238,6 +241,18 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
         except Exception as exc:
             codec.abort(context, exc)
         return worker_pb2.ChunkChecksums(tables=[checksum_to_pb(t) for t in tables])
+
+
+# seconds (tests only): a chunk copy waits this long between receiving its rows and installing
+# them, so a test can kill a worker or the controller in the middle of a copy
+COPY_PAUSE_ENV = "QSERV_TEST_COPY_PAUSE"
+
+
+def _copy_pause() -> float:
+    try:
+        return max(0.0, float(os.environ.get(COPY_PAUSE_ENV, "0") or 0))
+    except ValueError:
+        return 0.0
 
 
 def _table_names(names: Iterable[worker_pb2.TableName]) -> list[tuple[str, str]]:

@@ -17,6 +17,7 @@ from czar.http.workers import WorkerClients
 from qserv.errors import InvalidParameter, QservError, UndefinedObject, WorkerUnavailable
 from qserv.metadata import MetadataStore, WorkerInfo, WorkerState
 from qserv.replica import settings
+from qserv.replica.policy import ReplicaStatus
 from qserv.replica.status import Observed, chunk_rows, cluster_status, standings
 
 HEALTH_TIMEOUT_S = 5.0
@@ -100,15 +101,15 @@ class ReplicaAdmin:
     def evict(self, name: str, force: bool) -> dict[str, Any]:
         """Take a worker out (DISABLED): queries stop using it, its chunks are copied elsewhere."""
         worker = self._worker(name)
-        if not force:
+        if not force and worker.state.serves:
             _, chunks = standings(self._observe())
             last = [
                 c
                 for c in chunks
-                if c.good >= 1 and all(r.worker == name for r in c.replicas if r.status.value == "good")
-                and any(r.worker == name for r in c.replicas)
-            ]  # fmt: skip
-            if last and worker.state.serves:
+                if c.good == 1
+                and any(r.worker == name and r.status is ReplicaStatus.GOOD for r in c.replicas)
+            ]
+            if last:
                 raise InvalidParameter(
                     f"worker {name} holds the only good replica of {len(last)} chunks "
                     f"(e.g. chunk {last[0].chunk} of family {last[0].family}): evicting it would lose them",

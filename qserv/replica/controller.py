@@ -31,9 +31,18 @@ from qserv.catalog import Catalog
 from qserv.config import Config, ReplicationConfig
 from qserv.errors import QservError
 from qserv.log import event
-from qserv.metadata import MetadataStore, Replica, ReplicaCheck, WorkerInfo, WorkerState, open_store
+from qserv.metadata import (
+    MetadataStore,
+    Replica,
+    ReplicaCheck,
+    TransactionState,
+    WorkerInfo,
+    WorkerState,
+    open_store,
+)
 from qserv.replica import settings
 from qserv.replica.copier import Copier
+from qserv.replica.garbage import GC_INTERVAL_S, orphans
 from qserv.replica.health import HealthState, observe
 from qserv.replica.policy import (
     Action,
@@ -95,6 +104,7 @@ class Controller:
         self._signature: tuple[tuple[str, WorkerMode, bool], ...] = ()
         self._acted = True  # the first round decides
         self._full_check = 0.0
+        self._next_gc = 0.0  # the first deciding round looks for rows without a replica
 
     def close(self) -> None:
         self._verifier.close()
@@ -151,11 +161,56 @@ class Controller:
         self._copier.start_tables([a for a in actions if isinstance(a, CopyTable)], workers, catalog)
         self._acted = any(not isinstance(a, (Lost, Verify)) for a in actions)
         self._lost = [(a.family, a.chunk) for a in actions if isinstance(a, Lost)]
+        if now >= self._next_gc:
+            self._next_gc = now + GC_INTERVAL_S
+            self._collect_garbage(workers, catalog, recorded, state, now)
         if self._copier.deletions_pending():
             registered = {(r.family, r.chunk_id, r.worker) for r in self._store.replicas()}
-            self._copier.delete_due(now, workers, registered)
+            self._copier.delete_due(now, workers, registered, self._loading(catalog))
         self._verify(verify, actions, state, workers, catalog)
         self._report(level, views, state)
+
+    def _loading(self, catalog: Catalog) -> set[str]:
+        """Families with a load open."""
+        families = {db.name: db.partitioning.family for db in catalog.databases}
+        return {
+            families[t.database]
+            for db in families
+            for t in self._store.transactions(db)
+            if t.state in (TransactionState.STARTED, TransactionState.COMMITTING) and t.database in families
+        }
+
+    def _collect_garbage(
+        self,
+        workers: dict[str, WorkerInfo],
+        catalog: Catalog,
+        recorded: list[Replica],
+        state: ClusterState,
+        now: float,
+    ) -> None:
+        """Find rows on serving workers that no replica accounts for (:mod:`qserv.replica.garbage`)."""
+        serving = sorted(v.name for v in state.workers if v.serving)
+        families = {db.name: db.partitioning.family for db in catalog.databases}
+
+        def held(name: str) -> dict[tuple[str, str], set[int]]:
+            out: dict[tuple[str, str], set[int]] = defaultdict(set)
+            client = self._client(workers[name])
+            for db, family in families.items():
+                for stat in client.chunk_stats(db):
+                    if stat.chunk_id >= 0 and stat.rows > 0:
+                        out[(family, name)].add(stat.chunk_id)
+            return out
+
+        found: dict[tuple[str, str], set[int]] = {}
+        try:
+            for part in self._probes.map(held, serving):
+                found.update(part)
+        except QservError as exc:  # a worker went away: the next pass looks again
+            event(log, "looking for rows without a replica failed", logging.WARNING, error=exc.message)
+            return
+        registered = {(r.family, r.chunk_id, r.worker) for r in recorded}
+        lost = orphans(found, registered, self._copier.pending(), self._loading(catalog))
+        self._copier.schedule_orphans(lost, catalog, now)
 
     def _verify(
         self,

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -340,12 +340,33 @@ class Copier:
             reason=action.reason,
         )
 
-    def delete_due(self, now: float, workers: dict[str, WorkerInfo], registered: set[ReplicaKey]) -> None:
+    def schedule_orphans(self, keys: list[ReplicaKey], catalog: Catalog, now: float) -> None:
+        """Delete rows no replica accounts for (:mod:`qserv.replica.garbage`) after the grace."""
+        for family, chunk, worker in keys:
+            self._drops.setdefault(
+                (family, chunk, worker), (now + self._config.drop_grace, family_databases(catalog, family))
+            )
+        if keys:
+            event(log, "rows without a replica found; deleted after the grace", chunks=len(keys))
+
+    def pending(self) -> set[ReplicaKey]:
+        """Copies in flight and deletions pending."""
+        with self._lock:
+            return set(self._in_flight) | set(self._drops)
+
+    def delete_due(
+        self,
+        now: float,
+        workers: dict[str, WorkerInfo],
+        registered: set[ReplicaKey],
+        loading: Collection[str] = (),
+    ) -> None:
         """Delete the rows of dropped replicas whose grace is over, one call per worker and family
-        (retried next round while a worker is away)."""
+        (retried next round while a worker is away, or while a load of the family is open: its
+        new chunks have rows before their replicas are visible)."""
         due: dict[tuple[str, str], list[int]] = {}
         for key, (when, _) in sorted(self._drops.items()):
-            if when > now:
+            if when > now or key[0] in loading:
                 continue
             family, chunk, worker = key
             if key in registered or key in self._in_flight or worker not in workers:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from qserv.metadata import Replica, ReplicaCheck, WorkerInfo, WorkerState
+from qserv.replica.garbage import orphans
 from qserv.replica.status import Observed, chunk_rows, cluster_status
 from qserv.replica.verify import digests, judge
 from qserv.rpc.client import TableChecksum
@@ -98,3 +99,11 @@ def test_status_caps_the_level_and_waits_for_a_down_worker() -> None:
         "last_report_s": None,
     }
     assert cluster_status(_observed(now=200.0))["controller"]["running"] is False
+
+
+def test_orphans_are_rows_no_replica_copy_drop_or_load_accounts_for() -> None:
+    held = {("f", "w1"): [1, 2, 3, 3], ("f", "w2"): [1, 4], ("g", "w1"): [9]}
+    registered = {("f", 1, "w1"), ("f", 1, "w2")}
+    busy = {("f", 2, "w1")}  # a copy in flight or a deletion already pending
+    assert orphans(held, registered, busy, loading=()) == [("f", 3, "w1"), ("f", 4, "w2"), ("g", 9, "w1")]
+    assert orphans(held, registered, busy, loading={"f"}) == [("g", 9, "w1")]

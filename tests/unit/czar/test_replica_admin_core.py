@@ -30,7 +30,9 @@ def admin(store: MetadataStore) -> ReplicaAdmin:
 
 def test_evicting_the_holder_of_a_last_replica_is_refused_unless_forced(store: MetadataStore) -> None:
     a = admin(store)
-    with pytest.raises(InvalidParameter, match="only good replica of 1 chunks \\(e.g. chunk 2 of family f\\)"):
+    with pytest.raises(
+        InvalidParameter, match="only good replica of 1 chunks \\(e.g. chunk 2 of family f\\)"
+    ):
         a.evict("w1", force=False)
     assert {w.name: w.state for w in store.workers()}["w1"] is WorkerState.ACTIVE
     assert a.evict("w2", force=False)["state"] == "disabled"  # chunk 1 keeps its replica on w1

@@ -37,8 +37,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy qserv czar worker loader
 
+# Two test processes, each taking whole files (module-scoped clusters are started once): most
+# cluster tests wait on processes and probes, so two at once nearly halve the suite's time.
 test: $(STAMP) postgres lint typecheck
-	$(VENV)/bin/pytest -q -x --durations=15
+	$(VENV)/bin/pytest -q -x -n 2 --dist loadfile --durations=15
 
 demo: $(STAMP)
 	$(VENV)/bin/qserv demo --data-dir .demo

@@ -35,15 +35,15 @@ from qserv.metadata import (
     MetadataStore,
     Replica,
     ReplicaCheck,
-    TransactionState,
     WorkerInfo,
     WorkerState,
     open_store,
 )
 from qserv.replica import settings
-from qserv.replica.copier import Copier
+from qserv.replica.copier import Copier, family_databases
 from qserv.replica.garbage import GC_INTERVAL_S, orphans
 from qserv.replica.health import HealthState, observe
+from qserv.replica.loads import committing
 from qserv.replica.policy import (
     Action,
     ClusterState,
@@ -143,7 +143,8 @@ class Controller:
                 self._health[change.worker] = HealthState(WorkerState.DOWN)
                 continue
             self._set_state(change.worker, change.state)
-        self._copier.collect(now)
+        if self._copier.collect(now):
+            self._acted = True  # copies finished: the next ones may start now, not at a full check
         level = settings.replication_level(self._store, self._config.level)
         wake, verify = settings.requests(self._store)
         views = self._views(workers, answers, now)
@@ -171,14 +172,9 @@ class Controller:
         self._report(level, views, state)
 
     def _loading(self, catalog: Catalog) -> set[str]:
-        """Families with a load open."""
-        families = {db.name: db.partitioning.family for db in catalog.databases}
-        return {
-            families[t.database]
-            for db in families
-            for t in self._store.transactions(db)
-            if t.state in (TransactionState.STARTED, TransactionState.COMMITTING) and t.database in families
-        }
+        """Families with a load committing."""
+        families = {db.partitioning.family for db in catalog.databases}
+        return committing(self._store, {f: family_databases(catalog, f) for f in families})
 
     def _collect_garbage(
         self,

@@ -4,9 +4,10 @@ A copy is the target worker pulling the family chunk from the source (``PullChun
 :mod:`worker.chunk_copy`); it runs on a thread of its own, and the replica is recorded in the
 metadata store only once the target has committed it, so the czar never plans on a replica
 without its rows. A copy must not miss a load: rows a transaction commits while the copy reads
-its snapshot would be absent from the new replica. So a copy starts only while no transaction
-of the family's databases is open, and its replica is recorded only if none began meanwhile
-(transaction ids grow); otherwise the copy is thrown away and the policy asks for it again.
+its snapshot would be absent from the new replica. So a copy does not start while a load of the
+family is committing, and is thrown away if a load published meanwhile (the rule of
+:mod:`qserv.replica.loads`); the policy then asks for it again. A load merely open (its rows
+staged) does not hold copies back: a stuck loader must not stop a recovery.
 
 A drop forgets the replica in the store at once (new queries stop using it) and deletes its rows
 on the worker ``drop_grace`` seconds later, so that a query planned on an older snapshot of the
@@ -27,7 +28,8 @@ from qserv.catalog import Catalog
 from qserv.config import ReplicationConfig
 from qserv.errors import QservError
 from qserv.log import event
-from qserv.metadata import MetadataStore, Replica, ReplicaCheck, TransactionState, WorkerInfo
+from qserv.metadata import MetadataStore, Replica, ReplicaCheck, WorkerInfo
+from qserv.replica.loads import Epoch, epoch, overtaken
 from qserv.replica.policy import Copy, CopyTable, Drop
 from qserv.replica.verify import digests
 from qserv.rpc.client import TableChecksum, WorkerClient
@@ -36,8 +38,6 @@ log = logging.getLogger(__name__)
 
 ReplicaKey = tuple[str, int, str]
 """(family, chunk, worker)."""
-
-_OPEN = (TransactionState.STARTED, TransactionState.COMMITTING)
 
 
 def family_databases(catalog: Catalog, family: str) -> list[str]:
@@ -53,7 +53,7 @@ class _TableBatch:
     source: str
     target: str
     tables: list[tuple[str, str]]
-    last_transaction: int
+    since: Epoch  # the loads when it started (qserv.replica.loads)
     future: Future[list[TableChecksum]]
 
 
@@ -67,7 +67,7 @@ class _Batch:
     chunks: list[int]
     reasons: list[str]
     databases: list[str]
-    last_transaction: int  # the newest transaction of the family's databases when it started
+    since: Epoch  # the loads of the family's databases when it started (qserv.replica.loads)
     future: Future[list[TableChecksum]]
 
 
@@ -122,16 +122,18 @@ class Copier:
             if key not in self._in_flight and c.source in workers and c.target in workers:
                 groups.setdefault((c.family, c.source, c.target), []).append(c)
         started = 0
-        quiet: dict[str, int | None] = {}
+        quiet: dict[str, Epoch | None] = {}
         for (family, source, target), group in sorted(groups.items()):
             if family not in quiet:
-                quiet[family] = self._last_transaction(catalog, family)
+                quiet[family] = epoch(self._store, family_databases(catalog, family))
             last = quiet[family]
             if last is None:
                 continue
             databases = family_databases(catalog, family)
             client = self._client_of(workers[target])
             try:
+                # both ends store the same tables (a table a worker never got rows of may be missing)
+                self._ensure_tables(source, self._client_of(workers[source]), catalog, set(databases))
                 self._ensure_tables(target, client, catalog, set(databases))
             except QservError as exc:
                 event(log, "chunk copy not started", logging.WARNING, worker=target, error=exc.message)
@@ -167,20 +169,6 @@ class Copier:
                 )
         return started
 
-    def _last_transaction(self, catalog: Catalog, family: str) -> int | None:
-        """The newest transaction id of the family's databases; None while one is open."""
-        return self._newest(family_databases(catalog, family))
-
-    def _newest(self, databases: list[str]) -> int | None:
-        last = 0
-        for db in databases:
-            for t in self._store.transactions(db):
-                if t.state in _OPEN:
-                    event(log, "copies wait for a load", logging.DEBUG, database=db)
-                    return None
-                last = max(last, t.transaction_id)
-        return last
-
     def forget(self, worker: str) -> None:
         """The worker changed state (it may have restarted on an empty data dir)."""
         self._tables_on.pop(worker, None)
@@ -194,9 +182,10 @@ class Copier:
                 client.create_table(t.database, t.name, t.kind, t.worker_columns)
         self._tables_on[name] = len(catalog.tables)
 
-    def collect(self, now: float) -> None:
-        """Record the finished copies' replicas (or throw away those a load overtook)."""
-        self._collect_tables()
+    def collect(self, now: float) -> bool:
+        """Record the finished copies' replicas (or throw away those a load overtook); whether
+        any copy finished (the placement changed, or a copy must be made again)."""
+        tables_done = self._collect_tables()
         with self._lock:
             done = {id(b): b for b in self._in_flight.values() if b.future.done()}
             for key in [k for k, b in self._in_flight.items() if id(b) in done]:
@@ -217,7 +206,7 @@ class Copier:
                     error=message,
                 )
                 continue
-            if self._overtaken(batch):
+            if overtaken(self._store, batch.databases, batch.since):
                 event(log, "chunk copy overtaken by a load; copied again later", chunks=_show(batch.chunks))
                 for c in batch.chunks:
                     self._drops[(batch.family, c, batch.target)] = (now, batch.databases)
@@ -241,13 +230,7 @@ class Copier:
                 target=batch.target,
                 rows=sum(t.rows for t in tables),
             )
-
-    def _overtaken(self, batch: _Batch) -> bool:
-        for db in batch.databases:
-            for t in self._store.transactions(db):
-                if t.transaction_id > batch.last_transaction or t.state in _OPEN:
-                    return True
-        return False
+        return tables_done or bool(done)
 
     # -- regular tables -----------------------------------------------------------------------
 
@@ -265,7 +248,7 @@ class Copier:
             if c.source in workers and c.target in workers:
                 groups.setdefault((c.database, c.source, c.target), []).append(c.table)
         for (database, source, target), tables in sorted(groups.items()):
-            last = self._newest([database])
+            last = epoch(self._store, [database])
             if last is None:
                 continue
             client = self._client_of(workers[target])
@@ -291,7 +274,7 @@ class Copier:
                 target=target,
             )
 
-    def _collect_tables(self) -> None:
+    def _collect_tables(self) -> bool:
         with self._lock:
             done = {id(b): b for b in self._tables_flight.values() if b.future.done()}
             for key in [k for k, b in self._tables_flight.items() if id(b) in done]:
@@ -307,7 +290,7 @@ class Copier:
                     log, "table copy failed", logging.WARNING, tables=what, target=batch.target, error=message
                 )
                 continue
-            if self._newest([batch.database]) != batch.last_transaction:
+            if overtaken(self._store, [batch.database], batch.since):
                 event(log, "table copy overtaken by a load; copied again later", tables=what)
                 continue
             for database, table in batch.tables:
@@ -321,6 +304,7 @@ class Copier:
                 target=batch.target,
                 rows=sum(t.rows for t in installed),
             )
+        return bool(done)
 
     # -- drops --------------------------------------------------------------------------------
 

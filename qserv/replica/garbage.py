@@ -29,7 +29,7 @@ def orphans(
     """The (family, chunk, worker) whose rows no replica accounts for.
 
     ``held``: (family, worker) -> chunks the worker stores rows of; ``busy``: copies in flight
-    and deletions already pending; ``loading``: families with a load open (skipped: their
+    and deletions already pending; ``loading``: families with a load committing (skipped: its
     new chunks have rows on the workers before the commit makes their replicas visible).
     """
     found = []

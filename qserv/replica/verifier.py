@@ -7,9 +7,9 @@ thread of its own and asks each serving holder for the checksums of its chunks, 
 verdicts go to the store (:class:`~qserv.metadata.store.ReplicaCheck`), where the policy reads
 them: a corrupt replica is repaired from a good one.
 
-Holders commit a load one after the other, so a verification that overlaps a load could see
-two correct replicas disagree: families with a load open are skipped, and the results of a
-job that a load overtook are thrown away (as the copier does).
+Holders commit a load one after the other, so a verification that overlaps a commit could see
+two correct replicas disagree: families with a load committing are skipped, and the results of
+a job that a load overtook are thrown away (as the copier does: :mod:`qserv.replica.loads`).
 """
 
 from __future__ import annotations
@@ -25,15 +25,15 @@ from dataclasses import dataclass
 from qserv.catalog import Catalog
 from qserv.errors import QservError, WorkerUnavailable
 from qserv.log import event
-from qserv.metadata import MetadataStore, ReplicaCheck, TransactionState, WorkerInfo
+from qserv.metadata import MetadataStore, ReplicaCheck, WorkerInfo
 from qserv.replica.copier import family_databases
+from qserv.replica.loads import epoch, overtaken
 from qserv.replica.verify import digests, judge
 from qserv.rpc.client import TableChecksum, WorkerClient
 
 log = logging.getLogger(__name__)
 
 BATCH_CHUNKS = 64
-_OPEN = (TransactionState.STARTED, TransactionState.COMMITTING)
 
 FamilyChunk = tuple[str, int]
 
@@ -109,8 +109,8 @@ class Verifier:
         conflicts: list[FamilyChunk] = []
         for family, chunks in sorted(by_family.items()):
             databases = family_databases(catalog, family)
-            last = self._last_transaction(databases)
-            if last is None:
+            since = epoch(self._store, databases)
+            if since is None:
                 with self._lock:
                     self._queued.update((family, c) for c in chunks)  # a load is open: later
                 continue
@@ -134,7 +134,7 @@ class Verifier:
                         continue
                     for c in part:
                         values[c][w] = found.get(c, _EMPTY)
-            if self._last_transaction(databases) != last:
+            if overtaken(self._store, databases, since):
                 with self._lock:
                     self._queued.update((family, c) for c in chunks)  # a load overtook it
                 continue
@@ -166,15 +166,6 @@ class Verifier:
                         event(log, "corrupt replica found", logging.ERROR, family=family, chunk=c, worker=w)
         self._store.record_checks(checks)
         return VerifyReport(len(checks), corrupt, conflicts)
-
-    def _last_transaction(self, databases: list[str]) -> int | None:
-        last = 0
-        for db in databases:
-            for t in self._store.transactions(db):
-                if t.state in _OPEN:
-                    return None
-                last = max(last, t.transaction_id)
-        return last
 
 
 _EMPTY = digests([TableChecksum("", "", 0, 0, "")])[0]

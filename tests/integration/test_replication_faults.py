@@ -4,19 +4,24 @@
 them (the worker's test hook ``QSERV_TEST_COPY_PAUSE``), so a kill lands in the middle of
 copies. Two workers are SIGKILLed at once and the controller is killed and restarted while it
 re-replicates their chunks; then the two come back, and the target of copies in flight is
-killed. Throughout, every answer equals one DuckDB's; at the end every chunk is back at its
-level and no copy left a trace.
+killed; last, a loader killed at its commit leaves its load open, and a worker dies. Throughout,
+every answer equals one DuckDB's; at the end every chunk is back at its level and no copy left
+a trace.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from qserv.metadata import WorkerState, open_store
+from loader.transaction import COMMIT_BARRIER_ENV
+from qserv.metadata import TransactionState, WorkerState, open_store
 from qserv.replica import settings
 from qserv.sample import SampleSpec, write
 from tests.cluster import LiveCluster, load_sample, running_cluster, wait_until
@@ -123,3 +128,34 @@ def test_a_worker_killed_while_copies_to_it_are_in_flight(cluster: LiveCluster) 
     ref = tc.reference()
     q = "SELECT count(*), sum(objectId) FROM Object"
     assert tc.query(q) == ref.execute(q).fetchall()
+
+
+def test_a_load_left_open_by_a_killed_loader_does_not_hold_back_recovery(
+    cluster: LiveCluster, tmp_path: Path
+) -> None:
+    tc = cluster
+    _, per_chunk, _ = replication(tc)
+    chunks = set(per_chunk)
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    # the loader stages its rows, waits at the commit for a second loader that never comes, and
+    # is killed there: its transaction stays open (STARTED) until someone loads those files again
+    argv = [sys.executable, "-m", "qserv.cli", "load", "--url", tc.url, "--database", "sky",
+            "--table", "Stuck", "--no-progress", "--child-of", "Object", "--key", "objectId",
+            str(tc.sample["Source"])]  # fmt: skip
+    env = {**os.environ, COMMIT_BARRIER_ENV: f"{barrier}:2"}
+    loader = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: list(barrier.glob("*.ready")), 120, "the loader staged its rows")
+    finally:
+        loader.kill()
+        loader.wait()
+    store = open_store(tc.spec.metadata())
+    try:
+        assert [t.table for t in store.transactions("sky", TransactionState.STARTED)] == ["Stuck"]
+    finally:
+        store.close()
+    with QueryLoop(tc) as loop:
+        tc.cluster.kill("worker-3")
+        wait_for_level(tc, chunks, 3, EVICT_S + 90, "with a load left open", evicted=("worker-3",))
+    assert loop.failures == [], loop.failures[:5]

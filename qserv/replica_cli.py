@@ -207,13 +207,19 @@ def _wait(czar: CzarClient, args: argparse.Namespace, done: Callable[[dict[str, 
 
     deadline = time.monotonic() + args.timeout
     doc = czar.api("GET", "/replica/status")
-    bar = tqdm(total=doc["chunks"], unit="chunk", desc="chunks at level", disable=args.json, leave=False)
+    bar = tqdm(
+        total=doc["chunks"],
+        initial=_at_level(doc),
+        unit="chunk",
+        desc="chunks at level",
+        disable=args.json,
+        leave=False,
+    )
     try:
         while True:
             bar.total = doc["chunks"]
-            bar.n = doc["chunks"] - doc["under_replicated"] - doc["lost"]
             bar.set_postfix(copying=doc["copies_in_flight"], refresh=False)
-            bar.refresh()
+            bar.update(_at_level(doc) - bar.n)
             if done(doc):
                 break
             if not doc["controller"]["running"]:
@@ -237,7 +243,20 @@ def _wait(czar: CzarClient, args: argparse.Namespace, done: Callable[[dict[str, 
         print(json.dumps(doc, indent=2))
     else:
         print(_summary(doc))
+    down = [w["name"] for w in doc["workers"] if w["state"] == "down"]
+    if doc["under_replicated"] and down:
+        print(
+            f"qserv replica: {doc['under_replicated']} chunks wait for {', '.join(down)} (down, not evicted "
+            "yet: a worker back within the evict timeout needs no copies)",
+            file=sys.stderr,
+        )
+        print(f"hint: qserv replica evict {down[0]} copies its chunks now", file=sys.stderr)
+        return 1
     return 1 if doc["lost"] else 0
+
+
+def _at_level(doc: dict[str, Any]) -> int:
+    return int(doc["chunks"] - doc["under_replicated"] - doc["lost"])
 
 
 def _request(czar: CzarClient, args: argparse.Namespace) -> int:

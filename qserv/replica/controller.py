@@ -71,6 +71,7 @@ from qserv.rpc.client import WorkerClient
 log = logging.getLogger(__name__)
 
 PROBE_TIMEOUT_S = 2.0
+MIN_ROUND_S = 0.25
 FULL_CHECK_S = 30.0  # an idle cluster's replicas are read and decided on at least this often
 
 
@@ -94,13 +95,17 @@ class Controller:
         self._clients: dict[str, WorkerClient] = {}
         self._health: dict[str, HealthState] = {}
         self._probes = ThreadPoolExecutor(max_workers=16, thread_name_prefix="probe")
-        self._copier = Copier(store, config, self._client)
-        self._verifier = Verifier(store, self._client)
+        # set when a copy or a verification ends: the loop runs the next round at once, so a
+        # recovery goes at the speed of its copies, not one batch per health interval
+        self.wake = threading.Event()
+        self._copier = Copier(store, config, self._client, on_done=self.wake.set)
+        self._verifier = Verifier(store, self._client, on_done=self.wake.set)
         self._verify_request = 0  # the operator's verification being carried out (0: none)
         self._wake = 0  # the last operator request for a round that was seen
         self._reported_lost: set[tuple[str, int]] = set()
         self._lost: list[tuple[str, int]] = []
         self._status: dict[str, object] | None = None
+        self._moving = True  # whether the last decision moved replicas (copies, drops, states)
         self._signature: tuple[tuple[str, WorkerMode, bool], ...] = ()
         self._acted = True  # the first round decides
         self._full_check = 0.0
@@ -161,6 +166,7 @@ class Controller:
         self._copier.start([a for a in actions if isinstance(a, Copy)], workers, catalog)
         self._copier.start_tables([a for a in actions if isinstance(a, CopyTable)], workers, catalog)
         self._acted = any(not isinstance(a, (Lost, Verify)) for a in actions)
+        self._moving = any(isinstance(a, (Copy, CopyTable, Drop, Evict, Enable)) for a in actions)
         self._lost = [(a.family, a.chunk) for a in actions if isinstance(a, Lost)]
         if now >= self._next_gc:
             self._next_gc = now + GC_INTERVAL_S
@@ -244,7 +250,8 @@ class Controller:
             "verifying": self._verifier.busy(),
             # nothing left to do: the last decision found nothing and no copy is running
             "round_request": self._wake,  # the last operator request a decision saw
-            "idle": not self._acted and not self._copier.in_flight() and not self._verifier.busy(),
+            # (verification is background work: not waited for by replicate, rebalance, purge)
+            "idle": not self._moving and not self._copier.in_flight() and not self._copier.tables_in_flight(),
             "lost": [list(k) for k in self._lost[:1000]],
             "down": [v.name for v in views if not v.alive],
         }
@@ -380,11 +387,16 @@ class Controller:
 def run(config: Config, stop: threading.Event | None = None) -> None:
     """Run rounds every ``health_interval`` seconds until ``stop`` (or SIGINT/SIGTERM)."""
     stop = stop or threading.Event()
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: stop.set())
     store = open_store(config.metadata_url())
     controller = Controller(config.replication, store)
+
+    def halt(*_: object) -> None:
+        stop.set()
+        controller.wake.set()
+
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, halt)
     event(
         log,
         "replication controller ready",
@@ -394,11 +406,16 @@ def run(config: Config, stop: threading.Event | None = None) -> None:
     )
     try:
         while not stop.is_set():
+            started = time.monotonic()
             try:
                 controller.round()
             except QservError as exc:  # the store or a worker failed this round: try the next
                 event(log, "replication round failed", logging.WARNING, error=exc.message)
-            stop.wait(config.replication.health_interval)
+            controller.wake.wait(config.replication.health_interval)
+            controller.wake.clear()
+            # woken by a finished copy: never faster than this (copies failing at once must
+            # not spin the loop)
+            stop.wait(max(0.0, MIN_ROUND_S - (time.monotonic() - started)))
     finally:
         controller.close()
         store.close()

@@ -79,10 +79,12 @@ class Copier:
         store: MetadataStore,
         config: ReplicationConfig,
         client_of: Callable[[WorkerInfo], WorkerClient],
+        on_done: Callable[[], None] = lambda: None,
     ) -> None:
         self._store = store
         self._config = config
         self._client_of = client_of
+        self._on_done = on_done  # a copy finished: the controller's next round need not wait
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="chunk-copy")
         self._lock = threading.Lock()
         self._in_flight: dict[ReplicaKey, _Batch] = {}
@@ -151,6 +153,7 @@ class Copier:
                     chunks,
                     timeout=self._config.copy_timeout,
                 )
+                future.add_done_callback(lambda _: self._on_done())
                 batch = _Batch(
                     family, source, target, chunks, [c.reason for c in part], databases, last, future
                 )
@@ -261,6 +264,7 @@ class Copier:
             future = self._pool.submit(
                 client.pull_tables, workers[source].address, names, timeout=self._config.copy_timeout
             )
+            future.add_done_callback(lambda _: self._on_done())
             batch = _TableBatch(database, source, target, names, last, future)
             with self._lock:
                 for _, t in names:

@@ -50,9 +50,15 @@ class VerifyReport:
 class Verifier:
     """Verification jobs, one at a time, driven by the controller's rounds."""
 
-    def __init__(self, store: MetadataStore, client_of: Callable[[WorkerInfo], WorkerClient]) -> None:
+    def __init__(
+        self,
+        store: MetadataStore,
+        client_of: Callable[[WorkerInfo], WorkerClient],
+        on_done: Callable[[], None] = lambda: None,
+    ) -> None:
         self._store = store
         self._client_of = client_of
+        self._on_done = on_done
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify")
         self._job: Future[VerifyReport] | None = None
         self._queued: set[FamilyChunk] = set()
@@ -96,6 +102,7 @@ class Verifier:
             if ready:
                 plan = {k: holders[k] for k in ready}
                 self._job = self._pool.submit(self._run, plan, workers, catalog)
+                self._job.add_done_callback(lambda _: self._on_done())
         return report
 
     def _run(

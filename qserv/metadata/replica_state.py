@@ -27,6 +27,14 @@ def bump_placement_version(tx: Tx) -> None:
     tx.run(_BUMP, (PLACEMENT_VERSION,))
 
 
+def _corrupt(tx: Tx) -> set[tuple[str, int, str]]:
+    """The replicas marked corrupt (few: read whole, no index needed)."""
+    return {
+        (f, int(c), w)
+        for f, c, w in tx.all("SELECT family, chunk_id, worker FROM replica_checks WHERE corrupt = 1")
+    }
+
+
 class ReplicaStateSQL:
     """Replica checks and settings over the store's ``_tx``."""
 
@@ -34,13 +42,16 @@ class ReplicaStateSQL:
 
     def record_checks(self, checks: list[ReplicaCheck]) -> None:
         """Record (or replace) the last verification of each replica."""
-        with self._tx(placement=True) as tx:  # the czar plans around corrupt replicas
+        with self._tx() as tx:
+            before = _corrupt(tx)
             tx.many(
                 "INSERT INTO replica_checks (family, chunk_id, worker, checksum, corrupt, checked_at) "
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (family, chunk_id, worker) DO UPDATE SET "
                 "checksum = excluded.checksum, corrupt = excluded.corrupt, checked_at = excluded.checked_at",
                 [(c.family, c.chunk_id, c.worker, c.checksum, int(c.corrupt), c.checked_at) for c in checks],
             )
+            if _corrupt(tx) != before:  # the czar plans around corrupt replicas: it must look again
+                bump_placement_version(tx)
 
     def replica_checks(self, family: str | None = None) -> list[ReplicaCheck]:
         """The last verification of every replica verified since its chunk last changed."""
@@ -55,11 +66,14 @@ class ReplicaStateSQL:
 
     def clear_checks(self, family: str, chunk_ids: Collection[int]) -> None:
         """Forget the checks of chunks whose rows changed (a load committed into them)."""
-        with self._tx(placement=True) as tx:
+        with self._tx() as tx:
+            before = _corrupt(tx)
             tx.many(
                 "DELETE FROM replica_checks WHERE family = ? AND chunk_id = ?",
                 [(family, c) for c in sorted(set(chunk_ids))],
             )
+            if _corrupt(tx) != before:
+                bump_placement_version(tx)
 
     def record_table_copy(self, database: str, table: str, worker: str) -> None:
         """``worker`` now holds a complete copy of a regular table (copied from one that did).

@@ -315,3 +315,19 @@ def test_replica_checks_are_replaced_and_cleared(store: MetadataStore) -> None:
         ReplicaCheck("f", 2, "w1", "bb", False, 10.0),
         ReplicaCheck("g", 1, "w2", "dd", False, 5.0),
     ]
+
+
+def test_the_placement_version_moves_with_what_queries_are_planned_on(store: MetadataStore) -> None:
+    v = store.placement_version()
+    store.upsert_worker(WorkerInfo("w1", "h", 1))
+    store.set_worker_state("w1", WorkerState.DOWN)
+    store.add_replicas([Replica(FAMILY, 1, "w1")])
+    store.remove_replica(Replica(FAMILY, 1, "w1"))
+    assert store.placement_version() == v + 4
+    v = store.placement_version()
+    store.record_checks([ReplicaCheck("f", 1, "w1", "aa", False, 1.0)])  # a good verdict: nothing moves
+    store.set_setting("other", "x")
+    assert store.placement_version() == v
+    store.record_checks([ReplicaCheck("f", 1, "w1", "bb", True, 2.0)])  # corrupt: planned around
+    store.record_checks([ReplicaCheck("f", 1, "w1", "aa", False, 3.0)])  # repaired
+    assert store.placement_version() == v + 2

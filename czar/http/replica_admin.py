@@ -60,12 +60,8 @@ class ReplicaAdmin:
 
     def status(self) -> dict[str, Any]:
         doc = cluster_status(self._observe())
-        report = settings.controller_status(self.store) or {}
-        doc["controller"]["idle"] = bool(report.get("idle", False))
-        doc["controller"]["round_request"] = int(report.get("round_request", 0))
         doc["verify_request"] = settings.requests(self.store)[1]
         doc["verify_done"] = settings.verified(self.store)
-        doc["last_verification"] = report.get("last_verification")
         return doc
 
     def workers(self) -> list[dict[str, Any]]:

@@ -126,7 +126,10 @@ def cluster_status(obs: Observed) -> dict[str, Any]:
         "controller": {
             "running": age is not None and age < CONTROLLER_SILENT_S,
             "last_report_s": None if age is None else round(age, 1),
+            "idle": bool(controller.get("idle", False)),  # its last decision moved nothing
+            "round_request": int(controller.get("round_request", 0)),  # the last request it decided on
         },
+        "last_verification": controller.get("last_verification"),
         "workers": [
             {
                 "name": w.name,

@@ -80,7 +80,7 @@ def test_status_counts_what_the_policy_counts() -> None:
     assert {w["name"]: (w["state"], w["replicas"]) for w in doc["workers"]} == {
         "w1": ("active", 4), "w2": ("active", 3), "w3": ("disabled", 2),
     }  # fmt: skip
-    assert doc["controller"] == {"running": True, "last_report_s": 5.0}
+    assert doc["controller"] == {"running": True, "last_report_s": 5.0, "idle": False, "round_request": 0}
     assert doc["copies_in_flight"] == 1
     rows = {r["chunk"]: r["standing"] for r in chunk_rows(obs)}
     assert rows == {1: "ok", 2: "under", 3: "ok", 4: "lost", 5: "under", 6: "lost"}
@@ -97,6 +97,8 @@ def test_status_caps_the_level_and_waits_for_a_down_worker() -> None:
     assert cluster_status(_observed(controller=None))["controller"] == {
         "running": False,
         "last_report_s": None,
+        "idle": False,
+        "round_request": 0,
     }
     assert cluster_status(_observed(now=200.0))["controller"]["running"] is False
 

@@ -143,6 +143,38 @@ class Spool:
     def read(self) -> pa.Table:
         return pa.ipc.open_file(pa.memory_map(str(self.path))).read_all()
 
+    def insert_into(self, cur: duckdb.DuckDBPyConnection, schema: str, table: str) -> None:
+        """Insert the spooled rows into ``schema.table`` (inside the caller's transaction)."""
+        if not self.rows:
+            return
+        cur.register(_COPY_VIEW, self.read())
+        try:
+            cur.execute(
+                f"INSERT INTO {qualified(schema, table)} SELECT {column_list(cur, schema, table)} FROM {_COPY_VIEW}"
+            ).fetchall()
+        finally:
+            cur.unregister(_COPY_VIEW)
+
+
+def receive(
+    storage: Storage, parts: Iterable[ChunkPart], spools: dict[tuple[str, str], Spool]
+) -> list[tuple[tuple[str, str], TableChecksum]]:
+    """Spool the batches of an export into ``spools`` (the caller's, so that it removes them
+    whatever happens); the (table key, checksum) ends, in the order received."""
+    ends = []
+    for part in parts:
+        key = (part.database.lower(), part.table.lower())
+        if part.batch is not None:
+            spool = spools.get(key)
+            if spool is None:
+                spool = spools[key] = Spool(storage.staging_dir, part.database, part.table, part.batch.schema)
+            spool.write(part.batch)
+        if part.end is not None:
+            ends.append((key, part.end))
+    for spool in spools.values():
+        spool.close()
+    return ends
+
 
 def install(
     storage: Storage,
@@ -161,19 +193,8 @@ def install(
     spools: dict[tuple[str, str], Spool] = {}
     ends: dict[tuple[str, str], dict[int, TableChecksum]] = {}
     try:
-        for part in parts:
-            key = (part.database.lower(), part.table.lower())
-            if part.batch is not None:
-                spool = spools.get(key)
-                if spool is None:
-                    spool = spools[key] = Spool(
-                        storage.staging_dir, part.database, part.table, part.batch.schema
-                    )
-                spool.write(part.batch)
-            if part.end is not None:
-                ends.setdefault(key, {})[part.chunk_id] = part.end
-        for spool in spools.values():
-            spool.close()
+        for key, end in receive(storage, parts, spools):
+            ends.setdefault(key, {})[end.chunk_id] = end
         unfinished = sorted(f"{d}.{t}" for (d, t), e in ends.items() if sorted(e) != wanted)
         unfinished += sorted(f"{d}.{t}" for d, t in spools.keys() - ends.keys())
         if unfinished:
@@ -214,14 +235,8 @@ def _install(
                 f"DELETE FROM {target} WHERE {quote_ident(CHUNK_COLUMN)} IN ({_chunk_list(chunks)})"
             ).fetchall()
             spool = spools.get(key)
-            if spool is not None and spool.rows:
-                cur.register(_COPY_VIEW, spool.read())
-                try:
-                    cur.execute(
-                        f"INSERT INTO {target} SELECT {column_list(cur, schema, table)} FROM {_COPY_VIEW}"
-                    ).fetchall()
-                finally:
-                    cur.unregister(_COPY_VIEW)
+            if spool is not None:
+                spool.insert_into(cur, schema, table)
             for got in _checksums(cur, schema, table, chunks):
                 sent = ends[key][got.chunk_id]
                 if (got.rows, got.checksum) != (sent.rows, sent.checksum):

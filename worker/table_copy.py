@@ -21,15 +21,13 @@ import duckdb
 from qserv.durable import transaction
 from qserv.errors import DataError, InvalidParameter, UndefinedTable
 from qserv.rpc.client import ChunkPart, TableChecksum
-from worker.chunk_copy import BATCH_ROWS, Spool, column_list
+from worker.chunk_copy import BATCH_ROWS, Spool, column_list, receive
 from worker.storage import Storage, qualified
 
 WHOLE_TABLE = -1  # the chunk id of a regular table's parts and checksum
 
 TableName = tuple[str, str]
 """(database, table)."""
-
-_COPY_VIEW = "_qserv_table_copy"
 
 
 def _stored(cur: duckdb.DuckDBPyConnection, tables: Sequence[TableName]) -> list[TableName]:
@@ -95,19 +93,7 @@ def install(storage: Storage, tables: Sequence[TableName], parts: Iterable[Chunk
     spools: dict[TableName, Spool] = {}
     ends: dict[TableName, TableChecksum] = {}
     try:
-        for part in parts:
-            key = (part.database.lower(), part.table.lower())
-            if part.batch is not None:
-                spool = spools.get(key)
-                if spool is None:
-                    spool = spools[key] = Spool(
-                        storage.staging_dir, part.database, part.table, part.batch.schema
-                    )
-                spool.write(part.batch)
-            if part.end is not None:
-                ends[key] = part.end
-        for spool in spools.values():
-            spool.close()
+        ends.update(receive(storage, parts, spools))
         with storage.ddl_lock, storage.cursor() as cur, transaction(cur):
             installed = []
             for schema, table in _stored(cur, tables):
@@ -118,14 +104,8 @@ def install(storage: Storage, tables: Sequence[TableName], parts: Iterable[Chunk
                 target = qualified(schema, table)
                 cur.execute(f"DELETE FROM {target}").fetchall()
                 spool = spools.get(key)
-                if spool is not None and spool.rows:
-                    cur.register(_COPY_VIEW, spool.read())
-                    try:
-                        cur.execute(
-                            f"INSERT INTO {target} SELECT {column_list(cur, schema, table)} FROM {_COPY_VIEW}"
-                        ).fetchall()
-                    finally:
-                        cur.unregister(_COPY_VIEW)
+                if spool is not None:
+                    spool.insert_into(cur, schema, table)
                 got = _checksum(cur, schema, table)
                 if (got.rows, got.checksum) != (sent.rows, sent.checksum):
                     raise DataError(

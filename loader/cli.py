@@ -15,12 +15,14 @@ from loader.spec import LoadSpec, director_option
 from loader.transaction import CzarClient, load
 from qserv.catalog import TableKind
 from qserv.errors import InvalidParameter, QservError
+from qserv.memory import keep_freed_memory
 
 DESCRIPTION = """\
 Load CSV/TSV (with a header line) or Parquet files into one table of a qserv cluster.
 
-The load is one transaction: rows are validated, partitioned into HEALPix chunks, sent to
-every replica's worker, and become visible all at once on commit. A bad value stops the load
+The load is one transaction: rows are validated, partitioned into HEALPix chunks, sent once
+to one replica's worker, which stages them on the chunk's other replicas, and become visible
+on every replica all at once on commit. A bad value stops the load
 with its file, line and column, and nothing is loaded. Rerunning the same command after a
 crash loads the data exactly once; rerunning it after success does nothing.
 
@@ -183,6 +185,7 @@ def spec_from_args(args: argparse.Namespace) -> LoadSpec:
 def run(args: argparse.Namespace) -> int:
     """Run a load; 0 on success (or nothing to do), 1 on error (printed to stderr)."""
     started = time.monotonic()
+    keep_freed_memory()
     try:
         spec = spec_from_args(args)
         report = load(spec, CzarClient(spec.url), show_progress=args.progress)

@@ -6,7 +6,7 @@ Pure functions over Arrow batches (no network), in the order the loader applies 
     director_rows(batch, spec, partitioning)    # -> Partitioned: rows + overlap rows + index
     child_rows(batch, spec, chunks, partitioning)   # chunks looked up in the director index
     match_rows(batch, table, left, right)       # loader/match.py: a pair in both sides' chunks
-    Router(order).split(rows, chunks)           # -> {worker: rows}, once placement is known
+    Router(order).routes(rows, chunks)          # -> [Route(worker, forward, rows)] once placed
 
 Chunks are nested HEALPix pixels, so one ``ang2pix`` gives every id a row needs: at the
 overlap prefilter order ``F`` (the finest whose pixels are wider than the overlap; 11 for
@@ -20,6 +20,7 @@ commits.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +32,7 @@ from loader.read import Batch
 from loader.spec import LoadSpec
 from qserv.catalog import CHUNK_COLUMN, SUBCHUNK_COLUMN, Partitioning
 from qserv.errors import DataError
+from qserv.rpc.codec import MAX_FORWARD
 from qserv.sphere.healpix import MAX_ORDER, SIGMA_MIN, chunk_ids, n_chunks, nside
 from qserv.sphere.overlap import check_overlap, distance_to_chunk, overlap_rows
 
@@ -235,12 +237,23 @@ def chunk_counts(chunks: I32) -> dict[int, int]:
     return dict(zip(ids.tolist(), counts[ids].tolist(), strict=True))
 
 
-class Router:
-    """Sends each row to the workers holding its chunk, as placement becomes known.
+@dataclass(frozen=True)
+class Route:
+    """Rows sent to ``worker``, which stages them and forwards them to ``forward``."""
 
-    Chunks with the same replica workers form a *group*; :meth:`split` orders a batch's rows
-    by group (one ``take``) and hands each worker zero-copy slices of the groups it holds,
-    instead of filtering (copying) the batch once per worker.
+    worker: str
+    forward: tuple[str, ...]
+    rows: pa.Table
+
+
+class Router:
+    """Sends each row once, to one replica's worker, as placement becomes known.
+
+    A chunk's *route* is its replica workers with the one the loader sends to first (the
+    others are staged by that worker, worker to worker); the first is rotated by chunk id so
+    that every worker receives its share of the rows. Chunks with the same route form a
+    *group*; :meth:`routes` orders a batch's rows by group and chunk (one ``take``) and hands
+    each group a zero-copy slice, instead of filtering (copying) the batch once per worker.
     """
 
     def __init__(self, order: int) -> None:
@@ -260,28 +273,53 @@ class Router:
         for chunk, workers in placement.items():
             members = tuple(workers)
             self.placement[chunk] = members
-            group = self._groups.get(members)
+            first = chunk % len(members) if members else 0
+            route = members[first:] + members[:first]
+            group = self._groups.get(route)
             if group is None:
-                group = self._groups[members] = len(self._members)
-                self._members.append(members)
+                group = self._groups[route] = len(self._members)
+                self._members.append(route)
             self._group[chunk] = group
 
-    def split(self, rows: pa.Table, chunks: I32) -> dict[str, pa.Table]:
-        """The rows each worker must receive (a row goes to every replica of its chunk)."""
+    def _order(self, group: npt.NDArray[np.int32], chunks: I32) -> npt.NDArray[np.intp]:
+        """Row order by group, then chunk: each worker stages runs sorted by chunk, which makes
+        its commit's ``ORDER BY _chunk`` a quarter cheaper than over rows in arrival order.
+
+        Two stable radix passes (numpy sorts 16-bit keys by radix) where ids fit 16 bits, which
+        costs what one sort by group alone did.
+        """
+        if self._size > 1 << 16 or len(self._members) > 1 << 15:
+            return np.argsort(group.astype(np.int64) * self._size + chunks, kind="stable")
+        by_chunk = np.argsort(chunks.astype(np.uint16), kind="stable")
+        return by_chunk[np.argsort(group[by_chunk].astype(np.int16), kind="stable")]
+
+    def routes(self, rows: pa.Table, chunks: I32) -> list[Route]:
+        """Where each row goes: to its chunk's first replica, forwarded to the others."""
         if rows.num_rows == 0:
-            return {}
+            return []
         group = self._group[chunks]
         if group.min() < 0:
             raise DataError(f"chunk {int(chunks[np.argmin(group)])} has no placement")
         counts = np.bincount(group, minlength=len(self._members))
         present = np.flatnonzero(counts)
         if present.size == 1:
-            return dict.fromkeys(self._members[present[0]], rows)
-        ordered = rows.take(pa.array(np.argsort(group, kind="stable")))
+            route = self._members[present[0]]
+            return [Route(route[0], route[1:], rows.take(pa.array(self._order(group, chunks))))]
+        ordered = rows.take(pa.array(self._order(group, chunks)))
         starts = np.concatenate([[0], np.cumsum(counts)])
-        pieces: dict[str, list[pa.Table]] = {}
+        out = []
         for g in present.tolist():
-            piece = ordered.slice(int(starts[g]), int(counts[g]))
-            for worker in self._members[g]:
-                pieces.setdefault(worker, []).append(piece)
-        return {w: ps[0] if len(ps) == 1 else pa.concat_tables(ps) for w, ps in pieces.items()}
+            route = self._members[g]
+            out.append(Route(route[0], route[1:], ordered.slice(int(starts[g]), int(counts[g]))))
+        return out
+
+
+def fan_out(workers: Sequence[str], turn: int) -> list[tuple[str, ...]]:
+    """Workers in groups of at most ``1 + MAX_FORWARD``: each group's first is sent a regular
+    table's batch and forwards it to the rest; ``turn`` rotates who is first, batch by batch."""
+    if not workers:
+        return []
+    k = turn % len(workers)
+    rotated = tuple(workers[k:]) + tuple(workers[:k])
+    size = 1 + MAX_FORWARD
+    return [rotated[i : i + size] for i in range(0, len(rotated), size)]

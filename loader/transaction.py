@@ -23,7 +23,15 @@ from urllib.parse import quote, urlsplit
 import pyarrow as pa
 
 from loader.match import absent_keys, match_rows
-from loader.partition import Partitioned, Router, child_rows, chunk_counts, director_rows, validate
+from loader.partition import (
+    Partitioned,
+    Router,
+    child_rows,
+    chunk_counts,
+    director_rows,
+    fan_out,
+    validate,
+)
 from loader.progress import Progress
 from loader.read import Batch, infer_schema, input_file, read_batches, unify_schemas
 from loader.spec import LoadSpec, arrow_schema_of, columns_of, content_hash, fingerprint, parse_schema
@@ -391,7 +399,8 @@ def stream(
     """Read, validate, partition and send every row; (rows, rows per chunk).
 
     A regular table's rows go to the workers ``begin`` named (the table was created on each),
-    a partitioned table's to the workers ``placement`` names for each chunk.
+    a partitioned table's to the workers ``placement`` names for each chunk. Each row leaves
+    the loader once: the worker it is sent to forwards it to the other replicas.
     """
     transaction_id = begun.transaction_id
     workers = {w.name: w.address for w in begun.workers}
@@ -402,6 +411,8 @@ def stream(
     delay = float(os.environ.get(DELAY_ENV, "0") or 0)
     chunk_rows: Counter[int] = Counter()
     rows = 0
+    regular_workers = sorted(workers)
+    round_no = 0
     index_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="index")
     index_future: Future[None] | None = None
     files = [
@@ -421,11 +432,11 @@ def stream(
             for ws in placed.values():
                 for w in ws:
                     workers.setdefault(w.name, w.address)
-        for worker, part_rows in router.split(part.rows, part.chunks).items():
-            uploader.send(worker, part_rows)
+        for r in router.routes(part.rows, part.chunks):
+            uploader.send(r.worker, r.rows, forward=r.forward)
         if part.overlap is not None and part.overlap_chunks is not None:
-            for worker, part_rows in router.split(part.overlap, part.overlap_chunks).items():
-                uploader.send(worker, part_rows, overlap=True)
+            for r in router.routes(part.overlap, part.overlap_chunks):
+                uploader.send(r.worker, r.rows, overlap=True, forward=r.forward)
 
     def partition(batch: Batch) -> Partitioned | None:
         validate(batch, spec)
@@ -452,8 +463,9 @@ def stream(
             n = batch.data.num_rows
             if part is None:  # a regular table: every worker gets every row
                 data = pa.Table.from_batches([batch.data])
-                for worker in workers:
-                    uploader.send(worker, data)
+                for first, *others in fan_out(regular_workers, round_no):
+                    uploader.send(first, data, forward=others)
+                round_no += 1
             else:
                 if part.index is not None:
                     if index_future is not None:

@@ -23,10 +23,9 @@ from qserv.config import WorkerConfig
 from qserv.errors import InvalidParameter
 from qserv.log import event
 from qserv.rpc.codec import CHANNEL_OPTIONS
-from qserv.rpc.v1 import worker_pb2_grpc
 from worker.faults import interceptors_from_env
 from worker.lockdown import open_database
-from worker.servicer import WorkerServicer
+from worker.servicer import WorkerServicer, add_to_server
 from worker.storage import Storage
 
 _log = logging.getLogger(__name__)
@@ -72,7 +71,7 @@ def start(config: WorkerConfig) -> RunningWorker:
         options=[*CHANNEL_OPTIONS, ("grpc.so_reuseport", 0)],
         interceptors=interceptors_from_env(),
     )
-    worker_pb2_grpc.add_WorkerServicer_to_server(WorkerServicer(config.name, storage), server)
+    add_to_server(WorkerServicer(config.name, storage), server)
     try:
         port = server.add_insecure_port(f"{config.host}:{config.port}")
     except RuntimeError as exc:

@@ -13,18 +13,17 @@ import time
 from collections.abc import Iterable, Iterator
 
 import grpc
-import pyarrow as pa
 
 import qserv
 from qserv.catalog import Column
-from qserv.errors import InvalidParameter
 from qserv.log import event
 from qserv.rpc import codec
 from qserv.rpc.client import WorkerClient, checksum_to_pb
+from qserv.rpc.ingest_wire import FORWARDED_KEY
 from qserv.rpc.v1 import common_pb2, worker_pb2, worker_pb2_grpc
-from worker import chunk_copy, table_copy
+from worker import chunk_copy, forward, table_copy
 from worker.execute import QueryRun
-from worker.storage import StagedRows, Storage
+from worker.storage import Storage
 
 _log = logging.getLogger(__name__)
 
@@ -107,26 +106,23 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
         return common_pb2.Empty()
 
     def Ingest(
-        self, request_iterator: Iterator[worker_pb2.IngestRequest], context: grpc.ServicerContext
+        self, request_iterator: Iterator[bytes], context: grpc.ServicerContext
     ) -> worker_pb2.IngestReply:
+        """Stage a stream of serialised ``IngestRequest``s (raw bytes: see
+        :mod:`qserv.rpc.ingest_wire`), forwarding them to the workers they name."""
         txns: set[int] = set()
-
-        def parts() -> Iterator[StagedRows]:
-            for req in request_iterator:
-                try:
-                    data = codec.decode_ipc(req.arrow_ipc)
-                except pa.ArrowInvalid as exc:
-                    raise InvalidParameter(
-                        f"ingest payload for {req.database}.{req.table} is not an Arrow IPC stream: {exc}"
-                    ) from exc
-                txns.add(req.transaction_id)
-                yield StagedRows(req.transaction_id, req.database, req.table, req.overlap, data)
-
+        was_forwarded = any(key == FORWARDED_KEY for key, _ in context.invocation_metadata())
+        forwards = None if was_forwarded else forward.new_forwards()
         try:
-            rows = self._storage.stage(parts())
-        except Exception as exc:
+            rows = self._storage.stage(forward.staged_parts(request_iterator, forwards, txns))
+        except BaseException as exc:
+            if forwards is not None:
+                forwards.cancel()
+            if not isinstance(exc, Exception):
+                raise
             codec.abort(context, exc)
-        event(_log, "rows staged", transactions=sorted(txns), rows=rows)
+        forwarded = sum(forwards.rows.values()) if forwards is not None else 0
+        event(_log, "rows staged", transactions=sorted(txns), rows=rows, forwarded=forwarded)
         return worker_pb2.IngestReply(rows=rows)
 
     def CommitTransaction(
@@ -257,3 +253,36 @@ def _copy_pause() -> float:
 
 def _table_names(names: Iterable[worker_pb2.TableName]) -> list[tuple[str, str]]:
     return [(n.database, n.table) for n in names]
+
+
+_SERVICE = "qserv.rpc.v1.Worker"
+
+
+class _Collected:
+    """Stands in for a server to collect the generated code's method handlers."""
+
+    def __init__(self) -> None:
+        self.handlers: dict[str, grpc.RpcMethodHandler] = {}
+
+    def add_generic_rpc_handlers(self, handlers: object) -> None:
+        pass
+
+    def add_registered_method_handlers(
+        self, service: str, handlers: dict[str, grpc.RpcMethodHandler]
+    ) -> None:
+        self.handlers = dict(handlers)
+
+
+def add_to_server(servicer: WorkerServicer, server: grpc.Server) -> None:
+    """Register ``servicer`` as the generated code would, except that Ingest receives its
+    requests as raw bytes (read by :mod:`qserv.rpc.ingest_wire`, forwarded untouched)."""
+    collected = _Collected()
+    worker_pb2_grpc.add_WorkerServicer_to_server(servicer, collected)
+    handlers = collected.handlers
+    handlers["Ingest"] = grpc.stream_unary_rpc_method_handler(
+        servicer.Ingest,
+        request_deserializer=None,
+        response_serializer=worker_pb2.IngestReply.SerializeToString,
+    )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(_SERVICE, handlers),))
+    server.add_registered_method_handlers(_SERVICE, handlers)

@@ -42,7 +42,7 @@ import duckdb
 import pyarrow as pa
 
 from qserv.catalog import CHUNK_COLUMN, OVERLAP_SUFFIX, SUBCHUNK_COLUMN, Column, TableKind
-from qserv.durable import fsync_path, transaction
+from qserv.durable import fsync_path, start_writeback, transaction
 from qserv.errors import DataError, DuplicateObject, InvalidParameter, UndefinedTable
 from qserv.log import event
 from worker.lockdown import STAGING_SCHEMA
@@ -53,6 +53,7 @@ REGULAR_CHUNK_ID = -1  # chunk_id reported by chunk_stats for whole (regular) ta
 _INGEST_VIEW = "_qserv_ingest"
 STAGING_DIR = "staging"  # staged ingest files, next to the database file
 _STAGED_SUFFIX = ".arrow"
+_WRITEBACK_BYTES = 32 << 20
 
 
 def quote_ident(name: str) -> str:
@@ -193,7 +194,7 @@ class Storage:
                     _check_ingest_columns(part, staged.columns)
                     if part.data.num_rows == 0:
                         continue
-                    staged.writer.write_table(_conform(cur, part, staged))
+                    staged.write(_conform(cur, part, staged))
                     total += part.data.num_rows
                 for staged in files.values():
                     staged.finish()
@@ -407,6 +408,15 @@ class _StagingFile:
         self._sink = pa.OSFile(str(path), "wb")
         self.writer = pa.ipc.new_file(self._sink, schema)
         self._open = True
+        self._flushed = 0  # bytes handed to the disk so far
+
+    def write(self, rows: pa.Table) -> None:
+        """Append rows; every few MB, the disk starts writing them (the fsync comes at the end)."""
+        self.writer.write_table(rows)
+        written = self._sink.tell()
+        if written - self._flushed >= _WRITEBACK_BYTES:
+            start_writeback(self._sink.fileno(), self._flushed, written - self._flushed)
+            self._flushed = written
 
     def finish(self) -> None:
         """Close the file and make it durable (the registry row that names it comes next)."""

@@ -34,12 +34,10 @@ import pyarrow as pa
 from qserv.catalog import Column, TableKind
 from qserv.errors import QueryCanceled
 from qserv.rpc import codec
+from qserv.rpc.ingest_wire import FORWARDED_KEY, IngestItem, ingest_requests
 from qserv.rpc.v1 import common_pb2, worker_pb2, worker_pb2_grpc
 
 _INGEST_METHOD = "/qserv.rpc.v1.Worker/Ingest"
-
-IngestItem = tuple[int, str, str, bool, pa.Table | pa.RecordBatch]
-"""(transaction_id, database, table, overlap, rows) as accepted by :meth:`WorkerClient.ingest`."""
 
 
 @dataclass(frozen=True)
@@ -87,7 +85,7 @@ class WorkerClient:
         self.address = address
         self._channel = grpc.insecure_channel(address, options=list(codec.CHANNEL_OPTIONS))
         self._stub = worker_pb2_grpc.WorkerStub(self._channel)
-        # Ingest requests arrive already serialised (see encode_ingest_request): the payload
+        # Ingest requests arrive already serialised (see qserv.rpc.ingest_wire): the payload
         # is copied once into the message instead of three times through protobuf objects.
         self._ingest = self._channel.stream_unary(
             _INGEST_METHOD,
@@ -158,20 +156,22 @@ class WorkerClient:
     def ingest(self, items: Iterable[IngestItem], timeout: float | None = None) -> int:
         """Stage rows in one stream (all or nothing); the number of rows staged.
 
-        Each item is (transaction_id, database, table, overlap, rows); rows carry the user
-        columns plus ``_chunk`` (and ``_subchunk`` for directors). Large tables are split into
-        messages of ~4 MB.
+        Each item is (transaction_id, database, table, overlap, rows[, forward]); rows carry
+        the user columns plus ``_chunk`` (and ``_subchunk`` for directors); the worker also
+        stages them on the workers at the ``forward`` addresses before it answers. Large
+        tables are split into messages of ~4 MB.
         """
 
-        def requests() -> Iterator[bytes]:
-            for txn, database, table, overlap, data in items:
-                # one ~4 MB message per batch; zero rows still send one (schema only) message
-                groups: list[list[pa.RecordBatch]] = [[b] for b in codec.split_batches(data)] or [[]]
-                for group in groups:
-                    yield encode_ingest_request(txn, database, table, overlap, group, data.schema)
+        return self.ingest_messages((m for item in items for m in ingest_requests(item)), timeout)
 
+    def ingest_messages(
+        self, messages: Iterable[bytes], timeout: float | None = None, forwarded: bool = False
+    ) -> int:
+        """:meth:`ingest` of requests already serialised; ``forwarded``: a worker forwarding
+        rows it received (the receiver stages them and forwards nothing)."""
+        metadata = ((FORWARDED_KEY, "1"),) if forwarded else None
         try:
-            reply = self._ingest(requests(), timeout=timeout)
+            reply = self._ingest(iter(messages), timeout=timeout, metadata=metadata)
         except grpc.RpcError as exc:
             raise codec.rpc_error(exc, self.address) from exc
         return int(reply.rows)
@@ -320,54 +320,6 @@ class WorkerClient:
         finally:
             # no-op when the call finished; otherwise stops the worker's query
             call.cancel()
-
-
-def _varint(value: int) -> bytes:
-    value &= (1 << 64) - 1  # negative int64: two's complement, as protobuf encodes it
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def encode_ingest_request(
-    transaction_id: int,
-    database: str,
-    table: str,
-    overlap: bool,
-    batches: Sequence[pa.RecordBatch],
-    schema: pa.Schema,
-) -> bytes:
-    """A serialised ``IngestRequest`` whose ``arrow_ipc`` is an IPC stream of ``batches``.
-
-    Byte for byte what ``IngestRequest(...).SerializeToString()`` gives, but the Arrow stream
-    is written straight after the protobuf header into one buffer (its length is measured
-    first by a counting stream), so the rows are copied once, not three times.
-    """
-    header = bytearray()
-    if transaction_id:
-        header += b"\x08" + _varint(transaction_id)
-    for tag, text in ((b"\x12", database), (b"\x1a", table)):
-        if text:
-            raw = text.encode()
-            header += tag + _varint(len(raw)) + raw
-    if overlap:
-        header += b"\x20\x01"
-
-    def write(sink: pa.NativeFile) -> None:
-        with pa.ipc.new_stream(sink, schema) as writer:
-            for batch in batches:
-                writer.write_batch(batch)
-
-    counter = pa.MockOutputStream()
-    write(counter)
-    size = counter.size()
-    sink = pa.BufferOutputStream()
-    sink.write(bytes(header) + b"\x2a" + _varint(size))
-    write(sink)
-    return sink.getvalue().to_pybytes()
 
 
 def checksum_to_pb(t: TableChecksum) -> worker_pb2.TableChecksum:

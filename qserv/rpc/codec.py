@@ -46,6 +46,9 @@ HINT_KEY = "qserv-hint"
 # Messages up to this size pass on every channel and server built by qserv (results are
 # split into ~4 MB messages, so this is headroom, not the working size).
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+# Workers one ingest request may be forwarded to (a worker fans out to these itself; a
+# regular table on more workers is sent to several first workers).
+MAX_FORWARD = 15
 CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),

@@ -26,6 +26,15 @@ Algorithm of :func:`overlap_rows` (1M random points, order 5, 1 arcmin: well und
    golden-section search (48 steps: ~1e-10 deg), and the sampled end points are kept too,
    so a piece whose minimum is at an end is exact as well. For the overlap test a pair
    leaves the search as soon as it is decided either way.
+3. **Local decision.** Most pairs never need step 2. When the point lies on the chunk's
+   face, more than ``overlap / SIGMA_MIN`` of face coordinate from the face's edges, every
+   point within the overlap lies in the box of half-width ``overlap / SIGMA_MIN`` around the
+   point's face coordinates (read exactly enough from its order-29 pixel). The chunk's point
+   nearest in face coordinates (the point clamped into the chunk's square) is a point of the
+   chunk, so a distance to it within the overlap decides "in"; otherwise only the parts of
+   the 4 edges inside the box can be close enough: none decides "out", and the few left are
+   searched as in step 2 (they are shorter than its pieces). Six times faster on the
+   loader's rows; the other pairs (across faces, coarse orders, wide overlaps) take step 2.
 
 Worked example (order 5, overlap 1 arcmin): the point (54.843, 18.21) lies in chunk 100
 near one of its corners; ``overlap_rows([54.843], [18.21], 5, 1 / 60)`` returns rows
@@ -331,6 +340,106 @@ def overlap_candidates(
     return cand[col], nbc[slot, col]
 
 
+Vec3 = tuple[FloatArray, FloatArray, FloatArray]
+
+
+def _take_p(p: Vec3, sel: npt.NDArray[np.intp] | IntArray) -> Vec3:
+    return (p[0][sel], p[1][sel], p[2][sel])
+
+
+def _within(
+    p: tuple[FloatArray, FloatArray, FloatArray],
+    lon: FloatArray,
+    lat: FloatArray,
+    chunks: IntArray,
+    order: int,
+    cap: float,
+) -> npt.NDArray[np.bool_]:
+    """Whether each point ``p[i]`` is within ``cap`` radians of chunk ``chunks[i]``.
+
+    Most pairs are decided locally (step 3 of the module's algorithm); the others by the
+    branch and bound over the chunk's whole boundary.
+    """
+    near = np.zeros(chunks.shape[0], dtype=bool)
+    n = nside(order)
+    # Face-coordinate half-width of a box around the point holding every point within cap
+    # (a curve of face length l is at least SIGMA_MIN * l long), plus the point's own
+    # face-coordinate error (it is read as an order-29 pixel).
+    half = cap / SIGMA_MIN * (1.0 + 1e-9) + 2.0**-28
+    if 2.0 * half > 1.0 / (16.0 * n):  # long local pieces: not the regime of the search
+        return _boundary_distance(p, chunks, order, cap, exact=False) <= cap
+    fine = 1 << MAX_ORDER
+    pix = np.asarray(hp.ang2pix(fine, lon, lat, nest=True, lonlat=True), dtype=np.int64)
+    ix, iy, pface = pixel_xyf(pix, MAX_ORDER)
+    px, py = (ix + 0.5) / fine, (iy + 0.5) / fine
+    cx, cy, cface = pixel_xyf(chunks, order)
+    x0, x1, y0, y1 = cx / n, (cx + 1) / n, cy / n, (cy + 1) / n
+    edge_room = np.minimum(np.minimum(px, 1.0 - px), np.minimum(py, 1.0 - py))
+    local = (cface == pface) & (edge_room > half)
+    general = np.flatnonzero(~local)
+    if general.size:
+        near[general] = (
+            _boundary_distance(_take_p(p, general), chunks[general], order, cap, exact=False) <= cap
+        )
+    idx = np.flatnonzero(local)
+    if idx.size == 0:
+        return near
+    pl = _take_p(p, idx)
+    face = cface[idx]
+    qx, qy = np.clip(px[idx], x0[idx], x1[idx]), np.clip(py[idx], y0[idx], y1[idx])
+    best = _chord_angle(_chord2(pl, face, qx, qy))  # a point of the chunk: an upper bound
+    undecided = np.flatnonzero(best > cap)
+    near[idx[best <= cap]] = True
+    if undecided.size == 0:
+        return near
+    pieces = _local_pieces(
+        undecided, face[undecided], px[idx][undecided], py[idx][undecided], half,
+        (x0[idx][undecided], x1[idx][undecided], y0[idx][undecided], y1[idx][undecided]),
+    )  # fmt: skip
+    if pieces.q.size:
+        pieces = _Pieces(
+            pieces.q, pieces.face, pieces.x0, pieces.y0, pieces.dx, pieces.dy,
+            _chord_angle(_chord2(_take_p(pl, pieces.q), pieces.face, pieces.x0, pieces.y0)),
+            _chord_angle(_chord2(_take_p(pl, pieces.q), pieces.face, pieces.x0 + pieces.dx, pieces.y0 + pieces.dy)),
+        )  # fmt: skip
+        np.minimum.at(best, pieces.q, np.minimum(pieces.da, pieces.db))
+        pieces = pieces.take(best[pieces.q] > cap)
+        if pieces.q.size:
+            _golden(pieces, pl, best, cap, exact=False)
+    near[idx[undecided]] = best[undecided] <= cap
+    return near
+
+
+def _local_pieces(
+    q: IntArray,
+    face: IntArray,
+    px: FloatArray,
+    py: FloatArray,
+    half: float,
+    square: tuple[FloatArray, FloatArray, FloatArray, FloatArray],
+) -> _Pieces:
+    """The parts of each chunk square's 4 edges inside the box ``(px, py) +- half``."""
+    x0, x1, y0, y1 = square
+    bx0, bx1, by0, by1 = px - half, px + half, py - half, py + half
+    parts = []
+    for fixed, lo, hi, blo, bhi, cross_lo, cross_hi, vertical in (
+        (y0, x0, x1, bx0, bx1, by0, by1, False),  # bottom: y = y0, x along
+        (y1, x0, x1, bx0, bx1, by0, by1, False),  # top
+        (x0, y0, y1, by0, by1, bx0, bx1, True),  # left: x = x0, y along
+        (x1, y0, y1, by0, by1, bx0, bx1, True),  # right
+    ):
+        a, b = np.maximum(lo, blo), np.minimum(hi, bhi)
+        ok = np.flatnonzero((fixed >= cross_lo) & (fixed <= cross_hi) & (a <= b))
+        length = (b - a)[ok]
+        zero = np.zeros(ok.size)
+        xs, ys = (fixed[ok], a[ok]) if vertical else (a[ok], fixed[ok])
+        dx, dy = (zero, length) if vertical else (length, zero)
+        parts.append((q[ok], face[ok], xs, ys, dx, dy))
+    cols = [np.concatenate([part[k] for part in parts]) for k in range(6)]
+    empty = np.zeros(cols[0].size)
+    return _Pieces(cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], empty, empty)
+
+
 def overlap_rows(
     lon: npt.ArrayLike, lat: npt.ArrayLike, order: int, overlap_deg: float
 ) -> tuple[IntArray, IntArray]:
@@ -345,7 +454,7 @@ def overlap_rows(
         lon_a, lat_a = check_coords(lon, lat)
         p = lonlat_to_vec(lon_a.ravel()[rows], lat_a.ravel()[rows])
         cap = float(np.radians(overlap_deg))
-        near = _boundary_distance(p, chunks, order, cap, exact=False) <= cap
+        near = _within(p, lon_a.ravel()[rows], lat_a.ravel()[rows], chunks, order, cap)
         rows, chunks = rows[near], chunks[near]
     order_idx = np.lexsort((chunks, rows))
     return rows[order_idx], chunks[order_idx]

@@ -9,7 +9,7 @@ on a shared machine are noise; the ratios measured in one run are the result.
 
 Environment: QSERV_BENCH_OBJECTS (default 10,000,000), QSERV_BENCH_DIR (default .bench),
 QSERV_BENCH_PARTS (default ``scan,near``: ``near`` alone loads only Object and times the
-near-neighbour self-joins, tests/bench/near.py).
+near-neighbour self-joins, tests/bench/near.py; ``load`` alone only times the loader).
 """
 
 from __future__ import annotations
@@ -176,12 +176,20 @@ def main() -> int:
 
         commands = load_arguments(files)
         t_obj = load(*commands["Object"])
-        if "scan" not in parts:  # only Object is needed
-            files = {"Object": files["Object"]}
-        else:
+        loader_note = (
+            f"loader: Object {n_objects / t_obj:,.0f} rows/s ({n_objects:,} rows, {t_obj:.1f} s, "
+            "replication 2, each row sent once)"
+        )
+        if parts & {"scan", "load"}:
             n_src = pq.ParquetFile(files["Source"]).metadata.num_rows
             t_src = load(*commands["Source"])
             load(*commands["Filter"])
+            loader_note += f"; Source {n_src / t_src:,.0f} rows/s ({n_src:,} rows, {t_src:.1f} s)"
+        notes.append(loader_note)
+        if "scan" not in parts:  # only Object is needed
+            files = {"Object": files["Object"]}
+        if not parts & {"scan", "near"}:
+            return _report(n_objects, results, notes)
 
         ref = duckdb.connect()
         ref.execute("SET threads = 2")
@@ -190,17 +198,15 @@ def main() -> int:
         for name, path in files.items():
             ref.execute(f"CREATE TABLE \"{name}\" AS SELECT * FROM read_parquet('{path}')")
         t_ref = time.perf_counter() - t
+        notes.append(
+            f"single DuckDB CREATE TABLE from Parquet: {sum(pq.ParquetFile(p).metadata.num_rows for p in files.values()) / t_ref:,.0f} rows/s"
+        )
         conn = psycopg.connect(f"host=127.0.0.1 port={spec.pg_port} user=qserv dbname=sky", autocommit=True)
         if "near" in parts:
             results.extend(near_neighbour(conn, ref, n_objects))
         if "scan" not in parts:
             conn.close()
             return _report(n_objects, results, notes)
-        notes.append(
-            f"loader: Object {n_objects / t_obj:,.0f} rows/s ({n_objects:,} rows, {t_obj:.1f} s, "
-            f"replication 2); Source {n_src / t_src:,.0f} rows/s; single DuckDB CREATE TABLE from "
-            f"Parquet {(n_objects + n_src) / t_ref:,.0f} rows/s"
-        )
 
         def both(label: str, cluster_sql: str, ref_sql: str, repeat: int) -> None:
             conn.execute(cluster_sql).fetchall()

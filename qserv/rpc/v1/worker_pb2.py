@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from qserv.rpc.v1 import common_pb2 as qserv_dot_rpc_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19qserv/rpc/v1/worker.proto\x12\x0cqserv.rpc.v1\x1a\x19qserv/rpc/v1/common.proto\"\x0f\n\rHealthRequest\"E\n\x0bHealthReply\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x17\n\x0fqueries_running\x18\x03 \x01(\x03\"B\n\x0e\x45xecuteRequest\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12\x0b\n\x03sql\x18\x02 \x01(\t\x12\x11\n\tchunk_ids\x18\x03 \x03(\x05\" \n\x0bResultBatch\x12\x11\n\tarrow_ipc\x18\x01 \x01(\x0c\"\x83\x01\n\x12\x43reateTableRequest\x12\x10\n\x08\x64\x61tabase\x18\x01 \x01(\t\x12\r\n\x05table\x18\x02 \x01(\t\x12%\n\x04kind\x18\x03 \x01(\x0e\x32\x17.qserv.rpc.v1.TableKind\x12%\n\x07\x63olumns\x18\x04 \x03(\x0b\x32\x14.qserv.rpc.v1.Column\"l\n\rIngestRequest\x12\x16\n\x0etransaction_id\x18\x01 \x01(\x03\x12\x10\n\x08\x64\x61tabase\x18\x02 \x01(\t\x12\r\n\x05table\x18\x03 \x01(\t\x12\x0f\n\x07overlap\x18\x04 \x01(\x08\x12\x11\n\tarrow_ipc\x18\x05 \x01(\x0c\"\x1b\n\x0bIngestReply\x12\x0c\n\x04rows\x18\x01 \x01(\x03\",\n\x12TransactionRequest\x12\x16\n\x0etransaction_id\x18\x01 \x01(\x03\"%\n\x11\x43hunkStatsRequest\x12\x10\n\x08\x64\x61tabase\x18\x01 \x01(\t\":\n\tChunkStat\x12\r\n\x05table\x18\x01 \x01(\t\x12\x10\n\x08\x63hunk_id\x18\x02 \x01(\x05\x12\x0c\n\x04rows\x18\x03 \x01(\x03\"9\n\x0f\x43hunkStatsReply\x12&\n\x05stats\x18\x01 \x03(\x0b\x32\x17.qserv.rpc.v1.ChunkStat\"e\n\x0c\x43hunkRequest\x12\x11\n\tdatabases\x18\x01 \x03(\t\x12\x11\n\tchunk_ids\x18\x02 \x03(\x05\x12/\n\x0eregular_tables\x18\x03 \x03(\x0b\x32\x17.qserv.rpc.v1.TableName\",\n\tTableName\x12\x10\n\x08\x64\x61tabase\x18\x01 \x01(\t\x12\r\n\x05table\x18\x02 \x01(\t\"b\n\rTableChecksum\x12\x10\n\x08\x64\x61tabase\x18\x01 \x01(\t\x12\r\n\x05table\x18\x02 \x01(\t\x12\x10\n\x08\x63hunk_id\x18\x05 \x01(\x05\x12\x0c\n\x04rows\x18\x03 \x01(\x03\x12\x10\n\x08\x63hecksum\x18\x04 \x01(\t\"{\n\tChunkPart\x12\x10\n\x08\x64\x61tabase\x18\x01 \x01(\t\x12\r\n\x05table\x18\x02 \x01(\t\x12\x10\n\x08\x63hunk_id\x18\x05 \x01(\x05\x12\x11\n\tarrow_ipc\x18\x03 \x01(\x0c\x12(\n\x03\x65nd\x18\x04 \x01(\x0b\x32\x1b.qserv.rpc.v1.TableChecksum\"y\n\x10PullChunkRequest\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x11\n\tdatabases\x18\x02 \x03(\t\x12\x11\n\tchunk_ids\x18\x03 \x03(\x05\x12/\n\x0eregular_tables\x18\x04 \x03(\x0b\x32\x17.qserv.rpc.v1.TableName\"=\n\x0e\x43hunkChecksums\x12+\n\x06tables\x18\x01 \x03(\x0b\x32\x1b.qserv.rpc.v1.TableChecksum*\x84\x01\n\tTableKind\x12\x1a\n\x16TABLE_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13TABLE_KIND_DIRECTOR\x10\x01\x12\x14\n\x10TABLE_KIND_CHILD\x10\x02\x12\x14\n\x10TABLE_KIND_MATCH\x10\x03\x12\x16\n\x12TABLE_KIND_REGULAR\x10\x04\x32\x99\x06\n\x06Worker\x12@\n\x06Health\x12\x1b.qserv.rpc.v1.HealthRequest\x1a\x19.qserv.rpc.v1.HealthReply\x12\x44\n\x07\x45xecute\x12\x1c.qserv.rpc.v1.ExecuteRequest\x1a\x19.qserv.rpc.v1.ResultBatch0\x01\x12\x44\n\x0b\x43reateTable\x12 .qserv.rpc.v1.CreateTableRequest\x1a\x13.qserv.rpc.v1.Empty\x12\x42\n\x06Ingest\x12\x1b.qserv.rpc.v1.IngestRequest\x1a\x19.qserv.rpc.v1.IngestReply(\x01\x12J\n\x11\x43ommitTransaction\x12 .qserv.rpc.v1.TransactionRequest\x1a\x13.qserv.rpc.v1.Empty\x12I\n\x10\x41\x62ortTransaction\x12 .qserv.rpc.v1.TransactionRequest\x1a\x13.qserv.rpc.v1.Empty\x12L\n\nChunkStats\x12\x1f.qserv.rpc.v1.ChunkStatsRequest\x1a\x1d.qserv.rpc.v1.ChunkStatsReply\x12\x44\n\x0b\x45xportChunk\x12\x1a.qserv.rpc.v1.ChunkRequest\x1a\x17.qserv.rpc.v1.ChunkPart0\x01\x12I\n\tPullChunk\x12\x1e.qserv.rpc.v1.PullChunkRequest\x1a\x1c.qserv.rpc.v1.ChunkChecksums\x12<\n\tDropChunk\x12\x1a.qserv.rpc.v1.ChunkRequest\x1a\x13.qserv.rpc.v1.Empty\x12I\n\rChunkChecksum\x12\x1a.qserv.rpc.v1.ChunkRequest\x1a\x1c.qserv.rpc.v1.ChunkChecksumsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19qserv/rpc/v1/worker.proto\x12\x0cqserv.rpc.v1\x1a\x19qserv/rpc/v1/common.proto\"\x0f\n\rHealthRequest\"E\n\x0bHealthReply\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x17\n\x0fqueries_running\x18\x03 \x01(\x03\"B\n\x0e\x45xecuteRequest\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12\x0b\n\x03sql\x18\x02 \x01(\t\x12\x11\n\tchunk_ids\x18\x03 \x03(\x05\" \n\x0bResultBatch\x12\x11\n\tarrow_ipc\x18\x01 \x01(\x0c\"\x83\x01\n\x12\x43reateTableRequest\x12\x10\n\x08\x64\x61tabase\x18\x01 \x01(\t\x12\r\n\x05table\x18\x02 \x01(\t\x12%\n\x04kind\x18\x03 \x01(\x0e\x32\x17.qserv.rpc.v1.TableKind\x12%\n\x07\x63olumns\x18\x04 \x03(\x0b\x32\x14.qserv.rpc.v1.Column\"}\n\rIngestRequest\x12\x16\n\x0etransaction_id\x18\x01 \x01(\x03\x12\x10\n\x08\x64\x61tabase\x18\x02 \x01(\t\x12\r\n\x05table\x18\x03 \x01(\t\x12\x0f\n\x07overlap\x18\x04 \x01(\x08\x12\x11\n\tarrow_ipc\x18\x05 \x01(\x0c\x12\x0f\n\x07\x66orward\x18\x06 \x03(\t\"\x1b\n\x0bIngestReply\x12\x0c\n\x04rows\x18\x01 \x01(\x03\",\n\x12TransactionRequest\x12\x16\n\x0etransaction_id\x18\x01 \x01(\x03\"%\n\x11\x43hunkStatsRequest\x12\x10\n\x08\x64\x61tabase\x18\x01 \x01(\t\":\n\tChunkStat\x12\r\n\x05table\x18\x01 \x01(\t\x12\x10\n\x08\x63hunk_id\x18\x02 \x01(\x05\x12\x0c\n\x04rows\x18\x03 \x01(\x03\"9\n\x0f\x43hunkStatsReply\x12&\n\x05stats\x18\x01 \x03(\x0b\x32\x17.qserv.rpc.v1.ChunkStat\"e\n\x0c\x43hunkRequest\x12\x11\n\tdatabases\x18\x01 \x03(\t\x12\x11\n\tchunk_ids\x18\x02 \x03(\x05\x12/\n\x0eregular_tables\x18\x03 \x03(\x0b\x32\x17.qserv.rpc.v1.TableName\",\n\tTableName\x12\x10\n\x08\x64\x61tabase\x18\x01 \x01(\t\x12\r\n\x05table\x18\x02 \x01(\t\"b\n\rTableChecksum\x12\x10\n\x08\x64\x61tabase\x18\x01 \x01(\t\x12\r\n\x05table\x18\x02 \x01(\t\x12\x10\n\x08\x63hunk_id\x18\x05 \x01(\x05\x12\x0c\n\x04rows\x18\x03 \x01(\x03\x12\x10\n\x08\x63hecksum\x18\x04 \x01(\t\"{\n\tChunkPart\x12\x10\n\x08\x64\x61tabase\x18\x01 \x01(\t\x12\r\n\x05table\x18\x02 \x01(\t\x12\x10\n\x08\x63hunk_id\x18\x05 \x01(\x05\x12\x11\n\tarrow_ipc\x18\x03 \x01(\x0c\x12(\n\x03\x65nd\x18\x04 \x01(\x0b\x32\x1b.qserv.rpc.v1.TableChecksum\"y\n\x10PullChunkRequest\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x11\n\tdatabases\x18\x02 \x03(\t\x12\x11\n\tchunk_ids\x18\x03 \x03(\x05\x12/\n\x0eregular_tables\x18\x04 \x03(\x0b\x32\x17.qserv.rpc.v1.TableName\"=\n\x0e\x43hunkChecksums\x12+\n\x06tables\x18\x01 \x03(\x0b\x32\x1b.qserv.rpc.v1.TableChecksum*\x84\x01\n\tTableKind\x12\x1a\n\x16TABLE_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13TABLE_KIND_DIRECTOR\x10\x01\x12\x14\n\x10TABLE_KIND_CHILD\x10\x02\x12\x14\n\x10TABLE_KIND_MATCH\x10\x03\x12\x16\n\x12TABLE_KIND_REGULAR\x10\x04\x32\x99\x06\n\x06Worker\x12@\n\x06Health\x12\x1b.qserv.rpc.v1.HealthRequest\x1a\x19.qserv.rpc.v1.HealthReply\x12\x44\n\x07\x45xecute\x12\x1c.qserv.rpc.v1.ExecuteRequest\x1a\x19.qserv.rpc.v1.ResultBatch0\x01\x12\x44\n\x0b\x43reateTable\x12 .qserv.rpc.v1.CreateTableRequest\x1a\x13.qserv.rpc.v1.Empty\x12\x42\n\x06Ingest\x12\x1b.qserv.rpc.v1.IngestRequest\x1a\x19.qserv.rpc.v1.IngestReply(\x01\x12J\n\x11\x43ommitTransaction\x12 .qserv.rpc.v1.TransactionRequest\x1a\x13.qserv.rpc.v1.Empty\x12I\n\x10\x41\x62ortTransaction\x12 .qserv.rpc.v1.TransactionRequest\x1a\x13.qserv.rpc.v1.Empty\x12L\n\nChunkStats\x12\x1f.qserv.rpc.v1.ChunkStatsRequest\x1a\x1d.qserv.rpc.v1.ChunkStatsReply\x12\x44\n\x0b\x45xportChunk\x12\x1a.qserv.rpc.v1.ChunkRequest\x1a\x17.qserv.rpc.v1.ChunkPart0\x01\x12I\n\tPullChunk\x12\x1e.qserv.rpc.v1.PullChunkRequest\x1a\x1c.qserv.rpc.v1.ChunkChecksums\x12<\n\tDropChunk\x12\x1a.qserv.rpc.v1.ChunkRequest\x1a\x13.qserv.rpc.v1.Empty\x12I\n\rChunkChecksum\x12\x1a.qserv.rpc.v1.ChunkRequest\x1a\x1c.qserv.rpc.v1.ChunkChecksumsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'qserv.rpc.v1.worker_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TABLEKIND']._serialized_start=1298
-  _globals['_TABLEKIND']._serialized_end=1430
+  _globals['_TABLEKIND']._serialized_start=1315
+  _globals['_TABLEKIND']._serialized_end=1447
   _globals['_HEALTHREQUEST']._serialized_start=70
   _globals['_HEALTHREQUEST']._serialized_end=85
   _globals['_HEALTHREPLY']._serialized_start=87
@@ -45,29 +45,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CREATETABLEREQUEST']._serialized_start=261
   _globals['_CREATETABLEREQUEST']._serialized_end=392
   _globals['_INGESTREQUEST']._serialized_start=394
-  _globals['_INGESTREQUEST']._serialized_end=502
-  _globals['_INGESTREPLY']._serialized_start=504
-  _globals['_INGESTREPLY']._serialized_end=531
-  _globals['_TRANSACTIONREQUEST']._serialized_start=533
-  _globals['_TRANSACTIONREQUEST']._serialized_end=577
-  _globals['_CHUNKSTATSREQUEST']._serialized_start=579
-  _globals['_CHUNKSTATSREQUEST']._serialized_end=616
-  _globals['_CHUNKSTAT']._serialized_start=618
-  _globals['_CHUNKSTAT']._serialized_end=676
-  _globals['_CHUNKSTATSREPLY']._serialized_start=678
-  _globals['_CHUNKSTATSREPLY']._serialized_end=735
-  _globals['_CHUNKREQUEST']._serialized_start=737
-  _globals['_CHUNKREQUEST']._serialized_end=838
-  _globals['_TABLENAME']._serialized_start=840
-  _globals['_TABLENAME']._serialized_end=884
-  _globals['_TABLECHECKSUM']._serialized_start=886
-  _globals['_TABLECHECKSUM']._serialized_end=984
-  _globals['_CHUNKPART']._serialized_start=986
-  _globals['_CHUNKPART']._serialized_end=1109
-  _globals['_PULLCHUNKREQUEST']._serialized_start=1111
-  _globals['_PULLCHUNKREQUEST']._serialized_end=1232
-  _globals['_CHUNKCHECKSUMS']._serialized_start=1234
-  _globals['_CHUNKCHECKSUMS']._serialized_end=1295
-  _globals['_WORKER']._serialized_start=1433
-  _globals['_WORKER']._serialized_end=2226
+  _globals['_INGESTREQUEST']._serialized_end=519
+  _globals['_INGESTREPLY']._serialized_start=521
+  _globals['_INGESTREPLY']._serialized_end=548
+  _globals['_TRANSACTIONREQUEST']._serialized_start=550
+  _globals['_TRANSACTIONREQUEST']._serialized_end=594
+  _globals['_CHUNKSTATSREQUEST']._serialized_start=596
+  _globals['_CHUNKSTATSREQUEST']._serialized_end=633
+  _globals['_CHUNKSTAT']._serialized_start=635
+  _globals['_CHUNKSTAT']._serialized_end=693
+  _globals['_CHUNKSTATSREPLY']._serialized_start=695
+  _globals['_CHUNKSTATSREPLY']._serialized_end=752
+  _globals['_CHUNKREQUEST']._serialized_start=754
+  _globals['_CHUNKREQUEST']._serialized_end=855
+  _globals['_TABLENAME']._serialized_start=857
+  _globals['_TABLENAME']._serialized_end=901
+  _globals['_TABLECHECKSUM']._serialized_start=903
+  _globals['_TABLECHECKSUM']._serialized_end=1001
+  _globals['_CHUNKPART']._serialized_start=1003
+  _globals['_CHUNKPART']._serialized_end=1126
+  _globals['_PULLCHUNKREQUEST']._serialized_start=1128
+  _globals['_PULLCHUNKREQUEST']._serialized_end=1249
+  _globals['_CHUNKCHECKSUMS']._serialized_start=1251
+  _globals['_CHUNKCHECKSUMS']._serialized_end=1312
+  _globals['_WORKER']._serialized_start=1450
+  _globals['_WORKER']._serialized_end=2243
 # @@protoc_insertion_point(module_scope)

@@ -170,6 +170,7 @@ class IngestRequest(_message.Message):
     TABLE_FIELD_NUMBER: _builtins.int
     OVERLAP_FIELD_NUMBER: _builtins.int
     ARROW_IPC_FIELD_NUMBER: _builtins.int
+    FORWARD_FIELD_NUMBER: _builtins.int
     transaction_id: _builtins.int
     database: _builtins.str
     table: _builtins.str
@@ -177,6 +178,13 @@ class IngestRequest(_message.Message):
     """rows for the director's overlap table"""
     arrow_ipc: _builtins.bytes
     """Arrow IPC stream; columns = user columns + _chunk/_subchunk"""
+    @_builtins.property
+    def forward(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Addresses (host:port) of the other replicas' workers: this worker stages the rows and
+        forwards them to each (one stream per address, same transaction), so a loader sends
+        each row once. The stream succeeds only if every forward succeeded.
+        """
+
     def __init__(
         self,
         *,
@@ -185,10 +193,11 @@ class IngestRequest(_message.Message):
         table: _builtins.str = ...,
         overlap: _builtins.bool = ...,
         arrow_ipc: _builtins.bytes = ...,
+        forward: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["arrow_ipc", b"arrow_ipc", "database", b"database", "overlap", b"overlap", "table", b"table", "transaction_id", b"transaction_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["arrow_ipc", b"arrow_ipc", "database", b"database", "forward", b"forward", "overlap", b"overlap", "table", b"table", "transaction_id", b"transaction_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

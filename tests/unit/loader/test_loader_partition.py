@@ -69,15 +69,23 @@ def test_child_rows_refuse_unknown_director() -> None:
         child_rows(b, spec, pa.array([9, 4, None], pa.int32()), Partitioning())
 
 
-def test_router_sends_each_row_to_every_replica() -> None:
+def test_router_sends_each_row_once_with_its_other_replicas() -> None:
     router = Router(order=1)
-    rows = pa.table({"x": [1, 2, 3, 4]})
-    chunks = np.array([0, 0, 5, 7], dtype=np.int32)
-    assert router.unplaced(chunks) == [0, 5, 7]
-    router.add({0: ("a", "b"), 5: ("b", "c"), 7: ("a", "c")})
+    rows = pa.table({"x": [1, 2, 3, 4, 5]})
+    chunks = np.array([0, 0, 5, 7, 8], dtype=np.int32)
+    assert router.unplaced(chunks) == [0, 5, 7, 8]
+    router.add({0: ("a", "b"), 5: ("b", "c"), 7: ("a", "c"), 8: ("a", "b")})
     assert router.unplaced(chunks) == []
-    out = {w: t.column("x").to_pylist() for w, t in router.split(rows, chunks).items()}
-    assert out == {"a": [1, 2, 4], "b": [1, 2, 3], "c": [3, 4]}
+    out = {(r.worker, r.forward): r.rows.column("x").to_pylist() for r in router.routes(rows, chunks)}
+    # the first replica rotates with the chunk id (0 and 8 even: "a" first; 5 and 7 odd)
+    assert out == {("a", ("b",)): [1, 2, 5], ("c", ("b",)): [3], ("c", ("a",)): [4]}
+    # every row reaches every replica exactly once
+    reached = sorted((x, w) for (first, fw), xs in out.items() for x in xs for w in (first, *fw))
+    assert reached == sorted((x, w) for x, c in zip([1, 2, 3, 4, 5], chunks.tolist(), strict=True)
+                             for w in router.placement[c])  # fmt: skip
+    one = router.routes(rows.slice(0, 2), chunks[:2])
+    assert [(r.worker, r.forward, r.rows.num_rows) for r in one] == [("a", ("b",), 2)]
+    assert router.routes(rows.slice(0, 0), chunks[:0]) == []
 
 
 def test_placement_balances_and_is_deterministic() -> None:
@@ -93,3 +101,22 @@ def test_placement_respects_existing_load_and_caps_level() -> None:
     assert place_chunks([1, 2], ["only"], 3) == {1: ("only",), 2: ("only",)}
     with pytest.raises(WorkerUnavailable):
         place_chunks([1], [], 2)
+
+
+@pytest.mark.parametrize("order", [5, 7])  # 16-bit radix passes, and the 64-bit key beyond
+def test_router_sends_runs_sorted_by_chunk(order: int) -> None:
+    rng = np.random.default_rng(order)
+    n = 12 * 4**order
+    router = Router(order=order)
+    workers = ("a", "b", "c", "d")
+    router.add({c: (workers[c % 4], workers[(c + 1 + c % 3) % 4]) for c in range(n)})
+    chunks = rng.integers(0, n, 50_000).astype(np.int32)
+    rows = pa.table({"i": np.arange(chunks.size), "_chunk": chunks})
+    routes = router.routes(rows, chunks)
+    seen = []
+    for r in routes:
+        got = r.rows.column("_chunk").to_numpy()
+        assert (np.diff(got) >= 0).all()  # a run sorted by chunk
+        assert all(router.placement[c][0] in (r.worker, *r.forward) for c in got[:100].tolist())
+        seen.extend(r.rows.column("i").to_pylist())
+    assert sorted(seen) == list(range(chunks.size))  # every row once

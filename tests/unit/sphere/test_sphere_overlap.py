@@ -204,3 +204,41 @@ def test_bad_arguments() -> None:
         distance_to_chunk([0.0], [0.0], [H.n_chunks(3)], 3)
     rows, chunks = overlap_rows([], [], 5, ARCMIN)
     assert rows.size == 0 and chunks.size == 0
+
+
+def _corner_points(
+    order: int, rng: np.random.Generator, n: int, reach_deg: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Points scattered within ``reach_deg`` of random chunk corners (where two edges count)."""
+    ns = H.nside(order)
+    chunks = rng.integers(0, H.n_chunks(order), n)
+    ix, iy, face = H.pixel_xyf(chunks, order)
+    cx = (ix + rng.integers(0, 2, n)) / ns
+    cy = (iy + rng.integers(0, 2, n)) / ns
+    corner = np.stack(H.face_to_vec(face, np.clip(cx, 0, 1), np.clip(cy, 0, 1)), -1)
+    step = np.radians(reach_deg) * rng.uniform(0, 1, n)[:, None] * rng.normal(size=(n, 3))
+    return lonlat(corner + step)
+
+
+@pytest.mark.parametrize(("order", "overlap"), [(3, ARCMIN), (5, ARCMIN), (7, ARCMIN), (9, 1e-3), (12, 1e-4)])
+def test_local_decisions_equal_the_whole_boundary_search(order: int, overlap: float) -> None:
+    """Most pairs are decided from the chunk edges near the point: same answer as the search
+    over the whole boundary, for uniform points and points crowding chunk corners."""
+    from qserv.sphere.overlap import _boundary_distance, _within
+
+    rng = np.random.default_rng(order)
+    lon = rng.uniform(0, 360, 200_000)
+    lat = np.degrees(np.arcsin(rng.uniform(-1, 1, 200_000)))
+    clon, clat = _corner_points(order, rng, 50_000, 2 * overlap)
+    lon, lat = np.concatenate([lon, clon]), np.concatenate([lat, clat])
+    rows, chunks = overlap_candidates(lon, lat, order, overlap)
+    assert rows.size > 10_000
+    p = H.lonlat_to_vec(lon[rows], lat[rows])
+    cap = float(np.radians(overlap))
+    fast = _within(p, lon[rows], lat[rows], chunks, order, cap)
+    whole = _boundary_distance(p, chunks, order, cap, exact=False) <= cap
+    differ = np.flatnonzero(fast != whole)
+    if differ.size:  # only a tie at the overlap itself may go either way
+        d = distance_to_chunk(lon[rows[differ]], lat[rows[differ]], chunks[differ], order)
+        assert np.abs(d - overlap).max() < 1e-9, (d, overlap)
+    assert 0.2 < fast.mean() < 0.9

@@ -122,7 +122,14 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
                 raise
             codec.abort(context, exc)
         forwarded = sum(forwards.rows.values()) if forwards is not None else 0
-        event(_log, "rows staged", transactions=sorted(txns), rows=rows, forwarded=forwarded)
+        event(
+            _log,
+            "rows staged",
+            transactions=sorted(txns),
+            rows=rows,
+            forwarded=forwarded,
+            sender="worker" if was_forwarded else "client",
+        )
         return worker_pb2.IngestReply(rows=rows)
 
     def CommitTransaction(

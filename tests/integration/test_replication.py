@@ -9,12 +9,15 @@ after its eviction: its stale replicas are dropped, it is re-admitted and gets i
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from qserv.metadata import WorkerState
@@ -51,6 +54,38 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveCluster]:
         tc.sample = write(SampleSpec(objects=5_000, seed=7), tmp / "sample")
         load_sample(tc)
         yield tc
+
+
+_STAGED = re.compile(r"rows staged transactions=\[(\d+)\] rows=(\d+) forwarded=(\d+) sender=(\w+)")
+
+
+def test_each_loaded_row_left_the_loader_once(cluster: LiveCluster) -> None:
+    """Every replica's rows were staged, but the loader sent each row to one worker only: the
+    others got it from that worker (the workers' logs count both kinds of streams)."""
+    client: Counter[int] = Counter()
+    forwarded: Counter[int] = Counter()
+    by_workers: Counter[int] = Counter()
+    staged: Counter[int] = Counter()
+    for name in cluster.spec.worker_names():
+        for m in _STAGED.finditer((cluster.spec.data_dir / "logs" / f"{name}.log").read_text()):
+            txn, rows, sent_on, sender = int(m[1]), int(m[2]), int(m[3]), m[4]
+            staged[txn] += rows
+            if sender == "client":
+                client[txn] += rows
+                forwarded[txn] += sent_on
+            else:
+                by_workers[txn] += rows
+    assert len(staged) == 3  # Object, Filter, Source
+    copies = {t: staged[t] / client[t] for t in staged}
+    # a chunk's rows on its 2 replicas; the regular table's on all 4 workers
+    assert sorted(copies.values()) == [2.0, 2.0, 4.0], copies
+    for t in staged:
+        assert forwarded[t] == by_workers[t] == staged[t] - client[t]
+    # what the loader sent: every Source row once; every Object row once, plus its overlap rows
+    sent = sorted(client[t] for t in staged if copies[t] == 2.0)
+    n_sources = pq.ParquetFile(cluster.sample["Source"]).metadata.num_rows
+    assert n_sources in sent
+    assert 5_000 < sum(sent) - n_sources < 5_000 * 1.2
 
 
 def test_kill_two_workers_one_after_the_other_and_bring_one_back(cluster: LiveCluster) -> None:

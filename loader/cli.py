@@ -10,12 +10,14 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from loader.spec import LoadSpec, director_option
-from loader.transaction import CzarClient, load
 from qserv.catalog import TableKind
 from qserv.errors import InvalidParameter, QservError
 from qserv.memory import keep_freed_memory
+
+if TYPE_CHECKING:
+    from loader.spec import LoadSpec
 
 DESCRIPTION = """\
 Load CSV/TSV (with a header line) or Parquet files into one table of a qserv cluster.
@@ -130,6 +132,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def spec_from_args(args: argparse.Namespace) -> LoadSpec:
+    # imported here, not at the top: every ``qserv`` command builds this parser, and only a
+    # load needs the loader's modules (DuckDB, sqlglot, healpy: a second of start-up)
+    from loader.spec import LoadSpec, director_option
+
     """The typed load specification of parsed arguments."""
     if args.director:
         kind = TableKind.DIRECTOR
@@ -184,6 +190,9 @@ def spec_from_args(args: argparse.Namespace) -> LoadSpec:
 
 def run(args: argparse.Namespace) -> int:
     """Run a load; 0 on success (or nothing to do), 1 on error (printed to stderr)."""
+    from loader.czar_client import CzarClient
+    from loader.transaction import load
+
     started = time.monotonic()
     keep_freed_memory()
     try:

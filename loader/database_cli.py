@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 
-from loader.transaction import CzarClient
+from loader.czar_client import CzarClient
 from qserv.catalog import Database, Partitioning
 from qserv.errors import QservError
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import quote
 
-from loader.transaction import CzarClient
+from loader.czar_client import CzarClient
 from qserv.errors import QservError
 
 DESCRIPTION = """\

@@ -348,7 +348,7 @@ def _take_p(p: Vec3, sel: npt.NDArray[np.intp] | IntArray) -> Vec3:
 
 
 def _within(
-    p: tuple[FloatArray, FloatArray, FloatArray],
+    p: Vec3,
     lon: FloatArray,
     lat: FloatArray,
     chunks: IntArray,

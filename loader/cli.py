@@ -132,11 +132,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def spec_from_args(args: argparse.Namespace) -> LoadSpec:
+    """The typed load specification of parsed arguments."""
     # imported here, not at the top: every ``qserv`` command builds this parser, and only a
     # load needs the loader's modules (DuckDB, sqlglot, healpy: a second of start-up)
     from loader.spec import LoadSpec, director_option
 
-    """The typed load specification of parsed arguments."""
     if args.director:
         kind = TableKind.DIRECTOR
     elif args.child_of:

@@ -4,7 +4,7 @@ count on it, and a publish must be whole or absent."""
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import functools
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,18 +25,16 @@ def fsync_path(path: Path) -> None:
 _SYNC_FILE_RANGE_WRITE = 2
 
 
+@functools.cache
 def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
+    """libc's sync_file_range, looked up once, on first use (None where there is none)."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        fn = libc.sync_file_range
+        fn = ctypes.CDLL(None).sync_file_range  # the process's own symbols include libc's
     except (OSError, AttributeError):  # not Linux
         return None
     fn.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
     fn.restype = ctypes.c_int
     return fn  # type: ignore[no-any-return]
-
-
-_START_WRITEBACK = _sync_file_range()
 
 
 def start_writeback(fd: int, offset: int, nbytes: int) -> None:
@@ -46,8 +44,9 @@ def start_writeback(fd: int, offset: int, nbytes: int) -> None:
     while the writer waits; started early, the writes overlap the work that produces the
     rest and the final fsync finds little left to do. Best effort (no-op where unsupported).
     """
-    if _START_WRITEBACK is not None and nbytes > 0:
-        _START_WRITEBACK(fd, offset, nbytes, _SYNC_FILE_RANGE_WRITE)
+    fn = _sync_file_range()
+    if fn is not None and nbytes > 0:
+        fn(fd, offset, nbytes, _SYNC_FILE_RANGE_WRITE)
 
 
 @contextmanager

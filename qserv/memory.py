@@ -12,7 +12,6 @@ the process's peak memory is unchanged (it is a few batches either way).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 
 import pyarrow as pa
 
@@ -23,12 +22,8 @@ _HEAP_LIMIT = 512 << 20  # the largest block served from the heap (glibc caps th
 
 def keep_freed_memory() -> bool:
     """Make this process reuse freed buffers instead of returning them; False if unsupported."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
     try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
+        mallopt = ctypes.CDLL(None).mallopt  # the process's own symbols include libc's
     except (OSError, AttributeError):  # not glibc
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)

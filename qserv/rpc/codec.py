@@ -199,7 +199,7 @@ def encode_ipc(
     return sink.getvalue().to_pybytes()
 
 
-def decode_ipc(data: bytes) -> pa.Table:
+def decode_ipc(data: bytes | memoryview) -> pa.Table:
     """The table held by one Arrow IPC stream (zero rows keeps the schema)."""
     return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
 

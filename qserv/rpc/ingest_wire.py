@@ -115,7 +115,7 @@ class IngestRequestView:
     def rows(self) -> pa.Table:
         """The payload's rows (zero-copy over the received bytes)."""
         try:
-            return pa.ipc.open_stream(pa.py_buffer(self.arrow_ipc)).read_all()
+            return codec.decode_ipc(self.arrow_ipc)
         except pa.ArrowInvalid as exc:
             raise InvalidParameter(
                 f"ingest payload for {self.database}.{self.table} is not an Arrow IPC stream: {exc}"

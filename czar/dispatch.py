@@ -22,7 +22,7 @@ from typing import Protocol
 import pyarrow as pa
 
 from czar.plan.model import QueryPlan
-from qserv.errors import QservError, WorkerUnavailable
+from qserv.errors import DataCorrupted, QservError, WorkerUnavailable
 from qserv.log import event
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,10 @@ log = logging.getLogger(__name__)
 # retried on replicas and reported in ``failed_workers`` (which the pipeline plans around).
 # A batch past its deadline or a cancelled one is 57014: slow is not dead, so it fails the
 # statement and leaves the worker in the plan.
-RETRYABLE_SQLSTATES = frozenset({"08006", "08001", "08000", "57P01", "57P03"})
+RETRYABLE_SQLSTATES = frozenset({"08006", "08001", "08000", "57P01", "57P03", DataCorrupted.sqlstate})
+# A worker whose data file is damaged (XX001) still serves its other chunks: the batch is retried
+# on other replicas, and its chunks are reported (``damaged``) so that the replicas are verified
+# and repaired, without marking the worker down.
 
 
 class BatchExecutor(Protocol):
@@ -47,8 +50,14 @@ class BatchExecutor(Protocol):
 class DispatchResult:
     schema: pa.Schema | None
     batches: list[pa.RecordBatch] = field(default_factory=list)
-    failed_workers: set[str] = field(default_factory=set)
+    failed_workers: set[str] = field(default_factory=set)  # unreachable: plan around them
     retried_chunks: int = 0
+    damaged: dict[str, set[int]] = field(default_factory=dict)  # worker -> chunks it could not read
+
+    @property
+    def excluded(self) -> set[str]:
+        """Workers this query no longer sends batches to."""
+        return self.failed_workers | self.damaged.keys()
 
     @property
     def rows(self) -> int:
@@ -136,7 +145,10 @@ def _take(
     if isinstance(outcome, QservError):
         if outcome.sqlstate not in RETRYABLE_SQLSTATES:
             raise outcome
-        result.failed_workers.add(attempt.worker)
+        if outcome.sqlstate == DataCorrupted.sqlstate:
+            result.damaged.setdefault(attempt.worker, set()).update(attempt.chunk_ids)
+        else:
+            result.failed_workers.add(attempt.worker)
         event(
             log,
             "worker batch failed; retrying on replicas",
@@ -147,7 +159,12 @@ def _take(
             error=outcome.message,
         )
         result.retried_chunks += len(attempt.chunk_ids)
-        return _retry_attempts(plan, attempt, replicas, result.failed_workers)
+        try:
+            return _retry_attempts(plan, attempt, replicas, result.excluded)
+        except WorkerUnavailable:
+            if attempt.worker in result.damaged:
+                raise outcome from None  # the damage, not "unreachable", is why no replica answers
+            raise
     schema, batches = outcome
     if schema is not None and result.schema is None:
         result.schema = schema
@@ -192,9 +209,10 @@ async def dispatch(
                 raise
         # a retry may have been routed to a worker that failed later in the same round
         rerouted: list[_Attempt] = []
+        excluded = result.excluded
         for a in pending:
-            if a.worker in result.failed_workers:
-                rerouted.extend(_retry_attempts(plan, a, replicas, result.failed_workers))
+            if a.worker in excluded:
+                rerouted.extend(_retry_attempts(plan, a, replicas, excluded))
             else:
                 rerouted.append(a)
         pending = rerouted

@@ -25,7 +25,7 @@ from czar.analyze import AnalyzedQuery, analyze
 from czar.analyze.guard import guard
 from czar.analyze.subqueries import Program, decompose, has_subqueries
 from czar.dialects.registry import DEFAULT_DIALECT
-from czar.dispatch import BatchExecutor, dispatch
+from czar.dispatch import BatchExecutor, DispatchResult, dispatch
 from czar.far import Fetch, far_copies, far_rows
 from czar.merge import MergeEngine, planned_table
 from czar.parse import parse
@@ -274,6 +274,13 @@ class Pipeline:
         )
         return QueryAnswer(query_id, table, None, retried)
 
+    def _after_dispatch(self, got: DispatchResult) -> None:
+        """Plan around the workers a query could not reach; report the chunks it could not read."""
+        if got.failed_workers:
+            self._views.mark_down(got.failed_workers)
+        if got.damaged:
+            self._views.report_damaged(got.damaged)
+
     def _fetcher(self, prepared: Prepared, query_id: str) -> Fetch:
         """Runs one worker template over chunks on ``prepared``'s replicas (czar/far.py)."""
 
@@ -282,8 +289,7 @@ class Pipeline:
             assignment = assign(chunk_ids, prepared.placement, live) if chunk_ids else {}
             fetching = fetch_plan(template, alias, assignment, sorted(live)[0])
             got = await dispatch(fetching, self._execute, query_id, prepared.placement, live)
-            if got.failed_workers:
-                self._views.mark_down(got.failed_workers)
+            self._after_dispatch(got)
             if got.schema is None:
                 raise InternalError(f"query {query_id}: no worker batch returned a result schema")
             return pa.Table.from_batches(got.batches, got.schema)
@@ -324,8 +330,7 @@ class Pipeline:
             if copies is not None:
                 copies.cancel()  # a failed dispatch: no need of them
         dispatched_at = time.perf_counter()
-        if dispatched.failed_workers:
-            self._views.mark_down(dispatched.failed_workers)
+        self._after_dispatch(dispatched)
         schema = dispatched.schema
         if schema is None:
             raise InternalError(f"query {query_id}: no worker batch returned a result schema")

@@ -22,6 +22,7 @@ from qserv.catalog import Catalog
 from qserv.errors import QservError, WorkerUnavailable
 from qserv.log import event
 from qserv.metadata import MetadataStore, WorkerInfo, WorkerState
+from qserv.replica.settings import report_damaged
 
 log = logging.getLogger(__name__)
 
@@ -236,6 +237,21 @@ class ViewCache:
                 self._suspects[w] = until
             self._view = None
             self._generation += 1
+
+    def report_damaged(self, damaged: dict[str, set[int]]) -> None:
+        """Chunks a query found a worker could not read: the replication controller verifies
+        them and repairs the damaged replicas (the worker keeps serving its other chunks)."""
+        event(
+            log,
+            "damaged replicas reported",
+            logging.ERROR,
+            workers=",".join(sorted(damaged)),
+            chunks=sum(len(c) for c in damaged.values()),
+        )
+        try:
+            report_damaged(self._store, damaged)
+        except Exception as exc:  # the store is away: scheduled verification still finds them
+            event(log, "reporting damaged replicas failed", logging.WARNING, error=str(exc))
 
     def _prune(self, suspects: frozenset[str], view: ClusterView) -> None:
         """Stop suspecting the workers the store no longer lists as serving: the controller has

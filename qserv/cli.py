@@ -326,19 +326,25 @@ def _main(argv: list[str] | None) -> int:
         serve(_config(args))
         return 0
     if args.command == "worker":
+        from qserv.errors import QservError
         from worker.service import serve as serve_worker
 
-        serve_worker(
-            WorkerConfig(
-                name=args.name,
-                host=args.host,
-                port=args.port,
-                data_dir=args.data_dir,
-                threads=args.threads,
-                memory_limit=args.memory_limit,
-                compression=args.compression,
+        try:
+            serve_worker(
+                WorkerConfig(
+                    name=args.name,
+                    host=args.host,
+                    port=args.port,
+                    data_dir=args.data_dir,
+                    threads=args.threads,
+                    memory_limit=args.memory_limit,
+                    compression=args.compression,
+                )
             )
-        )
+        except QservError as exc:  # a damaged data file, a taken port: said, not a traceback
+            hint = f" ({exc.hint})" if exc.hint else ""
+            print(f"qserv worker {args.name}: {exc.message}{hint}", file=sys.stderr, flush=True)
+            return 1
         return 0
     if args.command == "replicad":
         from qserv.replica.controller import run

@@ -146,6 +146,13 @@ class TooManyConnections(QservError):
     sqlstate = "53300"
 
 
+class DataCorrupted(QservError):
+    """Stored rows a worker cannot read back: its data file fails DuckDB's block checksums
+    (PostgreSQL: data_corrupted). Their chunks are read from other replicas and repaired."""
+
+    sqlstate = "XX001"
+
+
 class InternalError(QservError):
     sqlstate = "XX000"
 

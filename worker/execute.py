@@ -26,6 +26,7 @@ import pyarrow as pa
 from qserv import sqlerrors
 from qserv.errors import AccessDenied, QservError, QueryCanceled, from_sqlstate
 from qserv.rpc.codec import encode_ipc
+from worker.damage import damaged
 from worker.lockdown import check_select
 
 BATCH_ROWS = 65536
@@ -41,6 +42,9 @@ def translate(exc: BaseException) -> QservError:
     Errors raised while a result streams through the Arrow C interface arrive as pyarrow's
     OSError with only DuckDB's text to go on.
     """
+    broken = damaged(exc)
+    if broken is not None:
+        return broken
     text = str(exc).strip()
     kind, low = sqlerrors.kind(text), text.splitlines()[0].lower() if text else ""
     # what was refused, without DuckDB's "Permission Error:" prefix (``Cannot access file "x"``)

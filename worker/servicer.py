@@ -11,6 +11,7 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from typing import NoReturn
 
 import grpc
 
@@ -22,6 +23,7 @@ from qserv.rpc.client import WorkerClient, checksum_to_pb
 from qserv.rpc.ingest_wire import FORWARDED_KEY
 from qserv.rpc.v1 import common_pb2, worker_pb2, worker_pb2_grpc
 from worker import chunk_copy, forward, table_copy
+from worker.damage import damaged
 from worker.execute import QueryRun
 from worker.storage import Storage
 
@@ -41,6 +43,20 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
     def queries_running(self) -> int:
         with self._lock:
             return self._running
+
+    def _abort(self, context: grpc.ServicerContext, exc: BaseException) -> NoReturn:
+        """End the call with ``exc``'s status; a damaged data file is logged loudly first."""
+        broken = damaged(exc)
+        if broken is not None:
+            event(
+                _log,
+                "data file damaged",
+                logging.ERROR,
+                worker=self._name,
+                error=str(exc.__cause__ or exc).splitlines()[0],
+            )
+            exc = broken
+        codec.abort(context, exc)
 
     def Health(
         self, request: worker_pb2.HealthRequest, context: grpc.ServicerContext
@@ -75,7 +91,7 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
                 chunks=len(request.chunk_ids),
                 error=f"{type(exc).__name__}: {exc}",
             )
-            codec.abort(context, exc)
+            self._abort(context, exc)
         finally:
             with self._lock:
                 self._running -= 1
@@ -158,7 +174,7 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
         try:
             stats = self._storage.chunk_stats(request.database)
         except Exception as exc:
-            codec.abort(context, exc)
+            self._abort(context, exc)
         return worker_pb2.ChunkStatsReply(
             stats=[worker_pb2.ChunkStat(table=s.table, chunk_id=s.chunk_id, rows=s.rows) for s in stats]
         )
@@ -186,7 +202,7 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
                     end=checksum_to_pb(part.end) if part.end is not None else None,
                 )
         except Exception as exc:
-            codec.abort(context, exc)
+            self._abort(context, exc)
 
     def PullChunk(
         self, request: worker_pb2.PullChunkRequest, context: grpc.ServicerContext
@@ -205,7 +221,7 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
                         self._storage, databases, chunks, parts, pause=_copy_pause()
                     )
         except Exception as exc:
-            codec.abort(context, exc)
+            self._abort(context, exc)
         event(
             _log,
             "chunks installed",
@@ -221,7 +237,7 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
         try:
             rows = chunk_copy.drop(self._storage, list(request.databases), list(request.chunk_ids))
         except Exception as exc:
-            codec.abort(context, exc)
+            self._abort(context, exc)
         event(
             _log,
             "chunks dropped",
@@ -242,7 +258,7 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
                 else chunk_copy.checksums(self._storage, list(request.databases), list(request.chunk_ids))
             )
         except Exception as exc:
-            codec.abort(context, exc)
+            self._abort(context, exc)
         return worker_pb2.ChunkChecksums(tables=[checksum_to_pb(t) for t in tables])
 
 

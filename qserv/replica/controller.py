@@ -153,7 +153,13 @@ class Controller:
         level = settings.replication_level(self._store, self._config.level)
         wake, verify = settings.requests(self._store)
         views = self._views(workers, answers, now)
-        if self._quiet(views, now, wake) and not self._verifier.busy() and verify <= self._verify_request:
+        damaged = settings.take_damaged(self._store)
+        if (
+            self._quiet(views, now, wake)
+            and not damaged
+            and not self._verifier.busy()
+            and verify <= self._verify_request
+        ):
             self._report(level, views, None)
             return
         catalog = self._store.catalog()
@@ -174,7 +180,7 @@ class Controller:
         if self._copier.deletions_pending():
             registered = {(r.family, r.chunk_id, r.worker) for r in self._store.replicas()}
             self._copier.delete_due(now, workers, registered, self._loading(catalog))
-        self._verify(verify, actions, state, workers, catalog)
+        self._verify(verify, damaged, actions, state, workers, catalog)
         self._report(level, views, state)
 
     def _loading(self, catalog: Catalog) -> set[str]:
@@ -217,12 +223,14 @@ class Controller:
     def _verify(
         self,
         requested: int,
+        damaged: dict[str, set[int] | None],
         actions: list[Action],
         state: ClusterState,
         workers: dict[str, WorkerInfo],
         catalog: Catalog,
     ) -> None:
-        """Queue due and requested verifications, start the next job, record what was found."""
+        """Queue due, requested and damaged (reported by queries) verifications, start the next
+        job, record what was found."""
         serving = {v.name for v in state.workers if v.serving}
         holders: dict[tuple[str, int], list[str]] = defaultdict(list)
         for r in state.replicas:
@@ -233,6 +241,17 @@ class Controller:
             self._verifier.request(holders)
             event(log, "verification of every replica requested", chunks=len(holders), request=requested)
         self._verifier.request((a.family, a.chunk) for a in actions if isinstance(a, Verify))
+        if damaged:
+            # queries could not read these chunks on these workers: verify every family's copy
+            suspect = [key for key, hs in holders.items() if any(_reported(damaged, w, key[1]) for w in hs)]
+            self._verifier.request(suspect)
+            event(
+                log,
+                "verification of damaged replicas requested",
+                logging.WARNING,
+                workers=",".join(sorted(damaged)),
+                chunks=len(suspect),
+            )
         copying = {(f, c) for f, c, _ in self._copier.in_flight()}
         report = self._verifier.step(workers, dict(holders), catalog, copying)
         if report is not None:
@@ -420,3 +439,11 @@ def run(config: Config, stop: threading.Event | None = None) -> None:
         controller.close()
         store.close()
         event(log, "replication controller stopped")
+
+
+def _reported(damaged: dict[str, set[int] | None], worker: str, chunk: int) -> bool:
+    """Whether a query reported ``chunk`` unreadable on ``worker`` (None: all its chunks)."""
+    if worker not in damaged:
+        return False
+    chunks = damaged[worker]
+    return chunks is None or chunk in chunks

@@ -21,7 +21,9 @@ WAKE = "replication.request.round"  # replicate, rebalance, purge: decide now
 VERIFY = "replication.request.verify"
 VERIFIED = "replication.request.verify.done"
 STATUS = "replication.controller.status"
+DAMAGED = "replication.request.damaged"  # worker -> chunks a query found it could not read
 MAX_LEVEL = 16
+MAX_DAMAGED_CHUNKS = 20_000  # per worker; past it, every chunk of the worker is verified
 
 
 def replication_level(store: MetadataStore, default: int) -> int:
@@ -49,6 +51,52 @@ def verified(store: MetadataStore) -> int:
 def set_verified(store: MetadataStore, request: int) -> None:
     if verified(store) < request:
         store.set_setting(VERIFIED, str(request))
+
+
+def report_damaged(store: MetadataStore, damaged: dict[str, set[int]]) -> None:
+    """Add chunks that workers failed to read back (a czar's queries) to the controller's list.
+
+    Read, merged and written back: a report racing the controller's :func:`take_damaged` may be
+    lost, and the next query that meets the damage reports it again (scheduled verification
+    finds it in any case).
+    """
+    merged = _damaged(store)
+    for worker, chunks in damaged.items():
+        known = merged.get(worker, set())
+        if known is None:
+            continue
+        known = known | chunks
+        merged[worker] = None if len(known) > MAX_DAMAGED_CHUNKS else known
+    store.set_setting(DAMAGED, _damaged_doc(merged))
+
+
+def take_damaged(store: MetadataStore) -> dict[str, set[int] | None]:
+    """The reported chunks per worker (None: all of its chunks), the list emptied."""
+    found = _damaged(store)
+    if found:
+        store.set_setting(DAMAGED, "{}")
+    return found
+
+
+def _damaged(store: MetadataStore) -> dict[str, set[int] | None]:
+    value = store.setting(DAMAGED)
+    try:
+        doc = json.loads(value) if value else {}
+    except ValueError:
+        return {}
+    if not isinstance(doc, dict):
+        return {}
+    out: dict[str, set[int] | None] = {}
+    for worker, chunks in doc.items():
+        if chunks is None:
+            out[str(worker)] = None
+        elif isinstance(chunks, list):
+            out[str(worker)] = {int(c) for c in chunks if isinstance(c, int)}
+    return out
+
+
+def _damaged_doc(damaged: dict[str, set[int] | None]) -> str:
+    return json.dumps({w: None if cs is None else sorted(cs) for w, cs in sorted(damaged.items())})
 
 
 def controller_status(store: MetadataStore) -> dict[str, Any] | None:

@@ -128,19 +128,25 @@ class Verifier:
                 for w in plan[(family, c)]:
                     asked[w].append(c)
             for w, mine in sorted(asked.items()):
+                client = self._client_of(workers[w])
                 for i in range(0, len(mine), BATCH_CHUNKS):
                     part = mine[i : i + BATCH_CHUNKS]
+                    unread: set[int] = set()
                     try:
-                        found = digests(self._client_of(workers[w]).chunk_checksums(databases, part))
+                        found = digests(client.chunk_checksums(databases, part))
                     except WorkerUnavailable:
                         continue  # not a verdict on its rows
-                    except QservError as exc:  # the worker cannot read them: they are damaged
+                    except QservError as exc:  # the worker cannot read some: which ones
                         event(log, "replica unreadable", logging.ERROR, worker=w, error=exc.message)
-                        for c in part:
-                            unreadable[c].add(w)
-                        continue
+                        split = _one_by_one(client, databases, part)
+                        if split is None:
+                            continue  # the worker went away meanwhile
+                        found, unread = split
                     for c in part:
-                        values[c][w] = found.get(c, _EMPTY)
+                        if c in unread:
+                            unreadable[c].add(w)
+                        else:
+                            values[c][w] = found.get(c, _EMPTY)
             if overtaken(self._store, databases, since):
                 with self._lock:
                     self._queued.update((family, c) for c in chunks)  # a load overtook it
@@ -173,6 +179,23 @@ class Verifier:
                         event(log, "corrupt replica found", logging.ERROR, family=family, chunk=c, worker=w)
         self._store.record_checks(checks)
         return VerifyReport(len(checks), corrupt, conflicts)
+
+
+def _one_by_one(
+    client: WorkerClient, databases: list[str], chunks: list[int]
+) -> tuple[dict[int, str], set[int]] | None:
+    """(digests, unreadable chunks), asking one chunk at a time after a batch failed: a damaged
+    block spoils only the chunks with rows in it. None if the worker went away meanwhile."""
+    found: dict[int, str] = {}
+    bad: set[int] = set()
+    for c in chunks:
+        try:
+            found.update(digests(client.chunk_checksums(databases, [c])))
+        except WorkerUnavailable:
+            return None
+        except QservError:
+            bad.add(c)
+    return found, bad
 
 
 _EMPTY = digests([TableChecksum("", "", 0, 0, "")])[0]

@@ -1,4 +1,5 @@
-"""Dispatch with a fake executor: a lost worker is retried on replicas, a timed-out batch is not."""
+"""Dispatch with a fake executor: a lost worker (or one whose data file is damaged) is retried on
+replicas, a timed-out batch is not."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ import asyncio
 import pyarrow as pa
 import pytest
 
-from czar.dispatch import dispatch
+from czar.dispatch import DispatchResult, dispatch
 from czar.plan.model import QueryPlan, WorkerBatch
-from qserv.errors import QservError, QueryCanceled, WorkerUnavailable
+from qserv.errors import DataCorrupted, QservError, QueryCanceled, WorkerUnavailable
 
 PLACEMENT = {1: ("A", "B"), 2: ("A", "B"), 3: ("B", "A")}
 
@@ -74,3 +75,27 @@ def test_a_timed_out_batch_fails_the_statement_and_cancels_the_others() -> None:
     # not retried on B (slow is not dead), and B's batch was cancelled with the statement
     assert sorted(workers.calls) == [("A", (1, 2)), ("B", (3,))]
     assert workers.cancelled == ["B"]
+
+
+def test_a_damaged_replica_is_read_from_another_and_reported_without_marking_its_worker_down() -> None:
+    async def run() -> tuple[FakeWorkers, DispatchResult]:
+        workers = FakeWorkers(DataCorrupted("a worker's data file is damaged"))
+        workers.release.set()
+        return workers, await dispatch(_plan(), workers, "q", PLACEMENT, ("A", "B"))
+
+    workers, result = asyncio.run(run())
+    assert ("B", (1, 2)) in workers.calls
+    assert result.damaged == {"A": {1, 2}}
+    assert result.failed_workers == set()
+    assert sum(b.column("x")[0].as_py() for b in result.batches) == 3
+
+
+def test_a_chunk_whose_only_replica_is_damaged_fails_with_the_damage() -> None:
+    async def run() -> None:
+        workers = FakeWorkers(DataCorrupted("a worker's data file is damaged"))
+        workers.release.set()
+        await dispatch(_plan(), workers, "q", {1: ("A",), 2: ("A", "B"), 3: ("B",)}, ("A", "B"))
+
+    with pytest.raises(DataCorrupted, match="damaged") as caught:
+        asyncio.run(run())
+    assert caught.value.sqlstate == "XX001"

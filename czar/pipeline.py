@@ -279,7 +279,8 @@ class Pipeline:
         if got.failed_workers:
             self._views.mark_down(got.failed_workers)
         if got.damaged:
-            self._views.report_damaged(got.damaged)
+            # a store write: off the event loop, and not waited for (it logs its own failure)
+            asyncio.get_running_loop().run_in_executor(None, self._views.report_damaged, got.damaged)
 
     def _fetcher(self, prepared: Prepared, query_id: str) -> Fetch:
         """Runs one worker template over chunks on ``prepared``'s replicas (czar/far.py)."""

@@ -63,10 +63,6 @@ def damage_column(path: Path, schema: str, table: str, column: str, nth: int = 0
 
 
 def _bounds(stats: object) -> tuple[int, int]:
-    """(min, max) of a segment's statistics, a mapping or DuckDB's text ``[Min: 3, Max: 9]...``."""
-    if isinstance(stats, dict):
-        return int(stats["min"]), int(stats["max"])
-    text = str(stats)
-    low = text.split("Min:")[1].split(",")[0].strip(" ]")
-    high = text.split("Max:")[1].split("]")[0].split(",")[0].strip(" ]")
-    return int(low), int(high)
+    """(min, max) of a segment's statistics (a mapping in the pinned DuckDB)."""
+    assert isinstance(stats, dict), stats
+    return int(stats["min"]), int(stats["max"])

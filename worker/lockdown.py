@@ -53,7 +53,19 @@ def open_database(
     data_dir.mkdir(parents=True, exist_ok=True)
     path = data_dir / DATABASE_FILE
     try:
-        conn = _connect(path, threads, memory_limit, compression)
+        conn = duckdb.connect(
+            str(path),
+            config={
+                "threads": threads,
+                "memory_limit": memory_limit,
+                "enable_external_access": False,
+                "autoinstall_known_extensions": False,
+                "autoload_known_extensions": False,
+                "allow_unsigned_extensions": False,
+                "allow_community_extensions": False,
+                **({} if compression == "auto" else {"force_compression": compression}),
+            },
+        )
     except duckdb.Error as exc:
         if damaged(exc) is None:
             raise
@@ -71,22 +83,6 @@ def open_database(
         conn.close()
         raise
     return conn
-
-
-def _connect(path: Path, threads: int, memory_limit: str, compression: str) -> duckdb.DuckDBPyConnection:
-    return duckdb.connect(
-        str(path),
-        config={
-            "threads": threads,
-            "memory_limit": memory_limit,
-            "enable_external_access": False,
-            "autoinstall_known_extensions": False,
-            "autoload_known_extensions": False,
-            "allow_unsigned_extensions": False,
-            "allow_community_extensions": False,
-            **({} if compression == "auto" else {"force_compression": compression}),
-        },
-    )
 
 
 def check_select(conn: duckdb.DuckDBPyConnection, sql: str) -> None:
